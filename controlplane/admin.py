@@ -1,0 +1,63 @@
+"""Admin for accounts, memberships, tokens (never the secret) and the audit log."""
+
+from django.contrib import admin
+
+from .models import Account, ApiToken, AuditEvent, Membership
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    autocomplete_fields = ["user"]
+
+
+@admin.register(Account)
+class AccountAdmin(admin.ModelAdmin):
+    list_display = ["slug", "kind", "user", "created_at"]
+    list_filter = ["kind"]
+    search_fields = ["slug"]
+    inlines = [MembershipInline]
+    readonly_fields = ["created_at"]
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ["account", "user", "role", "created_at"]
+    list_filter = ["role"]
+    search_fields = ["account__slug", "user__username"]
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Tokens are created by their owners or ``create_token``; here they can be inspected and revoked."""
+
+    list_display = ["prefix", "name", "user", "role", "created_at", "last_used_at", "expires_at", "revoked_at"]
+    list_filter = ["role"]
+    search_fields = ["name", "prefix", "user__username"]
+    fields = ["user", "name", "role", "prefix", "created_at", "last_used_at", "expires_at", "revoked_at"]
+    readonly_fields = ["user", "name", "role", "prefix", "created_at", "last_used_at"]
+    actions = ["revoke"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    @admin.action(description="Revoke selected tokens")
+    def revoke(self, request, queryset):
+        from .services import token_revoke
+
+        for token in queryset:
+            token_revoke(user=token.user, token_id=token.pk, actor=request.user)
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "actor_name", "action", "account", "target"]
+    list_filter = ["action"]
+    search_fields = ["actor_name", "target", "account__slug"]
+    readonly_fields = [f.name for f in AuditEvent._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False

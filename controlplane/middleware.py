@@ -1,0 +1,47 @@
+"""Request-wide middleware: request ids and a clean 503 when the database is down."""
+
+import logging
+import uuid
+
+from django.core.exceptions import SuspiciousOperation
+from django.db import InterfaceError, OperationalError
+
+from .errors import json_error_response
+
+log = logging.getLogger(__name__)
+
+
+class RequestIdMiddleware:
+    """Echo the caller's ``X-Request-Id`` (or the HF client's ``X-Amzn-Trace-Id``), or make one."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        request_id = (request.headers.get("X-Request-Id") or request.headers.get("X-Amzn-Trace-Id")
+                      or uuid.uuid4().hex)[:128]
+        request.request_id = request_id
+        response = self.get_response(request)
+        response["X-Request-Id"] = request_id
+        return response
+
+
+class DatabaseUnavailableMiddleware:
+    """Outside DRF views (sessions, admin): a database outage becomes a 503, a malformed request a 4xx,
+    both in the error shape."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if isinstance(exception, (OperationalError, InterfaceError)):
+            from django.db import connection
+
+            connection.close_if_unusable_or_obsolete()
+            return json_error_response(exception)
+        if isinstance(exception, SuspiciousOperation):
+            return json_error_response(exception)
+        return None

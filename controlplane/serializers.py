@@ -1,0 +1,57 @@
+"""Shapes of the account, whoami and token API bodies (shape only; rules live in services)."""
+
+from rest_framework import serializers
+
+from .fields import StrictCharField
+
+
+class WhoamiOrgSerializer(serializers.Serializer):
+    type = serializers.CharField()
+    name = serializers.CharField()
+    roleInOrg = serializers.CharField()
+
+
+class WhoamiSerializer(serializers.Serializer):
+    type = serializers.CharField()
+    id = serializers.CharField()
+    name = serializers.CharField()
+    fullname = serializers.CharField()
+    email = serializers.CharField(allow_null=True)
+    isStaff = serializers.BooleanField()
+    orgs = WhoamiOrgSerializer(many=True)
+    auth = serializers.DictField()
+
+
+class TokenCreateSerializer(serializers.Serializer):
+    name = StrictCharField(max_length=64)
+    role = serializers.ChoiceField(choices=["read", "write"], default="write")
+    expiresAt = serializers.DateTimeField(required=False, allow_null=True, default=None)
+
+
+class TokenSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    role = serializers.CharField()
+    prefix = serializers.CharField()
+    createdAt = serializers.CharField()
+    lastUsedAt = serializers.CharField(allow_null=True)
+    expiresAt = serializers.CharField(allow_null=True)
+    revokedAt = serializers.CharField(allow_null=True)
+
+
+class TokenCreatedSerializer(TokenSerializer):
+    token = serializers.CharField(help_text="The secret. Shown once; store it now.")
+
+
+class TokenListSerializer(serializers.Serializer):
+    items = TokenSerializer(many=True)
+
+
+class ErrorSerializer(serializers.Serializer):
+    error = serializers.CharField()
+    code = serializers.CharField(required=False)
+    fields = serializers.DictField(child=serializers.ListField(child=serializers.CharField()), required=False)
+
+
+class EmptySerializer(serializers.Serializer):
+    pass

@@ -1,0 +1,144 @@
+"""Writes about users, accounts, memberships and tokens. Each is atomic and audited."""
+
+import secrets
+from datetime import datetime
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from .errors import Conflict, InvalidSpec, NotFound
+from .models import Account, ApiToken, AuditEvent, Membership, Role
+from .selectors import token_digest
+
+TOKEN_PREFIX = "cpt_"
+
+
+def audit_record(*, actor: AbstractBaseUser | None, action: str, account: Account | None = None,
+                 target: str = "", diff: dict | None = None) -> AuditEvent:
+    """Append one audit event. ``diff`` maps field -> [old, new]; it must never hold a secret."""
+    return AuditEvent.objects.create(
+        account=account,
+        actor=actor if actor is not None and actor.is_authenticated else None,
+        actor_name=getattr(actor, "username", "") or "system",
+        action=action,
+        target=target,
+        diff=diff or {},
+    )
+
+
+def _quota_defaults_create(account: Account) -> None:
+    from quotas.services import quota_defaults_create
+
+    quota_defaults_create(account=account)
+
+
+@transaction.atomic
+def user_create(*, username: str, email: str = "", is_staff: bool = False, password: str | None = None,
+                actor: AbstractBaseUser | None = None) -> AbstractBaseUser:
+    """Create a user and their personal account (namespace = username) with default quotas.
+
+    Raises Conflict if the username or namespace is taken.
+    """
+    User = get_user_model()
+    if User.objects.filter(username=username).exists() or Account.objects.filter(slug=username).exists():
+        raise Conflict(f"The name '{username}' is already taken", code="name_taken")
+    account = Account(slug=username, kind=Account.Kind.USER)
+    account.full_clean(exclude=["user"])
+    user = User(username=username, email=email, is_staff=is_staff, is_superuser=is_staff)
+    if password:
+        user.set_password(password)
+    else:
+        user.set_unusable_password()
+    user.save()
+    account.user = user
+    account.save()
+    _quota_defaults_create(account)
+    audit_record(actor=actor, action="user.create", account=account, target=username,
+                 diff={"staff": [None, is_staff]})
+    return user
+
+
+@transaction.atomic
+def org_create(*, slug: str, actor: AbstractBaseUser | None = None) -> Account:
+    """Create an organisation account with default quotas. Raises Conflict if the name is taken."""
+    if Account.objects.filter(slug=slug).exists() or get_user_model().objects.filter(username=slug).exists():
+        raise Conflict(f"The name '{slug}' is already taken", code="name_taken")
+    account = Account(slug=slug, kind=Account.Kind.ORG)
+    account.full_clean()
+    account.save()
+    _quota_defaults_create(account)
+    audit_record(actor=actor, action="org.create", account=account, target=slug)
+    return account
+
+
+@transaction.atomic
+def membership_set(*, account: Account, user: AbstractBaseUser, role: str,
+                   actor: AbstractBaseUser | None = None) -> Membership:
+    """Give ``user`` ``role`` in the organisation (creating or changing the membership). Idempotent."""
+    if account.kind != Account.Kind.ORG:
+        raise InvalidSpec("Only organisations have members", fields={"account": ["not an organisation"]})
+    if role not in Role.values:
+        raise InvalidSpec(f"Unknown role '{role}'", fields={"role": [f"one of {', '.join(Role.values)}"]})
+    membership, created = Membership.objects.get_or_create(user=user, account=account, defaults={"role": role})
+    old = None if created else membership.role
+    if not created and membership.role != role:
+        membership.role = role
+        membership.save(update_fields=["role"])
+    if created or old != role:
+        audit_record(actor=actor, action="membership.set", account=account, target=user.get_username(),
+                     diff={"role": [old, role]})
+    return membership
+
+
+@transaction.atomic
+def membership_remove(*, account: Account, user: AbstractBaseUser, actor: AbstractBaseUser | None = None) -> None:
+    deleted, _ = Membership.objects.filter(account=account, user=user).delete()
+    if deleted:
+        audit_record(actor=actor, action="membership.remove", account=account, target=user.get_username())
+
+
+@transaction.atomic
+def token_create(*, user: AbstractBaseUser, name: str, role: str = ApiToken.TokenRole.WRITE,
+                 expires_at: datetime | None = None, actor: AbstractBaseUser | None = None) -> tuple[ApiToken, str]:
+    """Create a token; returns it with its secret, which is never retrievable again."""
+    if role not in ApiToken.TokenRole.values:
+        raise InvalidSpec(f"Unknown token role '{role}'", fields={"role": ["one of read, write"]})
+    if expires_at is not None and expires_at <= timezone.now():
+        raise InvalidSpec("The expiry must be in the future", fields={"expiresAt": ["must be in the future"]})
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    try:
+        with transaction.atomic():
+            token = ApiToken.objects.create(user=user, name=name, role=role, digest=token_digest(secret),
+                                            prefix=secret[:10], expires_at=expires_at)
+    except IntegrityError as exc:  # a digest collision: astronomically unlikely, never silently wrong
+        raise Conflict("Token generation collided; retry") from exc
+    account = getattr(user, "personal_account", None)
+    audit_record(actor=actor or user, action="token.create", account=account, target=f"{token.prefix}… {name}",
+                 diff={"role": [None, role], "expiresAt": [None, expires_at.isoformat() if expires_at else None]})
+    return token, secret
+
+
+@transaction.atomic
+def token_revoke(*, user: AbstractBaseUser, token_id: int, actor: AbstractBaseUser | None = None) -> ApiToken:
+    """Revoke one of ``user``'s tokens. Idempotent; another user's token is NotFound."""
+    token = ApiToken.objects.select_for_update().filter(user=user, pk=token_id).first()
+    if token is None:
+        raise NotFound("Token not found")
+    if token.revoked_at is None:
+        token.revoked_at = timezone.now()
+        token.save(update_fields=["revoked_at"])
+        audit_record(actor=actor or user, action="token.revoke", account=getattr(user, "personal_account", None),
+                     target=f"{token.prefix}… {token.name}")
+    return token
+
+
+def token_touch(*, token: ApiToken) -> None:
+    """Record use, at most once per TOKEN_LAST_USED_RESOLUTION_SECONDS so reads don't all become writes."""
+    now = timezone.now()
+    resolution = settings.TOKEN_LAST_USED_RESOLUTION_SECONDS
+    if token.last_used_at is None or (now - token.last_used_at).total_seconds() >= resolution:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        token.last_used_at = now

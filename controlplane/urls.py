@@ -1,0 +1,37 @@
+"""Routes: the HF-compatible API at /v2/, whoami at the root, docs, admin and probes."""
+
+from django.contrib import admin
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from endpoints import views as ep
+from quotas import views as qv
+
+from . import views
+
+NS = "<str:namespace>"
+EP = f"v2/endpoint/{NS}/<str:name>"
+
+urlpatterns = [
+    path("api/whoami-v2", views.WhoamiView.as_view(), name="whoami"),
+    path("v2/tokens", views.TokenListView.as_view(), name="tokens"),
+    path("v2/tokens/<int:token_id>", views.TokenDetailView.as_view(), name="token"),
+    path(f"v2/endpoint/{NS}", ep.EndpointCollectionView.as_view(), name="endpoints"),
+    path(EP, ep.EndpointDetailView.as_view(), name="endpoint"),
+    path(f"{EP}/pause", ep.EndpointPauseView.as_view(), name="endpoint-pause"),
+    path(f"{EP}/resume", ep.EndpointResumeView.as_view(), name="endpoint-resume"),
+    path(f"{EP}/scale-to-zero", ep.EndpointScaleToZeroView.as_view(), name="endpoint-scale-to-zero"),
+    path(f"{EP}/events", ep.EndpointEventsView.as_view(), name="endpoint-events"),
+    path(f"v2/provider/{NS}", qv.ProviderView.as_view(), name="provider"),
+    path(f"v2/quotas/{NS}", qv.QuotaView.as_view(), name="quotas"),
+    path(f"v2/quotas/{NS}/requests", qv.QuotaRequestsView.as_view(), name="quota-requests"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("admin/", admin.site.urls),
+    path("healthz", views.healthz, name="healthz"),
+    path("readyz", views.readyz, name="readyz"),
+    path("metrics", views.metrics, name="metrics"),
+]
+
+handler404 = "controlplane.views.not_found"
+handler500 = "controlplane.views.server_error"

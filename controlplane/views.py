@@ -1,0 +1,122 @@
+"""whoami, the caller's tokens, and the health/readiness/metrics probes."""
+
+from django.http import HttpResponse, JsonResponse
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from . import services
+from .models import ApiToken
+from .selectors import token_list, user_orgs
+from .serializers import (
+    ErrorSerializer,
+    TokenCreatedSerializer,
+    TokenCreateSerializer,
+    TokenListSerializer,
+    TokenSerializer,
+    WhoamiSerializer,
+)
+from .wire import iso_z
+
+
+def error_responses(*codes: int) -> dict:
+    return {code: OpenApiResponse(ErrorSerializer, description="Error") for code in (401, 429, 503, *codes)}
+
+
+class WhoamiView(APIView):
+    """``GET /api/whoami-v2`` in the Hugging Face Hub shape the ``huggingface_hub`` client reads."""
+
+    @extend_schema(operation_id="whoami", tags=["account"], responses={200: WhoamiSerializer, **error_responses()})
+    def get(self, request: Request) -> Response:
+        user = request.user
+        token: ApiToken | None = request.auth if isinstance(request.auth, ApiToken) else None
+        body = {
+            "type": "user",
+            "id": str(user.pk),
+            "name": user.get_username(),
+            "fullname": user.get_full_name() or user.get_username(),
+            "email": user.email or None,
+            "isStaff": user.is_staff,
+            "orgs": [{"type": "org", "name": account.slug, "roleInOrg": role}
+                     for account, role in user_orgs(user=user)],
+            "auth": {"type": "access_token",
+                     "accessToken": {"displayName": token.name, "role": token.role}} if token else {"type": "session"},
+        }
+        return Response(WhoamiSerializer(body).data)
+
+
+def token_body(token: ApiToken) -> dict:
+    return {
+        "id": token.pk, "name": token.name, "role": token.role, "prefix": token.prefix,
+        "createdAt": iso_z(token.created_at), "lastUsedAt": iso_z(token.last_used_at),
+        "expiresAt": iso_z(token.expires_at), "revokedAt": iso_z(token.revoked_at),
+    }
+
+
+class TokenListView(APIView):
+    """The caller's own API tokens. The secret appears only in the response that creates it."""
+
+    @extend_schema(operation_id="token_list", tags=["tokens"], responses={200: TokenListSerializer, **error_responses()})
+    def get(self, request: Request) -> Response:
+        return Response({"items": [token_body(t) for t in token_list(user=request.user)]})
+
+    @extend_schema(operation_id="token_create", tags=["tokens"], request=TokenCreateSerializer,
+                   responses={201: TokenCreatedSerializer, **error_responses(400)})
+    def post(self, request: Request) -> Response:
+        data = TokenCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        _require_write_token(request)
+        token, secret = services.token_create(user=request.user, name=data.validated_data["name"],
+                                              role=data.validated_data["role"],
+                                              expires_at=data.validated_data["expiresAt"])
+        return Response({**token_body(token), "token": secret}, status=201)
+
+
+class TokenDetailView(APIView):
+    @extend_schema(operation_id="token_revoke", tags=["tokens"],
+                   responses={200: TokenSerializer, **error_responses(403, 404)})
+    def delete(self, request: Request, token_id: int) -> Response:
+        _require_write_token(request)
+        return Response(token_body(services.token_revoke(user=request.user, token_id=token_id)))
+
+
+def _require_write_token(request: Request) -> None:
+    from .errors import Forbidden
+
+    if isinstance(request.auth, ApiToken) and request.auth.role != ApiToken.TokenRole.WRITE:
+        raise Forbidden("A read token cannot manage tokens; use a write token")
+
+
+def healthz(_request) -> HttpResponse:
+    """The process is alive. Touches nothing else."""
+    return JsonResponse({"status": "ok"})
+
+
+def readyz(_request) -> HttpResponse:
+    """Ready to serve: the database answers and the broker answers. 503 naming what is down otherwise."""
+    from .readiness import check_broker, check_database
+
+    checks = {"database": check_database(), "broker": check_broker()}
+    ready = all(result == "ok" for result in checks.values())
+    return JsonResponse({"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503)
+
+
+def metrics(_request) -> HttpResponse:
+    """Prometheus text exposition of the control plane's gauges and counters."""
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    from .metrics import REGISTRY
+
+    return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)
+
+
+
+def not_found(request, exception=None) -> HttpResponse:
+    """Unknown paths answer in the API error shape."""
+    return JsonResponse({"error": f"No route for {request.path}", "code": "not_found"}, status=404)
+
+
+def server_error(request) -> HttpResponse:
+    """Last resort: a 500 in the API error shape, never a traceback page."""
+    return JsonResponse({"error": "Internal server error", "code": "internal_error"}, status=500)

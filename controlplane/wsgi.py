@@ -1,0 +1,8 @@
+"""WSGI entry point: ``gunicorn controlplane.wsgi``."""
+
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
+application = get_wsgi_application()

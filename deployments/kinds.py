@@ -1,0 +1,33 @@
+"""The Kubernetes kinds the renderer emits and the observer reads, with the verbs each needs.
+
+The Helm chart's RBAC is checked against this list, so it is the single place to add a kind.
+"""
+
+from typing import NamedTuple
+
+
+class Kind(NamedTuple):
+    group: str  # "" for the core group
+    version: str
+    resource: str  # plural, as in RBAC rules and REST paths
+    kind: str
+    namespaced: bool
+    verbs: tuple[str, ...]
+
+
+WRITE = ("get", "list", "create", "update", "patch", "delete")
+READ = ("get", "list")
+
+KINDS: tuple[Kind, ...] = (
+    Kind("", "v1", "namespaces", "Namespace", False, WRITE),
+    Kind("", "v1", "resourcequotas", "ResourceQuota", True, WRITE),
+    Kind("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", True, WRITE),
+    Kind("apps", "v1", "deployments", "Deployment", True, WRITE),
+    Kind("", "v1", "services", "Service", True, WRITE),
+    Kind("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler", True, WRITE),
+    Kind("", "v1", "secrets", "Secret", True, WRITE),
+    Kind("", "v1", "pods", "Pod", True, READ),
+    Kind("", "v1", "pods/log", "Pod log", True, ("get",)),
+    Kind("", "v1", "events", "Event", True, READ),
+    Kind("apps", "v1", "replicasets", "ReplicaSet", True, READ),
+)

@@ -1,0 +1,37 @@
+"""Admin for endpoints: filter by state, account and accelerator; status read-only; events inline."""
+
+from django.contrib import admin
+
+from .models import Endpoint, EndpointEvent
+
+STATUS_FIELDS = ["state", "message", "url", "pinned_revision", "ready_replica", "target_replica", "generation",
+                 "observed_generation", "private_service_name", "first_applied_at", "last_reconciled_at",
+                 "created_at", "created_by", "updated_at", "updated_by"]
+
+
+class EndpointEventInline(admin.TabularInline):
+    model = EndpointEvent
+    extra = 0
+    can_delete = False
+    fields = ["created_at", "kind", "actor_name", "from_state", "to_state", "message", "diff", "generation"]
+    readonly_fields = fields
+    ordering = ["-created_at", "-id"]
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Endpoint)
+class EndpointAdmin(admin.ModelAdmin):
+    """Operators inspect endpoints here; spec changes go through the API so they are admitted and audited."""
+
+    list_display = ["name", "account", "state", "type", "instance", "min_replica", "max_replica", "updated_at"]
+    list_filter = ["state", "instance__accelerator", "type", "account"]
+    search_fields = ["name", "account__slug", "repository"]
+    list_select_related = ["account", "instance"]
+    exclude = ["secrets_encrypted"]
+    readonly_fields = [f.name for f in Endpoint._meta.fields if f.name not in ("id", "secrets_encrypted")]
+    inlines = [EndpointEventInline]
+
+    def has_add_permission(self, request) -> bool:
+        return False

@@ -1,0 +1,21 @@
+"""Endpoint errors, rendered by the one handler in ``controlplane.errors``."""
+
+from controlplane.errors import DomainError, NotFound
+
+
+class EndpointNotFound(NotFound):
+    code = "endpoint_not_found"
+    message = "Endpoint not found"
+
+
+class StateConflict(DomainError):
+    """The endpoint's state does not allow the operation (409 by default; 400 where HF answers 400)."""
+
+    status_code = 409
+    code = "state_conflict"
+    message = "The endpoint's state does not allow this operation"
+
+    def __init__(self, message: str | None = None, *, status: int | None = None, **kwargs):
+        super().__init__(message, **kwargs)
+        if status is not None:
+            self.status_code = status

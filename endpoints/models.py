@@ -1,0 +1,122 @@
+"""The Endpoint resource (spec columns written by services, status columns by the reconciler) and its log."""
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from controlplane.models import Account
+from quotas.models import InstanceType
+
+
+class State(models.TextChoices):
+    PENDING = "pending", "pending"
+    INITIALIZING = "initializing", "initializing"
+    UPDATING = "updating", "updating"
+    UPDATE_FAILED = "updateFailed", "update failed"
+    RUNNING = "running", "running"
+    PAUSED = "paused", "paused"
+    SCALED_TO_ZERO = "scaledToZero", "scaled to zero"
+    FAILED = "failed", "failed"
+    DELETING = "deleting", "deleting"
+
+
+class Intent(models.TextChoices):
+    """What the user asked for; the reconciler derives ``state`` from it and from the cluster."""
+
+    RUN = "run", "run"
+    PAUSE = "pause", "pause"
+    SCALE_TO_ZERO = "scale_to_zero", "scale to zero"
+    DELETE = "delete", "delete"
+
+
+class EndpointType(models.TextChoices):
+    PUBLIC = "public", "public"
+    PROTECTED = "protected", "protected"
+    AUTHENTICATED = "authenticated", "authenticated"
+    PRIVATE = "private", "private"
+
+
+class Endpoint(models.Model):
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="endpoints")
+    name = models.CharField(max_length=32)
+
+    # ---- spec (written only by endpoints.services; every change bumps `generation`)
+    type = models.CharField(max_length=16, choices=EndpointType.choices, default=EndpointType.AUTHENTICATED)
+    instance = models.ForeignKey(InstanceType, on_delete=models.PROTECT, related_name="endpoints")
+    min_replica = models.PositiveIntegerField(default=1)
+    max_replica = models.PositiveIntegerField(default=1)
+    scale_to_zero_timeout = models.PositiveIntegerField(null=True, blank=True, help_text="minutes")
+    scaling_metric = models.CharField(max_length=32, blank=True, help_text="hardwareUsage | pendingRequests")
+    scaling_threshold = models.FloatField(null=True, blank=True)
+    repository = models.CharField(max_length=256)
+    revision = models.CharField(max_length=256, null=True, blank=True, help_text="As requested (null = default)")
+    framework = models.CharField(max_length=32)
+    task = models.CharField(max_length=64, null=True, blank=True)
+    image = models.JSONField(default=dict, help_text="One-key union: {variant: {...}}; credentials encrypted")
+    command = models.JSONField(null=True, blank=True)
+    args = models.JSONField(null=True, blank=True)
+    env = models.JSONField(default=dict, blank=True)
+    secrets_encrypted = models.TextField(blank=True, default="", help_text="Fernet token of the JSON secrets")
+    secret_keys = models.JSONField(default=list, blank=True)
+    tags = models.JSONField(default=list, blank=True)
+    route = models.JSONField(default=dict, blank=True)
+    cache_http_responses = models.BooleanField(default=False)
+    private_service = models.JSONField(null=True, blank=True)
+    intent = models.CharField(max_length=16, choices=Intent.choices, default=Intent.RUN)
+    generation = models.PositiveBigIntegerField(default=1)
+
+    # ---- status (written by the reconciler; services set the state an intent implies at once)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING, db_index=True)
+    message = models.CharField(max_length=1024, default="Endpoint waiting to be scheduled")
+    url = models.CharField(max_length=512, null=True, blank=True)
+    pinned_revision = models.CharField(max_length=40, null=True, blank=True, help_text="Commit sha the pods run")
+    ready_replica = models.PositiveIntegerField(default=0)
+    target_replica = models.PositiveIntegerField(default=0)
+    observed_generation = models.PositiveBigIntegerField(default=0)
+    private_service_name = models.CharField(max_length=256, null=True, blank=True)
+    first_applied_at = models.DateTimeField(null=True, blank=True, help_text="When objects first reached a cluster")
+    last_reconciled_at = models.DateTimeField(null=True, blank=True)
+
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    updated_at = models.DateTimeField(default=timezone.now)
+    updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["account__slug", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "name"], name="endpoint_name_unique"),
+            models.CheckConstraint(condition=models.Q(min_replica__lte=models.F("max_replica")),
+                                   name="endpoint_replicas_ordered"),
+        ]
+        indexes = [models.Index(fields=["observed_generation", "generation"], name="endpoint_convergence")]
+
+    def __str__(self) -> str:
+        return f"{self.account.slug}/{self.name}"
+
+    @property
+    def quota_units(self) -> int:
+        """Capacity this endpoint holds against its account's quota: maxReplica x units per replica."""
+        return 0 if self.intent == Intent.PAUSE else self.max_replica * self.instance.quota_units
+
+
+class EndpointEvent(models.Model):
+    """Append-only lifecycle and audit log of one endpoint; deleted with it."""
+
+    endpoint = models.ForeignKey(Endpoint, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=32, help_text="create, update, pause, resume, scaleToZero, delete, state")
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                              related_name="+")
+    actor_name = models.CharField(max_length=150, default="system")
+    message = models.CharField(max_length=1024, blank=True)
+    diff = models.JSONField(default=dict, blank=True, help_text="field -> [old, new]; secrets by key only")
+    from_state = models.CharField(max_length=16, blank=True)
+    to_state = models.CharField(max_length=16, blank=True)
+    generation = models.PositiveBigIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.kind} {self.message}"

@@ -1,0 +1,259 @@
+"""Shapes of the Endpoint API bodies: the spec a client sends and the object it gets back.
+
+Input serializers check shape only (types, enums, ranges, lengths, one-key unions); rules that need the
+database (instance catalog, quotas, names taken) live in ``endpoints.services``. Unknown keys are
+ignored for forward compatibility, as the HF API does.
+"""
+
+from django.core.validators import RegexValidator
+from rest_framework import serializers
+
+from controlplane.fields import (
+    StrictBooleanField,
+    StrictCharField,
+    StrictDictField,
+    StrictIntegerField,
+    StrictListField,
+)
+
+from .catalog import CONTAINER_VARIANTS, FRAMEWORKS, IMAGE_VARIANTS
+from .models import EndpointType
+
+NAME_RE = r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$"
+MAX_REPLICA_LIMIT = 100
+MEASURES = {"hardwareUsage": (1.0, 100.0), "pendingRequests": (0.01, 10000.0)}
+MASK = "********"
+
+
+class ProviderSerializer(serializers.Serializer):
+    vendor = StrictCharField(max_length=32)
+    region = StrictCharField(max_length=32)
+
+
+class ScalingSerializer(serializers.Serializer):
+    minReplica = StrictIntegerField(min_value=0, max_value=MAX_REPLICA_LIMIT)
+    maxReplica = StrictIntegerField(min_value=1, max_value=MAX_REPLICA_LIMIT)
+    scaleToZeroTimeout = StrictIntegerField(min_value=1, max_value=7 * 24 * 60, required=False, allow_null=True,
+                                            default=None, help_text="Minutes idle before scaling to zero")
+    measure = serializers.DictField(required=False, allow_null=True, default=None,
+                                    help_text='One key: {"hardwareUsage": percent} or {"pendingRequests": n}')
+    metric = serializers.ChoiceField(choices=list(MEASURES), required=False, allow_null=True, default=None)
+
+    def validate_measure(self, value):
+        if value is None:
+            return None
+        if len(value) != 1 or next(iter(value)) not in MEASURES:
+            raise serializers.ValidationError(f"Exactly one key, one of: {', '.join(MEASURES)}.")
+        (metric, threshold), = value.items()
+        if threshold is None:
+            return {metric: None}
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+            raise serializers.ValidationError(f"{metric} must be a number or null.")
+        low, high = MEASURES[metric]
+        if not low <= threshold <= high:
+            raise serializers.ValidationError(f"{metric} must be between {low:g} and {high:g}.")
+        return {metric: float(threshold)}
+
+    def validate(self, attrs):
+        if attrs["minReplica"] > attrs["maxReplica"]:
+            raise serializers.ValidationError({"maxReplica": ["Must be greater than or equal to minReplica."]})
+        measure, metric = attrs.get("measure"), attrs.get("metric")
+        if measure and metric and metric not in measure:
+            raise serializers.ValidationError({"metric": [f"Must match the key of measure ({next(iter(measure))})."]})
+        return attrs
+
+
+class ComputeSerializer(serializers.Serializer):
+    accelerator = serializers.ChoiceField(choices=["cpu", "gpu", "neuron"])
+    instanceType = StrictCharField(max_length=64)
+    instanceSize = StrictCharField(max_length=16)
+    scaling = ScalingSerializer()
+
+
+class CredentialsSerializer(serializers.Serializer):
+    username = StrictCharField(max_length=256)
+    password = StrictCharField(max_length=4096, required=False, allow_blank=True, trim_whitespace=False)
+
+
+class ImageVariantSerializer(serializers.Serializer):
+    """Fields every container variant shares; engine options pass through untouched."""
+
+    url = StrictCharField(max_length=512, required=False)
+    healthRoute = StrictCharField(max_length=256, required=False, allow_null=True,
+                                  validators=[RegexValidator(r"^/", "Must start with '/'.")])
+    port = StrictIntegerField(min_value=1, max_value=65535, required=False, allow_null=True)
+    credentials = CredentialsSerializer(required=False, allow_null=True)
+    tensorParallelSize = StrictIntegerField(min_value=1, max_value=64, required=False, allow_null=True)
+    dataParallelSize = StrictIntegerField(min_value=1, max_value=64, required=False, allow_null=True)
+    env = StrictDictField(required=False, max_items=100)
+
+
+def validate_image(value) -> dict:
+    """``model.image``: exactly one known variant key whose value is an object; container variants need url."""
+    if not isinstance(value, dict) or len(value) != 1:
+        raise serializers.ValidationError(f"Must be an object with exactly one key, one of: {', '.join(IMAGE_VARIANTS)}.")
+    (variant, body), = value.items()
+    if variant not in IMAGE_VARIANTS:
+        raise serializers.ValidationError(f"Unknown image variant '{variant}'; one of: {', '.join(IMAGE_VARIANTS)}.")
+    if not isinstance(body, dict):
+        raise serializers.ValidationError({variant: ["Must be an object."]})
+    checked = ImageVariantSerializer(data=body)
+    if not checked.is_valid():
+        raise serializers.ValidationError({variant: checked.errors})
+    if variant in CONTAINER_VARIANTS and not checked.validated_data.get("url"):
+        raise serializers.ValidationError({variant: {"url": ["This field is required for a container image."]}})
+    if checked.validated_data.get("credentials") and variant != "custom":
+        raise serializers.ValidationError({variant: {"credentials": ["Only the custom variant takes credentials."]}})
+    extra = {k: v for k, v in body.items() if k not in checked.fields}
+    return {variant: {**extra, **{k: v for k, v in checked.validated_data.items()}}}
+
+
+class ModelSerializer(serializers.Serializer):
+    repository = StrictCharField(max_length=256, validators=[
+        RegexValidator(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$", "Must be a Hub repo id.")])
+    revision = StrictCharField(max_length=256, required=False, allow_null=True, default=None)
+    framework = serializers.ChoiceField(choices=list(FRAMEWORKS))
+    task = StrictCharField(max_length=64, required=False, allow_null=True, default=None)
+    image = serializers.JSONField(required=False, default=lambda: {"huggingface": {}}, validators=[])
+    env = StrictDictField(required=False, default=dict, max_items=100)
+    secrets = StrictDictField(required=False, default=dict, max_items=100)
+    command = StrictListField(child=StrictCharField(max_length=4096, trim_whitespace=False), required=False,
+                              allow_null=True, default=None, max_length=64)
+    args = StrictListField(child=StrictCharField(max_length=4096, trim_whitespace=False, allow_blank=True),
+                           required=False, allow_null=True, default=None, max_length=256)
+
+    def validate_image(self, value):
+        return validate_image(value)
+
+
+class RouteSerializer(serializers.Serializer):
+    domain = StrictCharField(max_length=253, required=False, allow_null=True, default=None)
+    path = StrictCharField(max_length=256, required=False, allow_null=True, default=None)
+
+
+class PrivateServiceSerializer(serializers.Serializer):
+    accountId = StrictCharField(validators=[RegexValidator(r"^\d{12}$", "Must be a 12-digit AWS account id.")])
+    region = serializers.ChoiceField(choices=["us-east-1", "eu-west-1"])
+    shared = StrictBooleanField(required=False, default=False)
+
+
+class EndpointSpecSerializer(serializers.Serializer):
+    """A whole endpoint spec: the create body, and an update body once merged into the stored spec."""
+
+    name = StrictCharField(max_length=32, validators=[
+        RegexValidator(NAME_RE, "Lowercase letters, digits and '-', starting and ending with a letter or digit.")])
+    type = serializers.ChoiceField(choices=EndpointType.values, default=EndpointType.AUTHENTICATED)
+    provider = ProviderSerializer()
+    compute = ComputeSerializer()
+    model = ModelSerializer()
+    tags = StrictListField(child=StrictCharField(max_length=128, allow_blank=True), required=False, default=list,
+                           max_length=64)
+    route = RouteSerializer(required=False, allow_null=True, default=None)
+    cacheHttpResponses = StrictBooleanField(required=False, allow_null=True, default=False)
+    privateService = PrivateServiceSerializer(required=False, allow_null=True, default=None)
+
+    def to_internal_value(self, data):
+        if not isinstance(data, dict):
+            raise serializers.ValidationError({"body": ["Expected a JSON object."]})
+        return super().to_internal_value(data)
+
+
+class EndpointUpdateSerializer(serializers.Serializer):
+    """The update body before merging: only its outline is checked here (an object)."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, dict):
+            raise serializers.ValidationError({"body": ["Expected a JSON object."]})
+        return data
+
+
+# ---------------------------------------------------------------- output (documents the response shape)
+class AccountRefSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    name = serializers.CharField()
+
+
+class PrivateStatusSerializer(serializers.Serializer):
+    serviceName = serializers.CharField()
+
+
+class StatusSerializer(serializers.Serializer):
+    createdAt = serializers.CharField()
+    createdBy = AccountRefSerializer(allow_null=True)
+    updatedAt = serializers.CharField()
+    updatedBy = AccountRefSerializer(allow_null=True)
+    private = PrivateStatusSerializer(allow_null=True)
+    state = serializers.CharField()
+    message = serializers.CharField()
+    readyReplica = serializers.IntegerField()
+    targetReplica = serializers.IntegerField()
+    url = serializers.CharField(allow_null=True)
+    errorMessage = serializers.CharField(allow_null=True)
+
+
+class ScalingOutSerializer(serializers.Serializer):
+    minReplica = serializers.IntegerField()
+    maxReplica = serializers.IntegerField()
+    scaleToZeroTimeout = serializers.IntegerField(allow_null=True)
+    measure = serializers.DictField(child=serializers.FloatField())
+    metric = serializers.CharField()
+
+
+class ComputeOutSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    accelerator = serializers.CharField()
+    instanceType = serializers.CharField()
+    instanceSize = serializers.CharField()
+    scaling = ScalingOutSerializer()
+
+
+class ModelOutSerializer(serializers.Serializer):
+    repository = serializers.CharField()
+    revision = serializers.CharField(allow_null=True)
+    task = serializers.CharField(allow_null=True)
+    framework = serializers.CharField()
+    image = serializers.DictField()
+    env = serializers.DictField(child=serializers.CharField(allow_blank=True))
+    secrets = serializers.DictField(child=serializers.CharField(), help_text="Values are always masked")
+    command = serializers.ListField(child=serializers.CharField(allow_blank=True), allow_null=True)
+    args = serializers.ListField(child=serializers.CharField(allow_blank=True), allow_null=True)
+
+
+class RouteOutSerializer(serializers.Serializer):
+    domain = serializers.CharField(allow_null=True)
+    path = serializers.CharField(allow_null=True)
+
+
+class EndpointSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    type = serializers.CharField()
+    accountId = serializers.CharField(allow_null=True)
+    provider = ProviderSerializer()
+    compute = ComputeOutSerializer()
+    model = ModelOutSerializer()
+    healthRoute = serializers.CharField()
+    tags = serializers.ListField(child=serializers.CharField(allow_blank=True))
+    route = RouteOutSerializer()
+    cacheHttpResponses = serializers.BooleanField()
+    privateService = serializers.DictField(allow_null=True)
+    status = StatusSerializer()
+
+
+class EndpointListSerializer(serializers.Serializer):
+    items = EndpointSerializer(many=True)
+
+
+class EndpointEventSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    kind = serializers.CharField()
+    actor = serializers.CharField()
+    message = serializers.CharField(allow_blank=True)
+    diff = serializers.DictField()
+    fromState = serializers.CharField(allow_blank=True)
+    toState = serializers.CharField(allow_blank=True)
+    generation = serializers.IntegerField()
+    createdAt = serializers.CharField()
+
+
+class EndpointEventListSerializer(serializers.Serializer):
+    items = EndpointEventSerializer(many=True)

@@ -1,0 +1,333 @@
+"""Endpoint lifecycle writes: create, update, pause, resume, scale to zero, delete.
+
+Each service is one transaction that locks the account row (admission and name checks serialise per
+account) and then the endpoint row, validates, writes the spec, bumps ``generation`` when the spec
+changed, appends an event, and enqueues ``reconcile_endpoint_task`` with ``transaction.on_commit``.
+None of them calls Kubernetes, AWS or the Hub.
+
+The state an intent implies is visible at once (pause -> paused, resume -> pending, scale to zero ->
+scaledToZero, delete -> deleting), as the HF API answers; the reconciler derives every other state.
+"""
+
+import logging
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from controlplane.encryption import decrypt_json, encrypt_json
+from controlplane.errors import Conflict, InvalidSpec
+from controlplane.models import Account
+from quotas.selectors import instance_get
+from quotas.services import account_lock, quota_reserve
+
+from .catalog import MANAGED_TASKS, MANAGED_VARIANTS
+from .errors import EndpointNotFound, StateConflict
+from .locks import endpoint_lock_key
+from .models import Endpoint, EndpointEvent, Intent, State
+from .serializers import MASK, EndpointSpecSerializer
+from .spec import deep_merge, spec_diff, stored_spec
+
+log = logging.getLogger(__name__)
+
+RESPEC_FIELDS = ("model.repository", "model.revision")
+
+
+def reconcile_enqueue(endpoint_id: int) -> None:
+    """Queue a reconcile. A broker outage is logged, not raised: the beat sweep finds unconverged rows."""
+    from workers.tasks import reconcile_endpoint_task
+
+    try:
+        reconcile_endpoint_task.apply_async(args=[endpoint_id], retry=False)
+    except Exception as exc:  # the broker is down or refusing; Postgres already holds the truth
+        log.warning("reconcile.enqueue_failed endpoint=%s error=%s", endpoint_id, type(exc).__name__)
+
+
+def event_record(*, endpoint: Endpoint, kind: str, actor: AbstractBaseUser | None, message: str = "",
+                 diff: dict | None = None, from_state: str = "", to_state: str = "") -> EndpointEvent:
+    """Append one event. ``diff`` must hold no secret values (secrets are diffed by key)."""
+    return EndpointEvent.objects.create(
+        endpoint=endpoint, kind=kind, actor=actor if actor is not None and actor.is_authenticated else None,
+        actor_name=getattr(actor, "username", None) or "system", message=message[:1024], diff=diff or {},
+        from_state=from_state, to_state=to_state, generation=endpoint.generation,
+    )
+
+
+# ---------------------------------------------------------------- spec validation
+def _validate(spec: dict) -> dict:
+    serializer = EndpointSpecSerializer(data=spec)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def _check_task(model: dict) -> None:
+    (variant, _), = model["image"].items()
+    task = model.get("task")
+    if variant in MANAGED_VARIANTS and task is not None and task not in MANAGED_TASKS:
+        message = (f"The managed image cannot serve task '{task}'; deploy it with a custom image "
+                   f"(model.image = {{\"custom\": {{\"url\": ...}}}})")
+        raise InvalidSpec(message, code="unsupported_task", fields={"model.task": [message]})
+
+
+def _split_registry_password(image: dict, old_password: str | None) -> tuple[dict, str | None]:
+    """Take the registry password out of the image (it is stored encrypted); the mask keeps the old one."""
+    (variant, body), = image.items()
+    credentials = body.get("credentials")
+    if not credentials:
+        return image, None
+    password = credentials.get("password")
+    if password == MASK:
+        password = old_password
+    # The stored image keeps the mask in the password's place, so it renders and diffs without the secret.
+    masked = {"username": credentials["username"], **({"password": MASK} if password else {})}
+    return {variant: {**body, "credentials": masked}}, password
+
+
+def _assign(endpoint: Endpoint, spec: dict, instance, secrets: dict, registry_password: str | None) -> None:
+    scaling, model = spec["compute"]["scaling"], spec["model"]
+    measure = scaling.get("measure")
+    metric = next(iter(measure)) if measure else scaling.get("metric")
+    endpoint.type = spec["type"]
+    endpoint.instance = instance
+    endpoint.min_replica, endpoint.max_replica = scaling["minReplica"], scaling["maxReplica"]
+    endpoint.scale_to_zero_timeout = scaling.get("scaleToZeroTimeout")
+    endpoint.scaling_metric = metric or ""
+    endpoint.scaling_threshold = measure[metric] if measure else None
+    endpoint.repository, endpoint.revision = model["repository"], model.get("revision")
+    endpoint.framework, endpoint.task = model["framework"], model.get("task")
+    endpoint.image = model["image"]
+    endpoint.command, endpoint.args = model.get("command"), model.get("args")
+    endpoint.env = model.get("env") or {}
+    endpoint.secret_keys = sorted(secrets)
+    endpoint.secrets_encrypted = encrypt_json({"secrets": secrets, "registryPassword": registry_password}
+                                              if secrets or registry_password else None)
+    endpoint.tags = spec.get("tags") or []
+    endpoint.route = {k: v for k, v in (spec.get("route") or {}).items() if v is not None}
+    endpoint.cache_http_responses = bool(spec.get("cacheHttpResponses"))
+    endpoint.private_service = dict(spec["privateService"]) if spec.get("privateService") else None
+
+
+def _secret_bundle(endpoint: Endpoint) -> dict:
+    return decrypt_json(endpoint.secrets_encrypted, default={}) or {}
+
+
+def endpoint_secrets(*, endpoint: Endpoint) -> tuple[dict, str | None]:
+    """The decrypted ``model.secrets`` and registry password, for the renderer only."""
+    bundle = _secret_bundle(endpoint)
+    return bundle.get("secrets") or {}, bundle.get("registryPassword")
+
+
+def _locked_endpoint(account: Account, name: str) -> Endpoint:
+    account_lock(account=account)
+    endpoint = (Endpoint.objects.select_for_update(of=("self",)).select_related("instance", "account")
+                .filter(account=account, name=name).first())
+    if endpoint is None:
+        raise EndpointNotFound()
+    return endpoint
+
+
+def _touch(endpoint: Endpoint, actor, *, spec_changed: bool) -> None:
+    endpoint.updated_at, endpoint.updated_by = timezone.now(), actor if actor and actor.is_authenticated else None
+    if spec_changed:
+        endpoint.generation += 1
+
+
+# ---------------------------------------------------------------- services
+@transaction.atomic
+def endpoint_create(*, account: Account, spec: dict, actor: AbstractBaseUser | None) -> Endpoint:
+    """Create an endpoint from a raw create body.
+
+    Raises InvalidSpec (400, field named) for bad shape, an unknown or unavailable instance or a task the
+    managed image cannot serve; Conflict (409) for a taken name or the per-account endpoint limit;
+    QuotaExceeded (403). Writes nothing on error. Enqueues a reconcile on commit.
+    """
+    spec = _validate(spec)
+    _check_task(spec["model"])
+    compute, provider = spec["compute"], spec["provider"]
+    instance = instance_get(vendor=provider["vendor"], region=provider["region"], accelerator=compute["accelerator"],
+                            instance_type=compute["instanceType"], instance_size=compute["instanceSize"])
+    account_lock(account=account)
+    if Endpoint.objects.filter(account=account, name=spec["name"]).exists():
+        raise Conflict("An endpoint with the same name already exists", code="name_taken",
+                       fields={"name": [f"'{spec['name']}' is taken in '{account.slug}'"]})
+    if Endpoint.objects.filter(account=account).count() >= settings.MAX_ENDPOINTS_PER_ACCOUNT:
+        raise Conflict(f"'{account.slug}' already has the maximum of {settings.MAX_ENDPOINTS_PER_ACCOUNT} endpoints",
+                       code="endpoint_limit")
+    quota_reserve(account=account, instance=instance, max_replica=compute["scaling"]["maxReplica"])
+    image, password = _split_registry_password(spec["model"]["image"], None)
+    spec["model"]["image"] = image
+    user = actor if actor is not None and actor.is_authenticated else None
+    endpoint = Endpoint(account=account, name=spec["name"], created_by=user, updated_by=user)
+    _assign(endpoint, spec, instance, spec["model"].get("secrets") or {}, password)
+    try:
+        with transaction.atomic():
+            endpoint.save()
+    except IntegrityError as exc:  # the account lock makes this unreachable; kept as a backstop
+        raise Conflict("An endpoint with the same name already exists", code="name_taken") from exc
+    event_record(endpoint=endpoint, kind="create", actor=actor, message="Endpoint created",
+                 diff={k: v for k, v in spec_diff({}, stored_spec(endpoint)).items() if v[1] not in (None, [], {})},
+                 to_state=endpoint.state)
+    transaction.on_commit(lambda: reconcile_enqueue(endpoint.pk))
+    return endpoint
+
+
+@transaction.atomic
+def endpoint_update(*, account: Account, name: str, patch: dict, actor: AbstractBaseUser | None) -> Endpoint:
+    """Deep-merge ``patch`` into the stored spec (API.md B§4.6) and apply it.
+
+    ``{}`` or a patch that changes nothing writes nothing. A changed repository or revision is pinned
+    again by the reconciler. Re-admits quota when the instance or maxReplica changes on an endpoint that
+    holds quota. Raises as ``endpoint_create``, plus EndpointNotFound and StateConflict (deleting).
+    """
+    endpoint = _locked_endpoint(account, name)
+    if endpoint.intent == Intent.DELETE:
+        raise StateConflict("Endpoint is being deleted")
+    old_spec = stored_spec(endpoint)
+    patch = {k: v for k, v in patch.items() if k != "name"}  # renaming is not supported; the path names it
+    merged = deep_merge(old_spec, patch)
+    merged.setdefault("model", {})
+    if isinstance(merged["model"], dict) and "secrets" not in merged["model"]:
+        merged["model"]["secrets"] = {}
+    spec = _validate(merged)
+    _check_task(spec["model"])
+    compute, provider = spec["compute"], spec["provider"]
+    instance = instance_get(vendor=provider["vendor"], region=provider["region"], accelerator=compute["accelerator"],
+                            instance_type=compute["instanceType"], instance_size=compute["instanceSize"])
+
+    old_secrets, old_password = endpoint_secrets(endpoint=endpoint)
+    patched_model = patch.get("model") if isinstance(patch.get("model"), dict) else {}
+    if "secrets" in patched_model:
+        secrets = {k: old_secrets.get(k, "") if v == MASK else v for k, v in spec["model"]["secrets"].items()}
+    else:
+        secrets = old_secrets
+    image, password = _split_registry_password(spec["model"]["image"], old_password)
+    spec["model"]["image"] = image
+
+    diff = spec_diff(old_spec, _comparable(spec))
+    if secrets != old_secrets:
+        diff["model.secrets"] = [sorted(old_secrets), sorted(secrets)]  # keys only, never values
+    if password != old_password:
+        diff["model.image.credentials.password"] = ["(changed)", "(changed)"]
+    if not diff:
+        return endpoint
+
+    holds_quota = endpoint.intent != Intent.PAUSE
+    if holds_quota and (instance.pk != endpoint.instance_id or compute["scaling"]["maxReplica"] > endpoint.max_replica
+                        or instance.quota_units != endpoint.instance.quota_units):
+        quota_reserve(account=account, instance=instance, max_replica=compute["scaling"]["maxReplica"],
+                      endpoint_id=endpoint.pk)
+    _assign(endpoint, spec, instance, secrets, password)
+    if any(field in diff for field in RESPEC_FIELDS):
+        endpoint.pinned_revision = None
+    from_state = endpoint.state
+    if endpoint.intent == Intent.RUN:
+        endpoint.state = State.UPDATING if endpoint.first_applied_at else State.PENDING
+        endpoint.message = "Endpoint waiting for the update"
+    _touch(endpoint, actor, spec_changed=True)
+    endpoint.save()
+    event_record(endpoint=endpoint, kind="update", actor=actor, message="Endpoint updated", diff=diff,
+                 from_state=from_state, to_state=endpoint.state)
+    transaction.on_commit(lambda: reconcile_enqueue(endpoint.pk))
+    return endpoint
+
+
+def _comparable(spec: dict) -> dict:
+    """A validated spec in the shape of ``stored_spec`` (no secrets, measure as stored), for diffing."""
+    scaling = spec["compute"]["scaling"]
+    measure = scaling.get("measure")
+    if not measure and scaling.get("metric"):
+        measure = {scaling["metric"]: None}
+    return {
+        "name": spec["name"], "type": spec["type"], "provider": dict(spec["provider"]),
+        "compute": {"accelerator": spec["compute"]["accelerator"], "instanceType": spec["compute"]["instanceType"],
+                    "instanceSize": spec["compute"]["instanceSize"],
+                    "scaling": {"minReplica": scaling["minReplica"], "maxReplica": scaling["maxReplica"],
+                                "scaleToZeroTimeout": scaling.get("scaleToZeroTimeout"), "measure": measure}},
+        "model": {k: spec["model"].get(k) for k in ("repository", "revision", "framework", "task", "image", "env",
+                                                     "command", "args")},
+        "tags": list(spec.get("tags") or []),
+        "route": {k: v for k, v in (spec.get("route") or {}).items() if v is not None} or None,
+        "cacheHttpResponses": bool(spec.get("cacheHttpResponses")),
+        "privateService": dict(spec["privateService"]) if spec.get("privateService") else None,
+    }
+
+
+def _intent_change(endpoint: Endpoint, *, intent: str, state: str, message: str, kind: str, actor) -> Endpoint:
+    from_state = endpoint.state
+    endpoint.intent, endpoint.state, endpoint.message = intent, state, message
+    if intent == Intent.PAUSE:
+        endpoint.url = None
+    endpoint.ready_replica = 0 if intent in (Intent.PAUSE, Intent.SCALE_TO_ZERO) else endpoint.ready_replica
+    _touch(endpoint, actor, spec_changed=True)
+    endpoint.save()
+    event_record(endpoint=endpoint, kind=kind, actor=actor, message=message,
+                 diff={"intent": [from_state, intent]}, from_state=from_state, to_state=state)
+    transaction.on_commit(lambda: reconcile_enqueue(endpoint.pk))
+    return endpoint
+
+
+@transaction.atomic
+def endpoint_pause(*, account: Account, name: str, actor: AbstractBaseUser | None) -> Endpoint:
+    """Pause: replicas to 0, url cleared, quota freed at once. Pausing a paused endpoint changes nothing."""
+    endpoint = _locked_endpoint(account, name)
+    if endpoint.intent == Intent.DELETE:
+        raise StateConflict("Endpoint is being deleted")
+    if endpoint.intent == Intent.PAUSE:
+        return endpoint
+    return _intent_change(endpoint, intent=Intent.PAUSE, state=State.PAUSED, message="Endpoint paused by the user",
+                          kind="pause", actor=actor)
+
+
+@transaction.atomic
+def endpoint_resume(*, account: Account, name: str, actor: AbstractBaseUser | None) -> Endpoint:
+    """Resume a paused, scaled-to-zero or failed endpoint (re-admitting its quota).
+
+    A running endpoint raises StateConflict(400) whose message contains "already running", which the
+    ``huggingface_hub`` client relies on.
+    """
+    endpoint = _locked_endpoint(account, name)
+    if endpoint.intent == Intent.DELETE:
+        raise StateConflict("Endpoint is being deleted")
+    if endpoint.intent == Intent.RUN and endpoint.state not in (State.FAILED, State.UPDATE_FAILED):
+        raise StateConflict("Endpoint is already running", code="already_running", status=400)
+    quota_reserve(account=account, instance=endpoint.instance, max_replica=endpoint.max_replica,
+                  endpoint_id=endpoint.pk)
+    return _intent_change(endpoint, intent=Intent.RUN, state=State.PENDING, message="Endpoint resuming",
+                          kind="resume", actor=actor)
+
+
+@transaction.atomic
+def endpoint_scale_to_zero(*, account: Account, name: str, actor: AbstractBaseUser | None) -> Endpoint:
+    """Scale to zero now: no replicas, url kept, quota still held; the next request wakes it."""
+    endpoint = _locked_endpoint(account, name)
+    if endpoint.intent == Intent.DELETE:
+        raise StateConflict("Endpoint is being deleted")
+    if endpoint.intent == Intent.PAUSE:
+        raise StateConflict("Endpoint is paused; resume it first", status=400)
+    if endpoint.intent == Intent.SCALE_TO_ZERO:
+        return endpoint
+    return _intent_change(endpoint, intent=Intent.SCALE_TO_ZERO, state=State.SCALED_TO_ZERO,
+                          message="Endpoint scaled to zero", kind="scaleToZero", actor=actor)
+
+
+@transaction.atomic
+def endpoint_delete(*, account: Account, name: str, actor: AbstractBaseUser | None) -> None:
+    """Delete. An endpoint whose objects never reached a cluster goes at once (if no reconcile holds it);
+    otherwise it turns ``deleting`` and the reconciler removes its objects and then the row (and its events).
+    Repeating a delete of a deleting endpoint is a no-op."""
+    endpoint = _locked_endpoint(account, name)
+    if endpoint.intent == Intent.DELETE:
+        return
+    if endpoint.first_applied_at is None and _try_lock(endpoint.pk):
+        endpoint.delete()
+        return
+    _intent_change(endpoint, intent=Intent.DELETE, state=State.DELETING, message="Endpoint is being deleted",
+                   kind="delete", actor=actor)
+
+
+def _try_lock(endpoint_id: int) -> bool:
+    """Take the endpoint's reconcile lock for this transaction, if no reconcile holds it."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [endpoint_lock_key(endpoint_id)])
+        return bool(cursor.fetchone()[0])

@@ -1,0 +1,145 @@
+"""The endpoint spec in its wire form: deep merge for updates, rendering, and field diffs.
+
+A stored Endpoint renders to the HF v2 object (API.md B§3.2) with secret values masked. An update body
+is deep-merged into the stored spec (API.md B§4.6): objects merge key by key, while the keys in
+``REPLACED_WHOLE`` are replaced as a unit.
+"""
+
+from copy import deepcopy
+
+from controlplane.wire import iso_z
+
+from .catalog import DEFAULT_HEALTH_ROUTE, MANAGED_VARIANTS
+from .models import Endpoint
+from .serializers import MASK
+
+REPLACED_WHOLE = frozenset({
+    "model.image", "model.command", "model.args", "model.env", "model.secrets", "tags",
+    "compute.scaling.measure", "privateService",
+})
+DEFAULT_THRESHOLD = {"hardwareUsage": 80.0, "pendingRequests": 1.5}
+
+
+def deep_merge(base: dict, patch: dict, _path: str = "") -> dict:
+    """``base`` updated with ``patch``: nested objects merge, ``REPLACED_WHOLE`` paths and non-objects replace.
+
+    Neither argument is modified. ``{}`` leaves ``base`` unchanged.
+    """
+    merged = deepcopy(base)
+    for key, value in patch.items():
+        path = f"{_path}.{key}" if _path else key
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and path not in REPLACED_WHOLE:
+            merged[key] = deep_merge(merged[key], value, path)
+        else:
+            merged[key] = deepcopy(value)
+    return merged
+
+
+def scaling_measure(endpoint: Endpoint) -> tuple[str, float]:
+    metric = endpoint.scaling_metric or "hardwareUsage"
+    threshold = endpoint.scaling_threshold
+    return metric, DEFAULT_THRESHOLD[metric] if threshold is None else threshold
+
+
+def health_route(image: dict) -> str:
+    (variant, body), = image.items()
+    if variant in MANAGED_VARIANTS:
+        return DEFAULT_HEALTH_ROUTE
+    return body.get("healthRoute") or DEFAULT_HEALTH_ROUTE
+
+
+def public_image(image: dict) -> dict:
+    """The image with any registry password masked."""
+    image = deepcopy(image)
+    for body in image.values():
+        credentials = body.get("credentials") if isinstance(body, dict) else None
+        if credentials and "password" in credentials:
+            credentials["password"] = MASK
+    return image
+
+
+def stored_spec(endpoint: Endpoint) -> dict:
+    """The spec as the client would send it, without secret values: the base for a deep merge."""
+    metric, threshold = scaling_measure(endpoint)
+    instance = endpoint.instance
+    return {
+        "name": endpoint.name,
+        "type": endpoint.type,
+        "provider": {"vendor": instance.vendor, "region": instance.region},
+        "compute": {
+            "accelerator": instance.accelerator,
+            "instanceType": instance.instance_type,
+            "instanceSize": instance.instance_size,
+            "scaling": {
+                "minReplica": endpoint.min_replica,
+                "maxReplica": endpoint.max_replica,
+                "scaleToZeroTimeout": endpoint.scale_to_zero_timeout,
+                "measure": {metric: endpoint.scaling_threshold} if endpoint.scaling_metric else None,
+            },
+        },
+        "model": {
+            "repository": endpoint.repository,
+            "revision": endpoint.revision,
+            "framework": endpoint.framework,
+            "task": endpoint.task,
+            "image": deepcopy(endpoint.image),
+            "env": dict(endpoint.env),
+            "command": endpoint.command,
+            "args": endpoint.args,
+        },
+        "tags": list(endpoint.tags),
+        "route": dict(endpoint.route) or None,
+        "cacheHttpResponses": endpoint.cache_http_responses,
+        "privateService": endpoint.private_service,
+    }
+
+
+def spec_diff(old: dict, new: dict, _path: str = "") -> dict:
+    """``{dotted.path: [old, new]}`` for every leaf that changed. Secret values never appear (callers pass
+    specs without them; secret changes are recorded by key)."""
+    diff: dict = {}
+    for key in sorted(set(old) | set(new)):
+        path = f"{_path}.{key}" if _path else key
+        a, b = old.get(key), new.get(key)
+        nested = path not in REPLACED_WHOLE and (isinstance(a, dict) or isinstance(b, dict))
+        if nested and isinstance(a or {}, dict) and isinstance(b or {}, dict):
+            diff.update(spec_diff(a or {}, b or {}, path))
+        elif a != b:
+            diff[path] = [a, b]
+    return diff
+
+
+def _account_ref(user) -> dict | None:
+    return {"id": str(user.pk), "name": user.get_username()} if user else None
+
+
+def render(endpoint: Endpoint) -> dict:
+    """The HF v2 Endpoint object: every key of API.md B§3.2, ``Z`` timestamps, secret values masked."""
+    spec = stored_spec(endpoint)
+    metric, threshold = scaling_measure(endpoint)
+    spec["compute"]["id"] = endpoint.instance.compute_id
+    spec["compute"]["scaling"]["measure"] = {metric: threshold}
+    spec["compute"]["scaling"]["metric"] = metric
+    spec["model"]["revision"] = endpoint.pinned_revision or endpoint.revision
+    spec["model"]["image"] = public_image(endpoint.image)
+    spec["model"]["secrets"] = {key: MASK for key in endpoint.secret_keys}
+    spec["route"] = {"domain": endpoint.route.get("domain"), "path": endpoint.route.get("path")}
+    return {
+        **spec,
+        "accountId": None,
+        "healthRoute": health_route(endpoint.image),
+        "status": {
+            "createdAt": iso_z(endpoint.created_at),
+            "createdBy": _account_ref(endpoint.created_by),
+            "updatedAt": iso_z(endpoint.updated_at),
+            "updatedBy": _account_ref(endpoint.updated_by),
+            "private": {"serviceName": endpoint.private_service_name} if endpoint.private_service_name else None,
+            "state": endpoint.state,
+            "message": endpoint.message,
+            "readyReplica": endpoint.ready_replica,
+            "targetReplica": endpoint.target_replica,
+            "url": endpoint.url,
+            "errorMessage": endpoint.message if endpoint.state in ("failed", "updateFailed") else None,
+        },
+    }
+

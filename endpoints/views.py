@@ -1,0 +1,111 @@
+"""The HF-compatible Endpoints v2 API: authenticate, authorise, parse, call one service, render."""
+
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from controlplane.models import Role
+from controlplane.selectors import account_get_for_caller
+from controlplane.serializers import EmptySerializer
+from controlplane.views import error_responses
+from controlplane.wire import iso_z
+
+from . import selectors, services
+from .serializers import (
+    EndpointEventListSerializer,
+    EndpointListSerializer,
+    EndpointSerializer,
+    EndpointSpecSerializer,
+    EndpointUpdateSerializer,
+)
+from .spec import render
+
+
+def caller_account(request: Request, namespace: str, need: str):
+    return account_get_for_caller(user=request.user, token=request.auth if request.auth else None,
+                                  namespace=namespace, need=need)
+
+
+class EndpointCollectionView(APIView):
+    @extend_schema(operation_id="endpoint_list", tags=["endpoints"],
+                   parameters=[OpenApiParameter("tags", str, description="Only endpoints carrying this tag")],
+                   responses={200: EndpointListSerializer, **error_responses(403, 404)})
+    def get(self, request: Request, namespace: str) -> Response:
+        account = caller_account(request, namespace, Role.READ)
+        tag = request.query_params.get("tags") or None
+        return Response({"items": [render(ep) for ep in selectors.endpoint_list(account=account, tag=tag)]})
+
+    @extend_schema(operation_id="endpoint_create", tags=["endpoints"], request=EndpointSpecSerializer,
+                   responses={202: EndpointSerializer, 409: OpenApiResponse(description="Name taken"),
+                              **error_responses(400, 403, 404, 409)})
+    def post(self, request: Request, namespace: str) -> Response:
+        account = caller_account(request, namespace, Role.WRITE)
+        endpoint = services.endpoint_create(account=account, spec=request.data, actor=request.user)
+        return Response(render(endpoint), status=202)
+
+
+class EndpointDetailView(APIView):
+    @extend_schema(operation_id="endpoint_get", tags=["endpoints"],
+                   responses={200: EndpointSerializer, **error_responses(403, 404)})
+    def get(self, request: Request, namespace: str, name: str) -> Response:
+        account = caller_account(request, namespace, Role.READ)
+        return Response(render(selectors.endpoint_get(account=account, name=name)))
+
+    @extend_schema(operation_id="endpoint_update", tags=["endpoints"], request=EndpointUpdateSerializer,
+                   description="Deep-merge partial update: objects merge key by key; model.image, model.env, "
+                               "model.secrets, model.command, model.args and tags are replaced whole.",
+                   responses={200: EndpointSerializer, **error_responses(400, 403, 404, 409)})
+    def put(self, request: Request, namespace: str, name: str) -> Response:
+        account = caller_account(request, namespace, Role.WRITE)
+        patch = EndpointUpdateSerializer(data=request.data)
+        patch.is_valid(raise_exception=True)
+        endpoint = services.endpoint_update(account=account, name=name, patch=patch.validated_data,
+                                            actor=request.user)
+        return Response(render(selectors.endpoint_get(account=account, name=endpoint.name)))
+
+    @extend_schema(operation_id="endpoint_delete", tags=["endpoints"],
+                   responses={200: EmptySerializer, **error_responses(403, 404)})
+    def delete(self, request: Request, namespace: str, name: str) -> Response:
+        account = caller_account(request, namespace, Role.WRITE)
+        services.endpoint_delete(account=account, name=name, actor=request.user)
+        return Response({})
+
+
+class _ActionView(APIView):
+    """POST with no body required (the HF client sends none)."""
+
+    service = None
+
+    def post(self, request: Request, namespace: str, name: str) -> Response:
+        account = caller_account(request, namespace, Role.WRITE)
+        type(self).service(account=account, name=name, actor=request.user)
+        return Response(render(selectors.endpoint_get(account=account, name=name)))
+
+
+def _action(operation_id: str, service, doc: str):
+    view = type(f"{operation_id.title().replace('_', '')}View", (_ActionView,), {"service": staticmethod(service),
+                                                                                  "__doc__": doc})
+    view.post = extend_schema(operation_id=operation_id, tags=["endpoints"], request=None,
+                              responses={200: EndpointSerializer, **error_responses(400, 403, 404, 409)})(view.post)
+    return view
+
+
+EndpointPauseView = _action("endpoint_pause", services.endpoint_pause, "Pause: no replicas, url cleared.")
+EndpointResumeView = _action("endpoint_resume", services.endpoint_resume,
+                             "Resume; 400 containing 'already running' if it runs.")
+EndpointScaleToZeroView = _action("endpoint_scale_to_zero", services.endpoint_scale_to_zero,
+                                  "Scale to zero now; the url is kept.")
+
+
+class EndpointEventsView(APIView):
+    @extend_schema(operation_id="endpoint_events", tags=["endpoints"],
+                   responses={200: EndpointEventListSerializer, **error_responses(403, 404)})
+    def get(self, request: Request, namespace: str, name: str) -> Response:
+        account = caller_account(request, namespace, Role.READ)
+        events = selectors.endpoint_events(account=account, name=name)
+        return Response({"items": [{
+            "id": e.pk, "kind": e.kind, "actor": e.actor_name, "message": e.message, "diff": e.diff,
+            "fromState": e.from_state, "toState": e.to_state, "generation": e.generation,
+            "createdAt": iso_z(e.created_at),
+        } for e in events]})

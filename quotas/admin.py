@@ -1,0 +1,63 @@
+"""Admin for the instance catalog, quotas (with live usage) and quota requests (approve / reject)."""
+
+from django.contrib import admin, messages
+
+from .models import InstanceType, Quota, QuotaRequest
+from .selectors import quota_usage
+from .services import quota_request_decide
+
+
+@admin.register(InstanceType)
+class InstanceTypeAdmin(admin.ModelAdmin):
+    list_display = ["vendor", "region", "accelerator", "instance_type", "instance_size", "vcpus", "memory_gb",
+                    "accelerator_count", "price_per_hour", "status"]
+    list_filter = ["vendor", "region", "accelerator", "status"]
+    list_editable = ["status"]
+    search_fields = ["instance_type", "architecture"]
+
+
+@admin.register(Quota)
+class QuotaAdmin(admin.ModelAdmin):
+    list_display = ["account", "accelerator", "limit", "usage", "updated_at"]
+    list_filter = ["accelerator"]
+    search_fields = ["account__slug"]
+    list_select_related = ["account"]
+    readonly_fields = ["usage"]
+
+    @admin.display(description="in use")
+    def usage(self, obj: Quota) -> int:
+        return quota_usage(account=obj.account)[obj.accelerator]
+
+    def save_model(self, request, obj, form, change):
+        from .services import quota_set
+
+        quota_set(account=obj.account, accelerator=obj.accelerator, limit=obj.limit, actor=request.user)
+
+
+@admin.register(QuotaRequest)
+class QuotaRequestAdmin(admin.ModelAdmin):
+    list_display = ["account", "accelerator", "requested_limit", "status", "requested_by", "created_at",
+                    "decided_by", "decided_at"]
+    list_filter = ["status", "accelerator"]
+    search_fields = ["account__slug", "reason"]
+    readonly_fields = ["account", "accelerator", "requested_limit", "reason", "requested_by", "created_at",
+                       "status", "decided_by", "decided_at"]
+    actions = ["approve", "reject"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def _decide(self, request, queryset, approve: bool) -> None:
+        decided = 0
+        for item in queryset.filter(status=QuotaRequest.Status.PENDING):
+            quota_request_decide(request_id=item.pk, approve=approve, actor=request.user)
+            decided += 1
+        self.message_user(request, f"{decided} request(s) {'approved' if approve else 'rejected'}", messages.SUCCESS)
+
+    @admin.action(description="Approve selected requests (sets the quota)")
+    def approve(self, request, queryset):
+        self._decide(request, queryset, True)
+
+    @admin.action(description="Reject selected requests")
+    def reject(self, request, queryset):
+        self._decide(request, queryset, False)

@@ -1,0 +1,91 @@
+"""Shapes of the provider (hardware) and quota API bodies."""
+
+from rest_framework import serializers
+
+from controlplane.fields import StrictCharField, StrictIntegerField
+
+from .models import Accelerator
+
+
+class ComputeQuotaSerializer(serializers.Serializer):
+    maxAccelerators = serializers.IntegerField()
+    usedAccelerators = serializers.IntegerField()
+
+
+class ComputeSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    accelerator = serializers.CharField()
+    numAccelerators = serializers.IntegerField()
+    numCpus = serializers.IntegerField()
+    memoryGb = serializers.FloatField()
+    gpuMemoryGb = serializers.FloatField(allow_null=True)
+    instanceType = serializers.CharField()
+    instanceSize = serializers.CharField()
+    architecture = serializers.CharField()
+    status = serializers.CharField()
+    pricePerHour = serializers.FloatField()
+    quota = ComputeQuotaSerializer()
+
+
+class RegionSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    label = serializers.CharField()
+    status = serializers.CharField()
+    computes = ComputeSerializer(many=True)
+
+
+class VendorSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    status = serializers.CharField()
+    regions = RegionSerializer(many=True)
+
+
+class ProviderSerializer(serializers.Serializer):
+    vendors = VendorSerializer(many=True)
+
+
+class QuotaLineSerializer(serializers.Serializer):
+    accelerator = serializers.CharField()
+    unit = serializers.CharField()
+    limit = serializers.IntegerField()
+    used = serializers.IntegerField()
+    available = serializers.IntegerField()
+
+
+class QuotaHoldingSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    accelerator = serializers.CharField()
+    instance = serializers.CharField()
+    maxReplica = serializers.IntegerField()
+    unitsPerReplica = serializers.IntegerField()
+    units = serializers.IntegerField()
+    state = serializers.CharField()
+
+
+class QuotaSerializer(serializers.Serializer):
+    namespace = serializers.CharField()
+    quotas = QuotaLineSerializer(many=True)
+    endpoints = QuotaHoldingSerializer(many=True)
+
+
+class QuotaRequestCreateSerializer(serializers.Serializer):
+    accelerator = serializers.ChoiceField(choices=Accelerator.values)
+    limit = StrictIntegerField(min_value=1, max_value=1_000_000)
+    reason = StrictCharField(max_length=2000)
+
+
+class QuotaRequestSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    accelerator = serializers.CharField()
+    limit = serializers.IntegerField()
+    reason = serializers.CharField()
+    status = serializers.CharField()
+    requestedBy = serializers.CharField(allow_null=True)
+    createdAt = serializers.CharField()
+    decidedBy = serializers.CharField(allow_null=True)
+    decidedAt = serializers.CharField(allow_null=True)
+    decisionNote = serializers.CharField(allow_blank=True)
+
+
+class QuotaRequestListSerializer(serializers.Serializer):
+    items = QuotaRequestSerializer(many=True)

@@ -1,0 +1,102 @@
+"""Quota writes: defaults for new accounts, admission, operator limits and increase requests."""
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from controlplane.errors import Conflict, InvalidSpec
+from controlplane.models import Account
+from controlplane.services import audit_record
+
+from .errors import QuotaExceeded
+from .models import Accelerator, InstanceType, Quota, QuotaRequest
+from .selectors import UNIT, default_limit, quota_limits, quota_usage
+
+
+def quota_defaults_create(*, account: Account) -> None:
+    """Give a new account one quota row per accelerator with the configured defaults. Idempotent."""
+    for accelerator in Accelerator.values:
+        Quota.objects.get_or_create(account=account, accelerator=accelerator,
+                                    defaults={"limit": default_limit(accelerator)})
+
+
+def account_lock(*, account: Account) -> Account:
+    """Lock the account row for the rest of the transaction: every admission for it serialises here."""
+    return Account.objects.select_for_update().get(pk=account.pk)
+
+
+def quota_reserve(*, account: Account, instance: InstanceType, max_replica: int,
+                  endpoint_id: int | None = None) -> None:
+    """Admit ``max_replica`` replicas of ``instance`` for an endpoint of ``account``, or raise QuotaExceeded.
+
+    Must run inside the transaction that writes the spec; it locks the account row, so concurrent
+    admissions for one account are serialised and can never over-admit. ``endpoint_id`` excludes that
+    endpoint's current holding (an update replaces it). Writes nothing.
+    """
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("quota_reserve must run inside the spec change's transaction")
+    account_lock(account=account)
+    accelerator = instance.accelerator
+    limit = quota_limits(account=account)[accelerator]
+    used = quota_usage(account=account, exclude_endpoint_id=endpoint_id)[accelerator]
+    need = max_replica * instance.quota_units
+    if used + need > limit:
+        unit = UNIT[accelerator]
+        raise QuotaExceeded(
+            f"Quota exceeded for {accelerator} in '{account.slug}': limit {limit} {unit}, "
+            f"in use {used}, this request needs {need} ({max_replica} × {instance.compute_id})",
+            accelerator=accelerator, limit=limit, usage=used, need=need,
+        )
+
+
+@transaction.atomic
+def quota_set(*, account: Account, accelerator: str, limit: int, actor: AbstractBaseUser | None = None) -> Quota:
+    """Set an account's limit (operators). Lowering below usage is allowed: it blocks new admissions only."""
+    if accelerator not in Accelerator.values:
+        raise InvalidSpec(f"Unknown accelerator '{accelerator}'", fields={"accelerator": ["cpu, gpu or neuron"]})
+    if limit < 0:
+        raise InvalidSpec("The limit cannot be negative", fields={"limit": ["must be >= 0"]})
+    account_lock(account=account)
+    quota, created = Quota.objects.get_or_create(account=account, accelerator=accelerator,
+                                                 defaults={"limit": limit})
+    old = None if created else quota.limit
+    if not created and quota.limit != limit:
+        quota.limit, quota.updated_at = limit, timezone.now()
+        quota.save(update_fields=["limit", "updated_at"])
+    if old != limit:
+        audit_record(actor=actor, action="quota.set", account=account, target=accelerator, diff={"limit": [old, limit]})
+    return quota
+
+
+@transaction.atomic
+def quota_request_create(*, account: Account, accelerator: str, requested_limit: int, reason: str,
+                         actor: AbstractBaseUser) -> QuotaRequest:
+    """Ask operators for a higher limit. One pending request per accelerator at a time."""
+    account_lock(account=account)
+    if QuotaRequest.objects.filter(account=account, accelerator=accelerator, status=QuotaRequest.Status.PENDING).exists():
+        raise Conflict(f"A {accelerator} quota request for '{account.slug}' is already pending", code="request_pending")
+    current = quota_limits(account=account)[accelerator]
+    if requested_limit <= current:
+        raise InvalidSpec(f"The requested limit must exceed the current limit ({current})",
+                          fields={"limit": [f"must be greater than {current}"]})
+    request = QuotaRequest.objects.create(account=account, accelerator=accelerator, requested_limit=requested_limit,
+                                          reason=reason, requested_by=actor)
+    audit_record(actor=actor, action="quota_request.create", account=account, target=accelerator,
+                 diff={"requestedLimit": [current, requested_limit]})
+    return request
+
+
+@transaction.atomic
+def quota_request_decide(*, request_id: int, approve: bool, actor: AbstractBaseUser, note: str = "") -> QuotaRequest:
+    """Approve (sets the limit) or reject a pending request, recording who and when. Conflict if decided."""
+    request = QuotaRequest.objects.select_for_update().select_related("account").get(pk=request_id)
+    if request.status != QuotaRequest.Status.PENDING:
+        raise Conflict(f"This request was already {request.status}", code="already_decided")
+    request.status = QuotaRequest.Status.APPROVED if approve else QuotaRequest.Status.REJECTED
+    request.decided_by, request.decided_at, request.decision_note = actor, timezone.now(), note
+    request.save(update_fields=["status", "decided_by", "decided_at", "decision_note"])
+    if approve:
+        quota_set(account=request.account, accelerator=request.accelerator, limit=request.requested_limit, actor=actor)
+    audit_record(actor=actor, action=f"quota_request.{request.status}", account=request.account,
+                 target=request.accelerator, diff={"status": ["pending", request.status]})
+    return request
