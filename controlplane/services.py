@@ -6,6 +6,7 @@ from datetime import datetime
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -29,6 +30,15 @@ def audit_record(*, actor: AbstractBaseUser | None, action: str, account: Accoun
     )
 
 
+def _clean(instance, exclude: list[str] | None = None) -> None:
+    """Model validation as an InvalidSpec naming the fields."""
+    try:
+        instance.full_clean(exclude=exclude)
+    except ValidationError as exc:
+        fields = exc.message_dict
+        raise InvalidSpec("; ".join(f"{k}: {' '.join(v)}" for k, v in fields.items()), fields=fields) from exc
+
+
 def _quota_defaults_create(account: Account) -> None:
     from quotas.services import quota_defaults_create
 
@@ -46,7 +56,7 @@ def user_create(*, username: str, email: str = "", is_staff: bool = False, passw
     if User.objects.filter(username=username).exists() or Account.objects.filter(slug=username).exists():
         raise Conflict(f"The name '{username}' is already taken", code="name_taken")
     account = Account(slug=username, kind=Account.Kind.USER)
-    account.full_clean(exclude=["user"])
+    _clean(account, exclude=["user"])
     user = User(username=username, email=email, is_staff=is_staff, is_superuser=is_staff)
     if password:
         user.set_password(password)
@@ -67,7 +77,7 @@ def org_create(*, slug: str, actor: AbstractBaseUser | None = None) -> Account:
     if Account.objects.filter(slug=slug).exists() or get_user_model().objects.filter(username=slug).exists():
         raise Conflict(f"The name '{slug}' is already taken", code="name_taken")
     account = Account(slug=slug, kind=Account.Kind.ORG)
-    account.full_clean()
+    _clean(account)
     account.save()
     _quota_defaults_create(account)
     audit_record(actor=actor, action="org.create", account=account, target=slug)

@@ -72,30 +72,37 @@ class EndpointDetailView(APIView):
         return Response({})
 
 
+ACTION_RESPONSES = {200: EndpointSerializer, **error_responses(400, 403, 404, 409)}
+
+
 class _ActionView(APIView):
-    """POST with no body required (the HF client sends none)."""
+    """POST with no body required (the HF client sends none): one lifecycle service, then the endpoint."""
 
-    service = None
-
-    def post(self, request: Request, namespace: str, name: str) -> Response:
+    def act(self, request: Request, namespace: str, name: str, service) -> Response:
         account = caller_account(request, namespace, Role.WRITE)
-        type(self).service(account=account, name=name, actor=request.user)
+        service(account=account, name=name, actor=request.user)
         return Response(render(selectors.endpoint_get(account=account, name=name)))
 
 
-def _action(operation_id: str, service, doc: str):
-    view = type(f"{operation_id.title().replace('_', '')}View", (_ActionView,), {"service": staticmethod(service),
-                                                                                  "__doc__": doc})
-    view.post = extend_schema(operation_id=operation_id, tags=["endpoints"], request=None,
-                              responses={200: EndpointSerializer, **error_responses(400, 403, 404, 409)})(view.post)
-    return view
+class EndpointPauseView(_ActionView):
+    @extend_schema(operation_id="endpoint_pause", tags=["endpoints"], request=None, responses=ACTION_RESPONSES,
+                   description="Pause: no replicas, url cleared, quota freed.")
+    def post(self, request: Request, namespace: str, name: str) -> Response:
+        return self.act(request, namespace, name, services.endpoint_pause)
 
 
-EndpointPauseView = _action("endpoint_pause", services.endpoint_pause, "Pause: no replicas, url cleared.")
-EndpointResumeView = _action("endpoint_resume", services.endpoint_resume,
-                             "Resume; 400 containing 'already running' if it runs.")
-EndpointScaleToZeroView = _action("endpoint_scale_to_zero", services.endpoint_scale_to_zero,
-                                  "Scale to zero now; the url is kept.")
+class EndpointResumeView(_ActionView):
+    @extend_schema(operation_id="endpoint_resume", tags=["endpoints"], request=None, responses=ACTION_RESPONSES,
+                   description="Resume a paused, scaled-to-zero or failed endpoint; 400 'already running' otherwise.")
+    def post(self, request: Request, namespace: str, name: str) -> Response:
+        return self.act(request, namespace, name, services.endpoint_resume)
+
+
+class EndpointScaleToZeroView(_ActionView):
+    @extend_schema(operation_id="endpoint_scale_to_zero", tags=["endpoints"], request=None,
+                   responses=ACTION_RESPONSES, description="Scale to zero now; the url is kept.")
+    def post(self, request: Request, namespace: str, name: str) -> Response:
+        return self.act(request, namespace, name, services.endpoint_scale_to_zero)
 
 
 class EndpointEventsView(APIView):

@@ -7,12 +7,12 @@ from controlplane.fields import StrictCharField, StrictIntegerField
 from .models import Accelerator
 
 
-class ComputeQuotaSerializer(serializers.Serializer):
+class HardwareQuotaSerializer(serializers.Serializer):
     maxAccelerators = serializers.IntegerField()
     usedAccelerators = serializers.IntegerField()
 
 
-class ComputeSerializer(serializers.Serializer):
+class HardwareComputeSerializer(serializers.Serializer):
     id = serializers.CharField()
     accelerator = serializers.CharField()
     numAccelerators = serializers.IntegerField()
@@ -24,24 +24,24 @@ class ComputeSerializer(serializers.Serializer):
     architecture = serializers.CharField()
     status = serializers.CharField()
     pricePerHour = serializers.FloatField()
-    quota = ComputeQuotaSerializer()
+    quota = HardwareQuotaSerializer()
 
 
-class RegionSerializer(serializers.Serializer):
+class HardwareRegionSerializer(serializers.Serializer):
     name = serializers.CharField()
     label = serializers.CharField()
     status = serializers.CharField()
-    computes = ComputeSerializer(many=True)
+    computes = HardwareComputeSerializer(many=True)
 
 
-class VendorSerializer(serializers.Serializer):
+class HardwareVendorSerializer(serializers.Serializer):
     name = serializers.CharField()
     status = serializers.CharField()
-    regions = RegionSerializer(many=True)
+    regions = HardwareRegionSerializer(many=True)
 
 
-class ProviderSerializer(serializers.Serializer):
-    vendors = VendorSerializer(many=True)
+class HardwareSerializer(serializers.Serializer):
+    vendors = HardwareVendorSerializer(many=True)
 
 
 class QuotaLineSerializer(serializers.Serializer):

@@ -100,3 +100,12 @@ def quota_request_decide(*, request_id: int, approve: bool, actor: AbstractBaseU
     audit_record(actor=actor, action=f"quota_request.{request.status}", account=request.account,
                  target=request.accelerator, diff={"status": ["pending", request.status]})
     return request
+
+
+def catalog_seed() -> int:
+    """Load the public price table into an empty catalog (a fresh or flushed database); returns rows added."""
+    from .seed import rows
+
+    if InstanceType.objects.exists():
+        return 0
+    return len(InstanceType.objects.bulk_create(InstanceType(**row) for row in rows()))

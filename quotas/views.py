@@ -12,7 +12,7 @@ from endpoints.views import caller_account
 
 from . import selectors, services
 from .serializers import (
-    ProviderSerializer,
+    HardwareSerializer,
     QuotaRequestCreateSerializer,
     QuotaRequestListSerializer,
     QuotaRequestSerializer,
@@ -29,7 +29,7 @@ class ProviderView(APIView):
     (vCPUs for CPU computes, devices otherwise), so the client can hide what does not fit."""
 
     @extend_schema(operation_id="provider_list", tags=["hardware"],
-                   responses={200: ProviderSerializer, **error_responses(403, 404)})
+                   responses={200: HardwareSerializer, **error_responses(403, 404)})
     def get(self, request: Request, namespace: str) -> Response:
         account = caller_account(request, namespace, Role.READ)
         limits, usage = selectors.quota_limits(account=account), selectors.quota_usage(account=account)

@@ -38,3 +38,16 @@ def alice_api(alice):
 @pytest.fixture
 def anon_api():
     return bearer_client(None)
+
+
+@pytest.fixture(autouse=True)
+def _seeded_catalog(request):
+    """Transactional tests flush every table afterwards, the seeded catalog included: put it back."""
+    marker = request.node.get_closest_marker("django_db")
+    transactional = {"transactional_db", "live_server"} & set(request.fixturenames) or (
+        marker is not None and marker.kwargs.get("transaction"))
+    if transactional:
+        request.getfixturevalue("transactional_db")
+        from quotas.services import catalog_seed
+
+        catalog_seed()
