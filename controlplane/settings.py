@@ -162,6 +162,12 @@ MANAGED_IMAGE = env_str(
     "MANAGED_IMAGE", "registry.hf.space/huggingface-inference-toolkit:latest"
 )
 
+# The image of the init container that downloads the repository at the pinned commit (has `hf`).
+MODEL_FETCHER_IMAGE = env_str("MODEL_FETCHER_IMAGE", "ghcr.io/controlplane/controlplane:0.1.0")
+DEPLOYMENT_PROGRESS_DEADLINE_SECONDS = env_int("DEPLOYMENT_PROGRESS_DEADLINE_SECONDS", 600)
+RECONCILE_MAX_RETRIES = env_int("RECONCILE_MAX_RETRIES", 12)
+RECONCILE_MAX_BACKOFF_SECONDS = env_int("RECONCILE_MAX_BACKOFF_SECONDS", 60)
+
 # ---------------------------------------------------------------- API
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -1,68 +1,252 @@
-"""The reconcile loop: lock, load, converge, record status. Level-triggered and idempotent.
+"""The reconcile loop: lock, load, pin, render, apply, observe, record. Level-triggered and idempotent.
 
-Until a cluster registry exists, nothing can be placed: an endpoint stays ``pending`` with a message
-saying no cluster serves its (vendor, region), and a delete of such an endpoint removes the row.
+``endpoint_reconcile`` converges one endpoint and is safe to run any number of times: a converged
+endpoint costs reads only. It never holds a database transaction across a Kubernetes call. Failures
+are classified: ``Retry`` (transient: the task retries with backoff) or reported on the endpoint
+(permanent: ``failed`` with the server's message).
 """
 
+import hashlib
 import logging
+from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from controlplane.encryption import decrypt_json
 from endpoints.locks import endpoint_lock_key
 from endpoints.models import Endpoint, EndpointEvent, Intent, State
+from quotas.selectors import quota_limits
+
+from .apply import ApplyResult, apply_all, apply_one
+from .kube import Kube, KubeError, kube_for
+from .models import Cluster
+from .names import ANNOTATION_TEMPLATE, LABEL_ID, dns_label, namespace_name, selector
+from .observe import Observation, observe
+from .render import EndpointTarget, InstanceSpec, Platform, render_account, render_endpoint
+from .revisions import RevisionError, revision_resolve
 
 log = logging.getLogger(__name__)
 
 SETTLED = (State.RUNNING, State.PAUSED, State.SCALED_TO_ZERO, State.FAILED, State.UPDATE_FAILED)
+ENDPOINT_KINDS = ("Secret", "Deployment", "Service", "HorizontalPodAutoscaler")
+
+
+class Retry(Exception):
+    """The pass could not finish for a transient reason; run it again after ``delay`` seconds."""
+
+    def __init__(self, message: str, delay: float | None = None):
+        super().__init__(message)
+        self.delay = delay
+
+
+@dataclass(frozen=True)
+class Outcome:
+    state: str
+    writes: int = 0
 
 
 def endpoints_unconverged() -> list[int]:
-    """Ids of endpoints whose status does not describe their current spec or whose state is not settled."""
+    """Ids of endpoints whose status does not describe their current spec, or whose state is not settled."""
     rows = Endpoint.objects.filter(Q(observed_generation__lt=F("generation")) | ~Q(state__in=SETTLED))
     return list(rows.values_list("pk", flat=True))
 
 
-def endpoint_reconcile(*, endpoint_id: int) -> None:
-    """Converge one endpoint. Skips (returns) if another worker holds its lock; a gone row is a no-op."""
+def cluster_for(*, vendor: str, region: str) -> Cluster | None:
+    return Cluster.objects.filter(vendor=vendor, region=region, enabled=True).first()
+
+
+def host_id(account_slug: str, name: str) -> str:
+    """The endpoint's DNS-safe, stable, unique host label: ``<name>-<hash of account/name>``."""
+    return dns_label(f"{name}-{hashlib.sha256(f'{account_slug}/{name}'.encode()).hexdigest()[:8]}")
+
+
+def endpoint_url(cluster: Cluster, endpoint: Endpoint) -> str | None:
+    if not cluster.ingress_domain:
+        return None
+    return cluster.endpoint_url_template.format(host=host_id(endpoint.account.slug, endpoint.name),
+                                                account=endpoint.account.slug, name=endpoint.name,
+                                                domain=cluster.ingress_domain)
+
+
+def platform() -> Platform:
+    return Platform(managed_image=settings.MANAGED_IMAGE, fetcher_image=settings.MODEL_FETCHER_IMAGE,
+                    hub_url=settings.HF_HUB_URL, hub_token=bool(settings.HF_HUB_TOKEN),
+                    progress_deadline_seconds=settings.DEPLOYMENT_PROGRESS_DEADLINE_SECONDS)
+
+
+def _registry_server(image_url: str) -> str:
+    first = image_url.split("/", 1)[0]
+    return first if "/" in image_url and ("." in first or ":" in first or first == "localhost") \
+        else "https://index.docker.io/v1/"
+
+
+def target_for(endpoint: Endpoint, cluster: Cluster) -> EndpointTarget:
+    """The renderer's input for a pinned endpoint (secrets decrypted here, in the worker, only)."""
+    bundle = decrypt_json(endpoint.secrets_encrypted, default={}) or {}
+    (variant, body), = endpoint.image.items()
+    credentials = (body or {}).get("credentials")
+    registry = None
+    if credentials:
+        registry = {"server": _registry_server(body["url"]), "username": credentials["username"],
+                    "password": bundle.get("registryPassword") or ""}
+    it = endpoint.instance
+    return EndpointTarget(
+        id=endpoint.pk, name=endpoint.name, account_label=dns_label(endpoint.account.slug),
+        namespace=namespace_name(cluster.namespace_prefix, endpoint.account.slug),
+        intent={Intent.RUN: "run", Intent.PAUSE: "pause", Intent.SCALE_TO_ZERO: "scale_to_zero"}[endpoint.intent],
+        repository=endpoint.repository, revision=endpoint.pinned_revision, framework=endpoint.framework,
+        task=endpoint.task, image=endpoint.image,
+        instance=InstanceSpec(accelerator=it.accelerator, accelerator_count=it.accelerator_count,
+                              accelerator_resource=it.accelerator_resource, cpu_request=it.cpu_request,
+                              memory_request=it.memory_request, cpu_limit=it.cpu_limit, memory_limit=it.memory_limit,
+                              node_selector=it.node_selector, tolerations=it.tolerations),
+        min_replica=endpoint.min_replica, max_replica=endpoint.max_replica,
+        scaling_metric=endpoint.scaling_metric or "hardwareUsage", scaling_threshold=endpoint.scaling_threshold,
+        command=endpoint.command, args=endpoint.args, env=dict(endpoint.env),
+        secrets=bundle.get("secrets") or {}, registry=registry,
+    )
+
+
+# ---------------------------------------------------------------- the loop
+def endpoint_reconcile(*, endpoint_id: int) -> Outcome | None:
+    """Converge one endpoint. Raises Retry when another worker holds it or a transient error interrupts;
+    returns None if the endpoint no longer exists."""
+    key = endpoint_lock_key(endpoint_id)
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s)", [endpoint_lock_key(endpoint_id)])
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
         if not cursor.fetchone()[0]:
-            log.info("reconcile.skipped_locked endpoint=%s", endpoint_id)
-            return
+            raise Retry("another worker is reconciling this endpoint", delay=1)
     try:
-        _reconcile(endpoint_id)
+        return _reconcile(endpoint_id)
     finally:
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_unlock(%s)", [endpoint_lock_key(endpoint_id)])
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
 
 
-def _reconcile(endpoint_id: int) -> None:
-    endpoint = Endpoint.objects.select_related("instance").filter(pk=endpoint_id).first()
+def _reconcile(endpoint_id: int) -> Outcome | None:
+    endpoint = Endpoint.objects.select_related("instance", "account").filter(pk=endpoint_id).first()
     if endpoint is None:
-        return
+        return None
+    generation = endpoint.generation
+    cluster = cluster_for(vendor=endpoint.instance.vendor, region=endpoint.instance.region)
     if endpoint.intent == Intent.DELETE:
-        # Nothing reached a cluster (no registry yet), so nothing is left to remove.
-        endpoint.delete()
-        log.info("reconcile.deleted endpoint=%s", endpoint_id)
-        return
-    if endpoint.intent != Intent.RUN:
-        _status(endpoint, state=endpoint.state, message=endpoint.message)
-        return
-    instance = endpoint.instance
-    _status(endpoint, state=State.PENDING,
-            message=f"No cluster is registered for {instance.vendor}/{instance.region}; waiting for one")
+        return _teardown(endpoint, cluster)
+    if cluster is None:
+        instance = endpoint.instance
+        return _record(endpoint, generation, Observation(
+            State.PENDING if endpoint.intent == Intent.RUN else endpoint.state,
+            f"No cluster is registered for {instance.vendor}/{instance.region}; waiting for one",
+            0, 0), url=None)
+    if not endpoint.pinned_revision:
+        try:
+            sha = revision_resolve(repository=endpoint.repository, revision=endpoint.revision)
+        except RevisionError as exc:
+            if exc.transient:
+                raise Retry(str(exc)) from exc
+            return _record(endpoint, generation, Observation(State.FAILED, str(exc), 0, 0), url=None)
+        Endpoint.objects.filter(pk=endpoint.pk, generation=generation).update(pinned_revision=sha)
+        endpoint.pinned_revision = sha
+    kube = kube_for(cluster)
+    target = target_for(endpoint, cluster)
+    try:
+        writes = _ensure_account(kube, endpoint, target.namespace)
+        desired = render_endpoint(target, platform())
+        live = _live_objects(kube, target.namespace, endpoint.pk)
+        result = apply_all(kube, desired, live, ENDPOINT_KINDS)
+        observation = _observe(kube, endpoint, target, desired, result)
+    except KubeError as exc:
+        if exc.transient:
+            _note(endpoint, generation, f"Kubernetes API problem, retrying ({exc}); last known state kept")
+            raise Retry(str(exc), delay=exc.retry_after) from exc
+        return _record(endpoint, generation, Observation(State.FAILED, f"Rejected by Kubernetes: {exc}", 0, 0),
+                       url=None)
+    keeps_url = observation.state in (State.RUNNING, State.UPDATING, State.UPDATE_FAILED, State.SCALED_TO_ZERO)
+    _record(endpoint, generation, observation, url=endpoint_url(cluster, endpoint) if keeps_url else None,
+            applied=True)
+    log.info("reconcile.applied endpoint=%s generation=%s state=%s writes=%s", endpoint.pk, generation,
+             observation.state, writes + result.writes)
+    return Outcome(observation.state, writes + result.writes)
 
 
-def _status(endpoint: Endpoint, *, state: str, message: str) -> None:
-    """Write status only if it changed; append a state event on a state change."""
-    changed = endpoint.state != state or endpoint.message != message or endpoint.observed_generation != endpoint.generation
-    if not changed:
-        return
+def _ensure_account(kube: Kube, endpoint: Endpoint, namespace: str) -> int:
+    """Namespace, ResourceQuota, NetworkPolicy (and Hub token Secret) for the endpoint's account."""
+    objects = render_account(namespace=namespace, account_label=dns_label(endpoint.account.slug),
+                             quota=quota_limits(account=endpoint.account), hub_token=settings.HF_HUB_TOKEN)
+    result = ApplyResult()
+    for obj in objects:
+        apply_one(kube, obj, kube.get(obj["kind"], obj["metadata"].get("namespace"), obj["metadata"]["name"]),
+                  result)
+    return result.writes
+
+
+def _live_objects(kube: Kube, namespace: str, endpoint_id: int) -> dict[str, dict[str, dict]]:
+    labels = selector(**{LABEL_ID: str(endpoint_id)})
+    return {kind: {o["metadata"]["name"]: o for o in kube.list(kind, namespace, labels)} for kind in ENDPOINT_KINDS}
+
+
+def _observe(kube: Kube, endpoint: Endpoint, target: EndpointTarget, desired: list[dict],
+             result: ApplyResult) -> Observation:
+    deployment_spec = next(o for o in desired if o["kind"] == "Deployment")
+    deployment = result.live.get(("Deployment", deployment_spec["metadata"]["name"]))
+    if deployment and not deployment.get("status"):  # a fresh create answers before any controller ran
+        deployment = kube.get("Deployment", target.namespace, deployment_spec["metadata"]["name"]) or deployment
+    ready = (deployment or {}).get("status", {}).get("readyReplicas", 0) or 0
+    if endpoint.intent == Intent.PAUSE:
+        return Observation(State.PAUSED, "Endpoint paused by the user", ready, 0)
+    if endpoint.intent == Intent.SCALE_TO_ZERO:
+        return Observation(State.SCALED_TO_ZERO, "Endpoint scaled to zero; the next request wakes it", ready, 0)
+    template_hash = deployment_spec["spec"]["template"]["metadata"]["annotations"][ANNOTATION_TEMPLATE]
+    pods = kube.list("Pod", target.namespace, selector(**{LABEL_ID: str(endpoint.pk)}))
+    observation = observe(deployment=deployment, pods=pods, events=[], template_hash=template_hash)
+    if "Unschedulable" in observation.message:
+        events = kube.list("Event", target.namespace)
+        observation = observe(deployment=deployment, pods=pods, events=events, template_hash=template_hash)
+    return observation
+
+
+def _teardown(endpoint: Endpoint, cluster: Cluster | None) -> Outcome | None:
+    """Delete every owned object, then the row (its events go with it)."""
+    if cluster is not None and endpoint.first_applied_at is not None:
+        kube = kube_for(cluster)
+        namespace = namespace_name(cluster.namespace_prefix, endpoint.account.slug)
+        try:
+            live = _live_objects(kube, namespace, endpoint.pk)
+            for kind in reversed(ENDPOINT_KINDS):
+                for name in live[kind]:
+                    kube.delete(kind, namespace, name)
+        except KubeError as exc:
+            _note(endpoint, endpoint.generation, f"Deleting: Kubernetes API problem, retrying ({exc})")
+            raise Retry(str(exc), delay=exc.retry_after) from exc
+    endpoint.delete()
+    log.info("reconcile.deleted endpoint=%s", endpoint.pk)
+    return None
+
+
+def _note(endpoint: Endpoint, generation: int, message: str) -> None:
+    """Replace only the message (the state stays the last one observed)."""
+    Endpoint.objects.filter(pk=endpoint.pk, generation=generation).exclude(message=message[:1024]).update(
+        message=message[:1024])
+
+
+def _record(endpoint: Endpoint, generation: int, observation: Observation, *, url: str | None,
+            applied: bool = False) -> Outcome:
+    """Write status only if it changed, only if the spec is still the one rendered; event on state change."""
+    fields = {"state": observation.state, "message": observation.message[:1024], "url": url,
+              "ready_replica": observation.ready, "target_replica": observation.target,
+              "observed_generation": generation, "pinned_revision": endpoint.pinned_revision}
+    if applied and endpoint.first_applied_at is None:
+        fields["first_applied_at"] = timezone.now()
+    if all(getattr(endpoint, name) == value for name, value in fields.items()):
+        return Outcome(observation.state)
     with transaction.atomic():
-        updated = Endpoint.objects.filter(pk=endpoint.pk, generation=endpoint.generation).update(
-            state=state, message=message, observed_generation=endpoint.generation, last_reconciled_at=timezone.now())
-        if updated and endpoint.state != state:
-            EndpointEvent.objects.create(endpoint=endpoint, kind="state", message=message, from_state=endpoint.state,
-                                         to_state=state, generation=endpoint.generation)
+        current = Endpoint.objects.select_for_update().filter(pk=endpoint.pk, generation=generation).first()
+        if current is None:  # the spec moved on; the newer generation's reconcile will report
+            return Outcome(observation.state)
+        Endpoint.objects.filter(pk=endpoint.pk).update(**fields, last_reconciled_at=timezone.now())
+        if current.state != observation.state:
+            EndpointEvent.objects.create(endpoint=endpoint, kind="state", message=observation.message[:1024],
+                                         from_state=current.state, to_state=observation.state, generation=generation)
+    return Outcome(observation.state)

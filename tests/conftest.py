@@ -51,3 +51,25 @@ def _seeded_catalog(request):
         from quotas.services import catalog_seed
 
         catalog_seed()
+
+
+@pytest.fixture
+def fake_hub(settings):
+    from tests.fakehub import FakeHub
+
+    hub = FakeHub().start()
+    settings.HF_HUB_URL = hub.url
+    settings.HF_HUB_TOKEN = None
+    yield hub
+    hub.stop()
+
+
+@pytest.fixture
+def cluster(db, fake_kube, tmp_path):
+    """The fake API server registered as the aws/us-east-1 cluster, through the real command's service."""
+    from deployments.services import cluster_register
+
+    path = tmp_path / "kubeconfig.yaml"
+    fake_kube.write_kubeconfig(str(path))
+    return cluster_register(name="fake", vendor="aws", region="us-east-1", kubeconfig_text=path.read_text(),
+                            ingress_domain="endpoints.test")

@@ -1,14 +1,33 @@
 """Celery tasks: thin, id-only wrappers around the domain. Names are explicit and stable."""
 
+import logging
+import random
+
 from celery import shared_task
+from django.conf import settings
+
+log = logging.getLogger(__name__)
 
 
-@shared_task(name="workers.reconcile_endpoint", acks_late=True, ignore_result=True)
-def reconcile_endpoint_task(endpoint_id: int) -> None:
-    """Converge one endpoint (idempotent). Transient failures are retried inside the reconciler's policy."""
-    from deployments.reconcile import endpoint_reconcile
+def backoff(retries: int, hint: float | None = None) -> float:
+    """Capped exponential backoff with jitter; a server's Retry-After wins when it is longer."""
+    delay = min(2 ** retries, settings.RECONCILE_MAX_BACKOFF_SECONDS) * (0.5 + random.random() / 2)
+    return max(delay, hint or 0)
 
-    endpoint_reconcile(endpoint_id=endpoint_id)
+
+@shared_task(bind=True, name="workers.reconcile_endpoint", acks_late=True, ignore_result=True, max_retries=None)
+def reconcile_endpoint_task(self, endpoint_id: int) -> None:
+    """Converge one endpoint (idempotent). Transient failures retry with backoff up to RECONCILE_MAX_RETRIES;
+    past that the beat sweep picks the endpoint up again, since its status is not converged."""
+    from deployments.reconcile import Retry, endpoint_reconcile
+
+    try:
+        endpoint_reconcile(endpoint_id=endpoint_id)
+    except Retry as exc:
+        if self.request.retries >= settings.RECONCILE_MAX_RETRIES:
+            log.warning("reconcile.gave_up endpoint=%s reason=%s", endpoint_id, exc)
+            return
+        raise self.retry(countdown=backoff(self.request.retries, exc.delay), exc=exc) from exc
 
 
 @shared_task(name="workers.reconcile_sweep", acks_late=True, ignore_result=True)

@@ -1,0 +1,31 @@
+"""The cluster registry: where each (vendor, region) runs its endpoints."""
+
+from django.db import models
+from django.utils import timezone
+
+
+class Cluster(models.Model):
+    """A Kubernetes cluster serving one (vendor, region). Its kubeconfig is stored encrypted."""
+
+    name = models.SlugField(max_length=64, unique=True)
+    vendor = models.CharField(max_length=32)
+    region = models.CharField(max_length=32)
+    kubeconfig_encrypted = models.TextField(blank=True, default="", editable=False)
+    context = models.CharField(max_length=128, blank=True)
+    in_cluster = models.BooleanField(default=False, help_text="Use the pod's service account instead of a kubeconfig")
+    namespace_prefix = models.CharField(max_length=20, default="ie-")
+    ingress_domain = models.CharField(max_length=253, blank=True, help_text="e.g. endpoints.example.com")
+    endpoint_url_template = models.CharField(max_length=256, default="https://{host}.{domain}")
+    service_url_template = models.CharField(
+        max_length=256, default="http://{service}.{namespace}.svc.cluster.local:{port}")
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["vendor", "region", "name"]
+        constraints = [models.UniqueConstraint(fields=["vendor", "region"], condition=models.Q(enabled=True),
+                                               name="one_enabled_cluster_per_region")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.vendor}/{self.region})"

@@ -1,0 +1,51 @@
+"""Deterministic, length-safe Kubernetes names and the labels every owned object carries."""
+
+import hashlib
+import re
+
+MANAGED_BY = "controlplane"
+LABEL_ID = "endpoints.controlplane.dev/id"
+LABEL_ACCOUNT = "endpoints.controlplane.dev/account"
+ANNOTATION_HASH = "endpoints.controlplane.dev/spec-hash"
+ANNOTATION_TEMPLATE = "endpoints.controlplane.dev/template-hash"
+MAX_LABEL = 63
+
+
+def _short_hash(value: str, length: int = 6) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()[:length]
+
+
+def dns_label(value: str, *, max_length: int = MAX_LABEL) -> str:
+    """``value`` as a DNS-1123 label: lowercase alphanumerics and '-', at most ``max_length``.
+
+    When anything had to change (case, characters, length), a hash of the original is appended so two
+    different inputs never map to the same label.
+    """
+    cleaned = re.sub(r"[^a-z0-9-]+", "-", value.lower()).strip("-") or "x"
+    if cleaned == value and len(cleaned) <= max_length:
+        return cleaned
+    suffix = _short_hash(value)
+    return f"{cleaned[: max_length - len(suffix) - 1].rstrip('-')}-{suffix}"
+
+
+def namespace_name(prefix: str, account_slug: str) -> str:
+    return dns_label(f"{prefix}{account_slug}")
+
+
+def endpoint_object_name(endpoint_name: str, suffix: str = "") -> str:
+    """``ep-<name>[-suffix]``: starts with a letter (Services need DNS-1035) and fits in 63 characters."""
+    return dns_label(f"ep-{endpoint_name}{'-' + suffix if suffix else ''}")
+
+
+def account_labels(account_label: str) -> dict[str, str]:
+    return {"app.kubernetes.io/managed-by": MANAGED_BY, "app.kubernetes.io/part-of": "inference-endpoints",
+            LABEL_ACCOUNT: account_label}
+
+
+def endpoint_labels(endpoint_id: int, endpoint_name: str, account_label: str) -> dict[str, str]:
+    return {**account_labels(account_label), "app.kubernetes.io/name": "inference-endpoint",
+            "app.kubernetes.io/instance": endpoint_object_name(endpoint_name), LABEL_ID: str(endpoint_id)}
+
+
+def selector(**labels: str) -> str:
+    return ",".join(f"{k}={v}" for k, v in labels.items())

@@ -1,0 +1,86 @@
+"""Pure status derivation: live Deployment, Pods and Events -> the HF state, a message, replica counts.
+
+Rules (first match wins), for an endpoint the user wants running:
+- no Deployment yet -> ``pending``;
+- pods of the *current* template failing (crash loop, image pull, unschedulable) or the rollout past its
+  progress deadline -> ``updateFailed`` while older pods still serve, else ``failed``; the message says which;
+- the rollout complete (observed generation current, every replica updated) with a ready replica ->
+  ``running``;
+- a rollout under way while older pods serve -> ``updating``;
+- otherwise -> ``initializing`` (pods starting).
+"""
+
+from dataclasses import dataclass
+
+from .names import ANNOTATION_TEMPLATE
+
+FAILING_REASONS = {
+    "CrashLoopBackOff": "the model server keeps crashing (CrashLoopBackOff)",
+    "ErrImagePull": "the image cannot be pulled (ErrImagePull)",
+    "ImagePullBackOff": "the image cannot be pulled (ImagePullBackOff)",
+    "InvalidImageName": "the image name is invalid",
+    "CreateContainerConfigError": "the container configuration is invalid",
+    "RunContainerError": "the container cannot start",
+}
+
+
+@dataclass(frozen=True)
+class Observation:
+    state: str
+    message: str
+    ready: int
+    target: int
+
+
+def _condition(obj: dict, kind: str) -> dict:
+    return next((c for c in obj.get("status", {}).get("conditions") or [] if c.get("type") == kind), {})
+
+
+def _pod_problem(pod: dict, events: list[dict]) -> str | None:
+    status = pod.get("status", {})
+    for cs in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
+        waiting = (cs.get("state") or {}).get("waiting") or {}
+        reason = waiting.get("reason")
+        if reason in FAILING_REASONS:
+            detail = waiting.get("message") or ""
+            return f"{FAILING_REASONS[reason]}{': ' + detail if detail else ''}"
+    scheduled = _condition(pod, "PodScheduled")
+    if scheduled.get("status") == "False" and scheduled.get("reason") == "Unschedulable":
+        name = pod["metadata"]["name"]
+        event = next((e for e in events if e.get("involvedObject", {}).get("name") == name
+                      and e.get("reason") == "FailedScheduling"), None)
+        detail = (event or {}).get("message") or scheduled.get("message") or "no node fits"
+        return f"no node can run the endpoint (Unschedulable): {detail}"
+    return None
+
+
+def _is_ready(pod: dict) -> bool:
+    return _condition(pod, "Ready").get("status") == "True" and not pod["metadata"].get("deletionTimestamp")
+
+
+def observe(*, deployment: dict | None, pods: list[dict], events: list[dict], template_hash: str) -> Observation:
+    """Derive the state of a running-intent endpoint (see the module docstring for the rules)."""
+    if deployment is None:
+        return Observation("pending", "Endpoint waiting to be scheduled", 0, 0)
+    spec, status = deployment.get("spec", {}), deployment.get("status", {})
+    target = spec.get("replicas", 1)
+    ready = status.get("readyReplicas", 0) or 0
+    current = [p for p in pods if (p["metadata"].get("annotations") or {}).get(ANNOTATION_TEMPLATE) == template_hash]
+    older_ready = [p for p in pods if p not in current and _is_ready(p)]
+    problems = [problem for problem in (_pod_problem(p, events) for p in current) if problem]
+    progressing = _condition(deployment, "Progressing")
+    if not problems and progressing.get("reason") == "ProgressDeadlineExceeded":
+        problems = [f"the rollout did not finish in time: {progressing.get('message', '')}".rstrip(": ")]
+    if problems:
+        if older_ready:
+            return Observation("updateFailed", f"Update failed, the previous version keeps serving: {problems[0]}",
+                               ready, target)
+        return Observation("failed", f"Endpoint failed to deploy: {problems[0]}", ready, target)
+    generation_seen = status.get("observedGeneration", 0) >= deployment["metadata"].get("generation", 0)
+    complete = generation_seen and (status.get("updatedReplicas", 0) or 0) >= target and not older_ready
+    current_ready = sum(1 for p in current if _is_ready(p))
+    if complete and current_ready >= 1:
+        return Observation("running", "Endpoint is ready", ready, target)
+    if older_ready:
+        return Observation("updating", "Endpoint is updating; the previous version keeps serving", ready, target)
+    return Observation("initializing", "Endpoint is initializing: pods are starting", ready, target)

@@ -1,0 +1,294 @@
+"""Pure rendering: an endpoint spec (plain data) -> the Kubernetes manifests that run it.
+
+No ORM, no I/O, no clock: the same input always gives the same dicts, which the golden tests pin.
+``render_account`` gives the per-account namespace objects, ``render_endpoint`` the per-endpoint ones.
+"""
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+from .names import (
+    ANNOTATION_TEMPLATE,
+    LABEL_ID,
+    account_labels,
+    endpoint_labels,
+    endpoint_object_name,
+)
+
+MANAGED_VARIANTS = ("huggingface", "huggingfaceNeuron")
+ENGINE_DEFAULT_PORT = {"vLLM": 8000, "sGLang": 30000, "llamacpp": 8080}
+DEFAULT_THRESHOLD = {"hardwareUsage": 80.0, "pendingRequests": 1.5}
+REPOSITORY_DIR = "/repository"
+# Device resources mirrored into each namespace's ResourceQuota, per accelerator.
+DEVICE_RESOURCE = {"gpu": "nvidia.com/gpu", "neuron": "aws.amazon.com/neuron"}
+# vCPUs that accompany one accelerator device at most in the catalog (l40s x8: 192 / 8).
+CPUS_PER_DEVICE = 24
+
+
+@dataclass(frozen=True)
+class InstanceSpec:
+    accelerator: str
+    accelerator_count: int
+    accelerator_resource: str
+    cpu_request: str
+    memory_request: str
+    cpu_limit: str = ""
+    memory_limit: str = ""
+    node_selector: dict = field(default_factory=dict)
+    tolerations: list = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Platform:
+    """Cluster- and installation-wide inputs."""
+
+    managed_image: str
+    fetcher_image: str
+    hub_url: str
+    hub_token: bool = False
+    progress_deadline_seconds: int = 600
+
+
+@dataclass(frozen=True)
+class EndpointTarget:
+    """Everything the renderer needs about one endpoint, already resolved (pinned sha, decrypted secrets)."""
+
+    id: int
+    name: str
+    account_label: str
+    namespace: str
+    intent: str  # run | pause | scale_to_zero
+    repository: str
+    revision: str  # the pinned commit sha
+    framework: str
+    task: str | None
+    image: dict
+    instance: InstanceSpec
+    min_replica: int
+    max_replica: int
+    scaling_metric: str = "hardwareUsage"
+    scaling_threshold: float | None = None
+    command: list | None = None
+    args: list | None = None
+    env: dict = field(default_factory=dict)
+    secrets: dict = field(default_factory=dict)
+    registry: dict | None = None  # {"server", "username", "password"}
+
+
+def digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+
+
+def _b64(value: str) -> str:
+    return base64.b64encode(value.encode()).decode()
+
+
+# ---------------------------------------------------------------- per account
+def render_account(*, namespace: str, account_label: str, quota: dict[str, int], hub_token: str | None) -> list[dict]:
+    """Namespace, ResourceQuota (twice the quota, so rolling updates can surge: admission holds the real
+    line; this is the backstop), default-deny ingress NetworkPolicy, and the Hub token Secret if any."""
+    labels = account_labels(account_label)
+    devices = {DEVICE_RESOURCE[acc]: quota.get(acc, 0) for acc in DEVICE_RESOURCE}
+    cpus = quota.get("cpu", 0) + CPUS_PER_DEVICE * sum(devices.values())
+    hard = {"requests.cpu": str(2 * cpus), **{f"requests.{res}": str(2 * n) for res, n in devices.items()}}
+    objects = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "labels": labels}},
+        {"apiVersion": "v1", "kind": "ResourceQuota",
+         "metadata": {"name": "endpoints-quota", "namespace": namespace, "labels": labels},
+         "spec": {"hard": hard}},
+        {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+         "metadata": {"name": "default-deny-ingress", "namespace": namespace, "labels": labels},
+         "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}},
+    ]
+    if hub_token:
+        objects.append({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                        "metadata": {"name": "hub-token", "namespace": namespace, "labels": labels},
+                        "data": {"token": _b64(hub_token)}})
+    return objects
+
+
+# ---------------------------------------------------------------- per endpoint
+def _variant(target: EndpointTarget) -> tuple[str, dict]:
+    (variant, body), = target.image.items()
+    return variant, body or {}
+
+
+def container_port(target: EndpointTarget) -> int:
+    variant, body = _variant(target)
+    if variant in MANAGED_VARIANTS:
+        return 80
+    return body.get("port") or ENGINE_DEFAULT_PORT.get(variant, 80)
+
+
+def health_route(target: EndpointTarget) -> str:
+    variant, body = _variant(target)
+    return "/health" if variant in MANAGED_VARIANTS else body.get("healthRoute") or "/health"
+
+
+def _env(target: EndpointTarget) -> list[dict]:
+    variant, body = _variant(target)
+    env = {
+        "HF_MODEL_DIR": REPOSITORY_DIR, "MODEL_ID": REPOSITORY_DIR, "HF_REVISION": target.revision,
+        "HF_HUB_OFFLINE": "1", "HF_FRAMEWORK": target.framework,
+        **({"HF_TASK": target.task} if target.task else {}),
+    }
+    for key in ("tensorParallelSize", "dataParallelSize"):
+        if body.get(key):
+            env["TENSOR_PARALLEL_SIZE" if key == "tensorParallelSize" else "DATA_PARALLEL_SIZE"] = str(body[key])
+    env.update(body.get("env") or {})
+    env.update(target.env)
+    return [{"name": k, "value": v} for k, v in sorted(env.items())]
+
+
+def _resources(instance: InstanceSpec) -> dict:
+    requests = {"cpu": instance.cpu_request, "memory": instance.memory_request}
+    limits = {k: v for k, v in (("cpu", instance.cpu_limit), ("memory", instance.memory_limit)) if v}
+    if instance.accelerator_resource and instance.accelerator_count:
+        requests[instance.accelerator_resource] = str(instance.accelerator_count)
+        limits[instance.accelerator_resource] = str(instance.accelerator_count)
+    return {"requests": requests, **({"limits": limits} if limits else {})}
+
+
+def _deployment(target: EndpointTarget, platform: Platform, labels: dict) -> dict:
+    name = endpoint_object_name(target.name)
+    variant, body = _variant(target)
+    port = container_port(target)
+    image = platform.managed_image if variant in MANAGED_VARIANTS else body["url"]
+    container = {
+        "name": "inference",
+        "image": image,
+        "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
+        "env": _env(target),
+        "resources": _resources(target.instance),
+        "readinessProbe": {"httpGet": {"path": health_route(target), "port": port},
+                           "periodSeconds": 2, "timeoutSeconds": 2, "failureThreshold": 3},
+        "volumeMounts": [{"name": "repository", "mountPath": REPOSITORY_DIR, "readOnly": True}],
+    }
+    if target.command is not None:
+        container["command"] = list(target.command)
+    if target.args is not None:
+        container["args"] = list(target.args)
+    if target.secrets:
+        container["envFrom"] = [{"secretRef": {"name": endpoint_object_name(target.name, "secrets")}}]
+    fetcher_env = [{"name": "HF_ENDPOINT", "value": platform.hub_url}]
+    if platform.hub_token:
+        fetcher_env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {
+            "name": "hub-token", "key": "token", "optional": True}}})
+    fetcher = {
+        "name": "fetch-model",
+        "image": platform.fetcher_image,
+        "command": ["hf", "download", target.repository, "--revision", target.revision,
+                    "--local-dir", REPOSITORY_DIR],
+        "env": fetcher_env,
+        "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}},
+        "volumeMounts": [{"name": "repository", "mountPath": REPOSITORY_DIR}],
+    }
+    pod_spec = {
+        "initContainers": [fetcher],
+        "containers": [container],
+        "volumes": [{"name": "repository", "emptyDir": {}}],
+        "enableServiceLinks": False,
+        "automountServiceAccountToken": False,
+    }
+    if target.instance.node_selector:
+        pod_spec["nodeSelector"] = dict(target.instance.node_selector)
+    if target.instance.tolerations:
+        pod_spec["tolerations"] = [dict(t) for t in target.instance.tolerations]
+    if target.registry:
+        pod_spec["imagePullSecrets"] = [{"name": endpoint_object_name(target.name, "registry")}]
+    template = {"metadata": {"labels": labels}, "spec": pod_spec}
+    template["metadata"]["annotations"] = {ANNOTATION_TEMPLATE: digest(template)}
+    running = target.intent == "run"
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": target.namespace, "labels": labels},
+        "spec": {
+            "replicas": max(target.min_replica, 1) if running else 0,
+            "selector": {"matchLabels": {LABEL_ID: str(target.id)}},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "progressDeadlineSeconds": platform.progress_deadline_seconds,
+            "revisionHistoryLimit": 3,
+            "template": template,
+        },
+    }
+
+
+def _service(target: EndpointTarget, labels: dict) -> dict:
+    return {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": endpoint_object_name(target.name), "namespace": target.namespace, "labels": labels},
+        "spec": {"type": "ClusterIP", "selector": {LABEL_ID: str(target.id)},
+                 "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]},
+    }
+
+
+def _hpa_metric(target: EndpointTarget) -> dict:
+    metric = target.scaling_metric or "hardwareUsage"
+    threshold = target.scaling_threshold if target.scaling_threshold is not None else DEFAULT_THRESHOLD[metric]
+    if metric == "pendingRequests":
+        return {"type": "Pods", "pods": {"metric": {"name": "gateway_pending_requests"},
+                                         "target": {"type": "AverageValue",
+                                                    "averageValue": f"{round(threshold * 1000)}m"}}}
+    if target.instance.accelerator == "cpu":
+        return {"type": "Resource", "resource": {"name": "cpu", "target": {
+            "type": "Utilization", "averageUtilization": round(threshold)}}}
+    return {"type": "Pods", "pods": {"metric": {"name": "accelerator_utilization_percent"},
+                                     "target": {"type": "AverageValue", "averageValue": str(round(threshold))}}}
+
+
+def _hpa(target: EndpointTarget, labels: dict) -> dict:
+    name = endpoint_object_name(target.name)
+    return {
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": name, "namespace": target.namespace, "labels": labels},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+            "minReplicas": max(target.min_replica, 1),
+            "maxReplicas": max(target.max_replica, 1),
+            "metrics": [_hpa_metric(target)],
+            "behavior": {
+                "scaleUp": {"stabilizationWindowSeconds": 0,
+                            "policies": [{"type": "Pods", "value": 4, "periodSeconds": 60}]},
+                "scaleDown": {"stabilizationWindowSeconds": 300,
+                              "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}]},
+            },
+        },
+    }
+
+
+def _secret(target: EndpointTarget, labels: dict) -> dict:
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": endpoint_object_name(target.name, "secrets"), "namespace": target.namespace,
+                         "labels": labels},
+            "data": {k: _b64(v) for k, v in sorted(target.secrets.items())}}
+
+
+def _pull_secret(target: EndpointTarget, labels: dict) -> dict:
+    registry = target.registry
+    auth = _b64(f"{registry['username']}:{registry.get('password') or ''}")
+    config = {"auths": {registry["server"]: {"username": registry["username"],
+                                             "password": registry.get("password") or "", "auth": auth}}}
+    return {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
+            "metadata": {"name": endpoint_object_name(target.name, "registry"), "namespace": target.namespace,
+                         "labels": labels},
+            "data": {".dockerconfigjson": _b64(json.dumps(config, sort_keys=True))}}
+
+
+def render_endpoint(target: EndpointTarget, platform: Platform) -> list[dict]:
+    """The endpoint's objects, in apply order: Secrets, Deployment, Service, and the HPA while it runs.
+
+    Pause and scale-to-zero render zero replicas and no HPA (the HPA would scale a paused endpoint back up).
+    """
+    labels = endpoint_labels(target.id, target.name, target.account_label)
+    objects = []
+    if target.secrets:
+        objects.append(_secret(target, labels))
+    if target.registry:
+        objects.append(_pull_secret(target, labels))
+    objects.append(_deployment(target, platform, labels))
+    objects.append(_service(target, labels))
+    if target.intent == "run":
+        objects.append(_hpa(target, labels))
+    return objects

@@ -1,0 +1,46 @@
+"""Revision pinning: a branch, tag or nothing -> the commit sha, asked of the Hub (or a mirror)."""
+
+import re
+
+from django.conf import settings
+
+SHA_RE = re.compile(r"^[0-9a-f]{40}$")
+
+
+class RevisionError(Exception):
+    """Resolving failed. ``transient`` failures are retried; others fail the endpoint with the Hub's message."""
+
+    def __init__(self, message: str, *, transient: bool):
+        super().__init__(message)
+        self.transient = transient
+
+
+def revision_resolve(*, repository: str, revision: str | None) -> str:
+    """The 40-hex commit ``revision`` of ``repository`` points at. A full sha is returned without a call."""
+    if revision and SHA_RE.match(revision):
+        return revision
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
+
+    api = HfApi(endpoint=settings.HF_HUB_URL, token=settings.HF_HUB_TOKEN or False)
+    try:
+        info = api.model_info(repository, revision=revision, timeout=10)
+    except RevisionNotFoundError as exc:
+        raise RevisionError(f"Revision '{revision}' not found in {repository}: {_hub_message(exc)}",
+                            transient=False) from exc
+    except RepositoryNotFoundError as exc:
+        raise RevisionError(f"Repository {repository} not found on the Hub: {_hub_message(exc)}",
+                            transient=False) from exc
+    except HfHubHTTPError as exc:
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        transient = status is None or status >= 500 or status == 429
+        raise RevisionError(f"The Hub answered {status}: {_hub_message(exc)}", transient=transient) from exc
+    except Exception as exc:  # network errors of any transport: retry
+        raise RevisionError(f"The Hub is unreachable: {type(exc).__name__}", transient=True) from exc
+    if not info.sha:
+        raise RevisionError(f"The Hub returned no commit for {repository}@{revision or 'main'}", transient=True)
+    return info.sha
+
+
+def _hub_message(exc: Exception) -> str:
+    return (getattr(exc, "server_message", None) or str(exc).splitlines()[0])[:300]

@@ -1,0 +1,50 @@
+"""Cluster registry writes."""
+
+import yaml
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from controlplane.encryption import encrypt_json
+from controlplane.errors import Conflict, InvalidSpec
+
+from .models import Cluster
+
+
+@transaction.atomic
+def cluster_register(*, name: str, vendor: str, region: str, kubeconfig_text: str | None = None,
+                     context: str = "", in_cluster: bool = False, namespace_prefix: str = "ie-",
+                     ingress_domain: str = "", endpoint_url_template: str | None = None,
+                     service_url_template: str | None = None) -> Cluster:
+    """Register (or update, by name) the cluster serving (vendor, region); the kubeconfig is stored encrypted.
+
+    Raises InvalidSpec for an unreadable kubeconfig or unknown context, Conflict if another enabled
+    cluster already serves (vendor, region). Pending endpoints there converge on the next sweep.
+    """
+    if in_cluster == bool(kubeconfig_text):
+        raise InvalidSpec("Give exactly one of a kubeconfig or in-cluster mode", fields={"kubeconfig": ["required"]})
+    encrypted = ""
+    if kubeconfig_text:
+        try:
+            kubeconfig = yaml.safe_load(kubeconfig_text)
+        except yaml.YAMLError as exc:
+            raise InvalidSpec(f"The kubeconfig is not valid YAML: {exc}", fields={"kubeconfig": ["not YAML"]}) from exc
+        contexts = [c.get("name") for c in (kubeconfig or {}).get("contexts") or []]
+        if not contexts:
+            raise InvalidSpec("The kubeconfig has no contexts", fields={"kubeconfig": ["no contexts"]})
+        if context and context not in contexts:
+            raise InvalidSpec(f"No context '{context}' in the kubeconfig (has: {', '.join(contexts)})",
+                              fields={"context": ["unknown"]})
+        encrypted = encrypt_json(kubeconfig)
+    defaults = {"vendor": vendor, "region": region, "kubeconfig_encrypted": encrypted, "context": context,
+                "in_cluster": in_cluster, "namespace_prefix": namespace_prefix, "ingress_domain": ingress_domain,
+                "enabled": True, "updated_at": timezone.now()}
+    if endpoint_url_template:
+        defaults["endpoint_url_template"] = endpoint_url_template
+    if service_url_template:
+        defaults["service_url_template"] = service_url_template
+    try:
+        with transaction.atomic():
+            cluster, _ = Cluster.objects.update_or_create(name=name, defaults=defaults)
+    except IntegrityError as exc:
+        raise Conflict(f"Another enabled cluster already serves {vendor}/{region}", code="cluster_exists") from exc
+    return cluster
