@@ -18,3 +18,6 @@ def _schedule(sender, **_kwargs) -> None:
     sender.add_periodic_task(
         float(settings.RECONCILE_SWEEP_SECONDS), sender.signature("workers.reconcile_sweep"), name="reconcile sweep"
     )
+    sender.add_periodic_task(
+        float(settings.DRIFT_SWEEP_SECONDS), sender.signature("workers.drift_sweep"), name="drift sweep"
+    )

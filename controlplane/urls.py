@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from deployments import views as dv
 from endpoints import views as ep
 from quotas import views as qv
 
@@ -22,6 +23,7 @@ urlpatterns = [
     path(f"{EP}/resume", ep.EndpointResumeView.as_view(), name="endpoint-resume"),
     path(f"{EP}/scale-to-zero", ep.EndpointScaleToZeroView.as_view(), name="endpoint-scale-to-zero"),
     path(f"{EP}/events", ep.EndpointEventsView.as_view(), name="endpoint-events"),
+    path(f"{EP}/logs", dv.EndpointLogsView.as_view(), name="endpoint-logs"),
     path(f"v2/provider/{NS}", qv.ProviderView.as_view(), name="provider"),
     path(f"v2/quotas/{NS}", qv.QuotaView.as_view(), name="quotas"),
     path(f"v2/quotas/{NS}/requests", qv.QuotaRequestsView.as_view(), name="quota-requests"),

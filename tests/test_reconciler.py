@@ -9,40 +9,7 @@ from django.utils import timezone
 from deployments.reconcile import Retry, endpoint_reconcile, endpoints_unconverged
 from endpoints import services
 from endpoints.models import Endpoint, EndpointEvent
-from tests.factories import endpoint_spec, make_user
-
-NS = "ie-alice"
-
-
-@pytest.fixture
-def alice(db):
-    return make_user("alice")
-
-
-def create(user, name="web", **overrides) -> Endpoint:
-    return services.endpoint_create(account=user.personal_account, spec=endpoint_spec(name, **overrides), actor=user)
-
-
-def converge(endpoint_id: int, until, timeout: float = 15.0) -> Endpoint:
-    """Reconcile (as the worker would, retrying transient failures) until the state is one of ``until``."""
-    until = {until} if isinstance(until, str) else set(until)
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            endpoint_reconcile(endpoint_id=endpoint_id)
-        except Retry:
-            pass
-        endpoint = Endpoint.objects.filter(pk=endpoint_id).first()
-        if endpoint is None and "gone" in until or endpoint is not None and endpoint.state in until:
-            return endpoint
-        if time.monotonic() > deadline:
-            raise AssertionError(f"endpoint {endpoint_id} stuck in {endpoint and endpoint.state}: "
-                                 f"{endpoint and endpoint.message}")
-        time.sleep(0.1)
-
-
-def deployment(kube, name="ep-web"):
-    return kube.get_object("deployments", NS, name)
+from tests.kube_helpers import NS, converge, create, deployment
 
 
 def test_converges_from_empty_to_running_and_then_writes_nothing(alice, cluster, fake_kube, fake_hub):

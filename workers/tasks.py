@@ -39,3 +39,14 @@ def reconcile_sweep_task() -> int:
     for endpoint_id in ids:
         reconcile_endpoint_task.apply_async(args=[endpoint_id], retry=False)
     return len(ids)
+
+
+@shared_task(name="workers.drift_sweep", acks_late=True, ignore_result=True)
+def drift_sweep_task() -> int:
+    """Compare live objects with desired (one LIST per kind per cluster); re-enqueue what drifted."""
+    from deployments.drift import drift_sweep
+
+    def enqueue(endpoint_id: int) -> None:
+        reconcile_endpoint_task.apply_async(args=[endpoint_id], retry=False)
+
+    return len(drift_sweep(enqueue=enqueue).drifted)
