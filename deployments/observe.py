@@ -64,7 +64,8 @@ def observe(*, deployment: dict | None, pods: list[dict], events: list[dict], te
         return Observation("pending", "Endpoint waiting to be scheduled", 0, 0)
     spec, status = deployment.get("spec", {}), deployment.get("status", {})
     target = spec.get("replicas", 1)
-    ready = status.get("readyReplicas", 0) or 0
+    # Ready pods, counted directly: the Deployment's own readyReplicas lags its pods by a controller pass.
+    ready = sum(1 for p in pods if _is_ready(p))
     current = [p for p in pods if (p["metadata"].get("annotations") or {}).get(ANNOTATION_TEMPLATE) == template_hash]
     older_ready = [p for p in pods if p not in current and _is_ready(p)]
     problems = [problem for problem in (_pod_problem(p, events) for p in current) if problem]
