@@ -127,6 +127,17 @@ def health_route(target: EndpointTarget) -> str:
     return "/health" if variant in MANAGED_VARIANTS else body.get("healthRoute") or "/health"
 
 
+# Variant fields the renderer uses itself; every other scalar is an engine option passed as env.
+VARIANT_FIELDS = {"url", "healthRoute", "port", "credentials", "env"}
+ENGINE_ENV_PREFIX = {"llamacpp": "LLAMA_ARG_"}
+
+
+def engine_env_name(variant: str, option: str) -> str:
+    """``maxInputLength`` -> ``MAX_INPUT_LENGTH`` (TGI, TEI, vLLM read these); llama.cpp's get ``LLAMA_ARG_``."""
+    snake = "".join(f"_{c}" if c.isupper() else c for c in option).upper().lstrip("_")
+    return ENGINE_ENV_PREFIX.get(variant, "") + snake
+
+
 def _env(target: EndpointTarget) -> list[dict]:
     variant, body = _variant(target)
     env = {
@@ -134,9 +145,9 @@ def _env(target: EndpointTarget) -> list[dict]:
         "HF_HUB_OFFLINE": "1", "HF_FRAMEWORK": target.framework,
         **({"HF_TASK": target.task} if target.task else {}),
     }
-    for key in ("tensorParallelSize", "dataParallelSize"):
-        if body.get(key):
-            env["TENSOR_PARALLEL_SIZE" if key == "tensorParallelSize" else "DATA_PARALLEL_SIZE"] = str(body[key])
+    for key, value in body.items():
+        if key not in VARIANT_FIELDS and value is not None and not isinstance(value, (dict, list)):
+            env[engine_env_name(variant, key)] = str(value).lower() if isinstance(value, bool) else str(value)
     env.update(body.get("env") or {})
     env.update(target.env)
     return [{"name": k, "value": v} for k, v in sorted(env.items())]
