@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 SETTLED = (State.RUNNING, State.PAUSED, State.SCALED_TO_ZERO, State.FAILED, State.UPDATE_FAILED)
 ENDPOINT_KINDS = ("Secret", "Deployment", "Service", "HorizontalPodAutoscaler")
+REQUEUE_SECONDS = 2.0
 
 
 class Retry(Exception):
@@ -46,6 +47,12 @@ class Retry(Exception):
 class Outcome:
     state: str
     writes: int = 0
+
+    @property
+    def requeue_after(self) -> float | None:
+        """Seconds until the next look while the cluster is still moving (controller-runtime's RequeueAfter);
+        None once the state is settled. The beat sweep is the safety net, not the pacing."""
+        return REQUEUE_SECONDS if self.state in (State.INITIALIZING, State.UPDATING) else None
 
 
 def endpoints_unconverged() -> list[int]:

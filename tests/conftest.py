@@ -8,14 +8,29 @@ from rest_framework.test import APIClient
 from tests.factories import make_token, make_user
 
 
+class Broker:
+    """This run's queue in the test Redis database."""
+
+    def __init__(self):
+        self.redis = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+        self.queue = settings.CELERY_TASK_DEFAULT_QUEUE
+
+    def messages(self) -> list[bytes]:
+        return self.redis.lrange(self.queue, 0, -1)
+
+    def clear(self) -> None:
+        self.redis.delete(self.queue, f"{self.queue}\x06\x163", f"{self.queue}\x06\x166",
+                          f"{self.queue}\x06\x169")
+
+
 @pytest.fixture
 def broker():
-    """The test Redis database, emptied before and after the test."""
-    client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
-    client.flushdb()
+    """This run's queue, emptied before and after the test."""
+    client = Broker()
+    client.clear()
     yield client
-    client.flushdb()
-    client.close()
+    client.clear()
+    client.redis.close()
 
 
 def bearer_client(secret: str | None) -> APIClient:

@@ -27,7 +27,7 @@ def created(alice_api):
 def queued_reconciles(broker) -> list[int]:
     """Endpoint ids of the reconcile messages waiting in the broker's default queue."""
     ids = []
-    for raw in broker.lrange("celery", 0, -1):
+    for raw in broker.messages():
         message = json.loads(raw)
         assert message["headers"]["task"] == "workers.reconcile_endpoint"
         ids.append(json.loads(__import__("base64").b64decode(message["body"]))[0][0])

@@ -22,12 +22,14 @@ def reconcile_endpoint_task(self, endpoint_id: int) -> None:
     from deployments.reconcile import Retry, endpoint_reconcile
 
     try:
-        endpoint_reconcile(endpoint_id=endpoint_id)
+        outcome = endpoint_reconcile(endpoint_id=endpoint_id)
     except Retry as exc:
         if self.request.retries >= settings.RECONCILE_MAX_RETRIES:
             log.warning("reconcile.gave_up endpoint=%s reason=%s", endpoint_id, exc)
             return
         raise self.retry(countdown=backoff(self.request.retries, exc.delay), exc=exc) from exc
+    if outcome is not None and outcome.requeue_after:
+        reconcile_endpoint_task.apply_async(args=[endpoint_id], countdown=outcome.requeue_after, retry=False)
 
 
 @shared_task(name="workers.reconcile_sweep", acks_late=True, ignore_result=True)
