@@ -9,6 +9,7 @@ WITH_SERVICES := $(PY) -m scripts.devservices --
 .PHONY: install run test lint clean-data clean
 
 install: $(VENV)/.installed
+	@bash scripts/install_tools.sh
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (found " + sys.version.split()[0] + "); set PYTHON=python3.11")'

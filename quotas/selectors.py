@@ -18,6 +18,14 @@ def default_limit(accelerator: str) -> int:
 
 def instance_get(*, vendor: str, region: str, accelerator: str, instance_type: str, instance_size: str) -> InstanceType:
     """The orderable catalog entry for this compute, or UnknownInstance naming the first field that is wrong."""
+    instance = InstanceType.objects.filter(vendor=vendor, region=region, accelerator=accelerator,
+                                           instance_type=instance_type, instance_size=instance_size).first()
+    if instance is not None:
+        if not instance.orderable:
+            message = f"Instance {instance.compute_id} is {instance.get_status_display()} and cannot be used"
+            raise UnknownInstance(message, code="instance_unavailable", fields={"compute.instanceType": [message]})
+        return instance
+    # Not found: narrow field by field to name the first one that matches nothing.
     rows = InstanceType.objects.filter(vendor=vendor)
     steps = [
         ("provider.vendor", vendor, {}),
@@ -31,11 +39,7 @@ def instance_get(*, vendor: str, region: str, accelerator: str, instance_type: s
         if not rows.exists():
             message = f"No instance in the catalog matches {field.split('.')[-1]} '{value}'"
             raise UnknownInstance(message, fields={field: [message]})
-    instance = rows.get()
-    if not instance.orderable:
-        message = f"Instance {instance.compute_id} is {instance.get_status_display()} and cannot be used"
-        raise UnknownInstance(message, code="instance_unavailable", fields={"compute.instanceType": [message]})
-    return instance
+    raise UnknownInstance("No instance in the catalog matches this compute", fields={"compute": ["unknown"]})
 
 
 def quota_limits(*, account: Account) -> dict[str, int]:
