@@ -1,7 +1,7 @@
 """The real, unmodified ``huggingface_hub`` 2.4.0 client and ``hf endpoints`` CLI against a live server.
 
 The library is redirected in-process (API.md B§1.1); the CLI runs as a subprocess with
-``tests/hfclient/sitecustomize.py`` on ``PYTHONPATH`` (B§1.2 option 1). In both, the client's shared HTTP
+``scripts/hfclient/sitecustomize.py`` on ``PYTHONPATH`` (B§1.2 option 1). In both, the client's shared HTTP
 session refuses any request to a host other than the live server, so nothing leaves the machine.
 """
 
@@ -22,7 +22,7 @@ from quotas.models import InstanceType
 from quotas.services import quota_set
 from tests.factories import make_org, make_token, make_user
 
-HFCLIENT_DIR = Path(__file__).parent / "hfclient"
+HFCLIENT_DIR = Path(__file__).resolve().parent.parent / "scripts" / "hfclient"
 HF_BIN = Path(sys.executable).parent / "hf"
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -282,7 +282,7 @@ def test_library_errors(hub):
 
 @pytest.fixture
 def cli(hub, tmp_path):
-    """Run ``.venv/bin/hf endpoints ...`` pointed at the live server through tests/hfclient/sitecustomize.py."""
+    """Run ``.venv/bin/hf endpoints ...`` pointed at the live server through scripts/hfclient/sitecustomize.py."""
     guard_log = tmp_path / "guard.log"
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("HF_", "HUGGINGFACE_")) and k not in ("PYTHONPATH", "PYTHONHOME")}
