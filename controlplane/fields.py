@@ -1,6 +1,31 @@
 """Strict JSON field types: a wrong JSON type is a 400, never silently coerced ("5" is not 5)."""
 
+import re
+
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from rest_framework import serializers
+
+# An environment variable name as Kubernetes validates it (env entries and the keys of the Secret that
+# `envFrom` reads); it also keeps NUL and other characters Postgres cannot store out of JSON keys.
+ENV_NAME_RE = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+
+
+def unstorable_text(value, path: str = "") -> str | None:
+    """The path of the first string (key or value) in a JSON value that Postgres cannot store (a NUL or a
+    lone surrogate), or None. DRF's CharField refuses these; free-form JSON needs this check."""
+    if isinstance(value, str):
+        return path if "\x00" in value or any("\ud800" <= c <= "\udfff" for c in value) else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            sub = f"{path}.{str(key)[:64]}" if path else str(key)[:64]  # the path is echoed in the error
+            found = unstorable_text(key, sub) if isinstance(key, str) else None
+            if found is not None or (found := unstorable_text(item, sub)) is not None:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            if (found := unstorable_text(item, f"{path}[{index}]")) is not None:
+                return found
+    return None
 
 
 class StrictCharField(serializers.CharField):
@@ -32,7 +57,8 @@ class StrictBooleanField(serializers.BooleanField):
 
 
 class StrictDictField(serializers.DictField):
-    """A JSON object whose values are strings (env, secrets): keys and values length-bounded."""
+    """A JSON object of environment variables (env, secrets): names as Kubernetes accepts them, string
+    values, both length-bounded."""
 
     def __init__(self, *, max_items: int = 100, key_max: int = 128, value_max: int = 8192, **kwargs):
         self.max_items, self.key_max, self.value_max = max_items, key_max, value_max
@@ -46,6 +72,9 @@ class StrictDictField(serializers.DictField):
         for key in data:
             if not key or len(key) > self.key_max:
                 raise serializers.ValidationError(f"Keys must be 1 to {self.key_max} characters.")
+            if not ENV_NAME_RE.match(key):
+                raise serializers.ValidationError(
+                    f"Invalid name {key[:64]!r}: use letters, digits, '_', '-' and '.', not starting with a digit.")
         return super().to_internal_value(data)
 
 
@@ -54,3 +83,15 @@ class StrictListField(serializers.ListField):
         if not isinstance(data, list):
             self.fail("not_a_list", input_type=type(data).__name__)
         return super().to_internal_value(data)
+
+
+class StrictDictFieldSchema(OpenApiSerializerFieldExtension):
+    """Document the limits StrictDictField enforces (OpenAPI 3.0 cannot express the key pattern)."""
+
+    target_class = StrictDictField
+
+    def map_serializer_field(self, auto_schema, direction):
+        field = self.target
+        return {"type": "object", "maxProperties": field.max_items,
+                "additionalProperties": {"type": "string", "maxLength": field.value_max},
+                "description": f"Names match {ENV_NAME_RE.pattern} (at most {field.key_max} characters)."}

@@ -1,10 +1,11 @@
-"""Request-wide middleware: request ids and a clean 503 when the database is down."""
+"""Request-wide middleware: request ids, paths that name nothing, and a clean 503 when the database is down."""
 
 import logging
 import uuid
 
 from django.core.exceptions import SuspiciousOperation
 from django.db import InterfaceError, OperationalError
+from django.http import Http404
 
 from .errors import json_error_response
 
@@ -24,6 +25,19 @@ class RequestIdMiddleware:
         response = self.get_response(request)
         response["X-Request-Id"] = request_id
         return response
+
+
+class NulInPathMiddleware:
+    """A path with a NUL character names nothing that can exist (Postgres cannot store one, so a lookup
+    would fail with a DataError): 404 at once, in the error shape."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if "\x00" in request.path:
+            return json_error_response(Http404())
+        return self.get_response(request)
 
 
 class DatabaseUnavailableMiddleware:

@@ -21,7 +21,13 @@ from .wire import iso_z
 
 
 def error_responses(*codes: int) -> dict:
+    """The error responses of an operation: its own ``codes`` plus those any request can meet."""
     return {code: OpenApiResponse(ErrorSerializer, description="Error") for code in (401, 429, 503, *codes)}
+
+
+def body_error_responses(*codes: int) -> dict:
+    """As ``error_responses``, for operations that read a JSON body (400 invalid, 413 too large)."""
+    return error_responses(400, 413, *codes)
 
 
 class WhoamiView(APIView):
@@ -62,7 +68,7 @@ class TokenListView(APIView):
         return Response({"items": [token_body(t) for t in token_list(user=request.user)]})
 
     @extend_schema(operation_id="token_create", tags=["tokens"], request=TokenCreateSerializer,
-                   responses={201: TokenCreatedSerializer, **error_responses(400)})
+                   responses={201: TokenCreatedSerializer, **body_error_responses(403)})
     def post(self, request: Request) -> Response:
         data = TokenCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)

@@ -6,6 +6,7 @@ ignored for forward compatibility, as the HF API does.
 """
 
 from django.core.validators import RegexValidator
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from controlplane.fields import (
@@ -14,6 +15,7 @@ from controlplane.fields import (
     StrictDictField,
     StrictIntegerField,
     StrictListField,
+    unstorable_text,
 )
 
 from .catalog import CONTAINER_VARIANTS, FRAMEWORKS, IMAGE_VARIANTS
@@ -30,13 +32,22 @@ class ProviderSerializer(serializers.Serializer):
     region = StrictCharField(max_length=32)
 
 
+@extend_schema_field({
+    "type": "object", "nullable": True, "minProperties": 1, "maxProperties": 1, "additionalProperties": False,
+    "properties": {metric: {"type": "number", "minimum": low, "maximum": high, "nullable": True}
+                   for metric, (low, high) in MEASURES.items()},
+    "description": 'One key: {"hardwareUsage": percent} or {"pendingRequests": n}; null takes the default threshold.',
+})
+class MeasureField(serializers.DictField):
+    pass
+
+
 class ScalingSerializer(serializers.Serializer):
     minReplica = StrictIntegerField(min_value=0, max_value=MAX_REPLICA_LIMIT)
     maxReplica = StrictIntegerField(min_value=1, max_value=MAX_REPLICA_LIMIT)
     scaleToZeroTimeout = StrictIntegerField(min_value=1, max_value=7 * 24 * 60, required=False, allow_null=True,
                                             default=None, help_text="Minutes idle before scaling to zero")
-    measure = serializers.DictField(required=False, allow_null=True, default=None,
-                                    help_text='One key: {"hardwareUsage": percent} or {"pendingRequests": n}')
+    measure = MeasureField(required=False, allow_null=True, default=None)
     metric = serializers.ChoiceField(choices=list(MEASURES), required=False, allow_null=True, default=None)
 
     def validate_measure(self, value):
@@ -88,6 +99,37 @@ class ImageVariantSerializer(serializers.Serializer):
     env = StrictDictField(required=False, max_items=100)
 
 
+def _variant_schema(variant: str) -> dict:
+    """The documented shape of one ``model.image`` variant (checked by ImageVariantSerializer)."""
+    nullable_int = {"type": "integer", "minimum": 1, "nullable": True}
+    properties = {
+        "url": {"type": "string", "minLength": 1, "maxLength": 512},
+        "healthRoute": {"type": "string", "maxLength": 256, "pattern": "^/", "nullable": True},
+        "port": {**nullable_int, "maximum": 65535},
+        "tensorParallelSize": {**nullable_int, "maximum": 64},
+        "dataParallelSize": {**nullable_int, "maximum": 64},
+        "env": {"type": "object", "maxProperties": 100, "additionalProperties": {"type": "string", "maxLength": 8192}},
+    }
+    if variant == "custom":
+        properties["credentials"] = {
+            "type": "object", "nullable": True, "required": ["username"],
+            "properties": {"username": {"type": "string", "minLength": 1, "maxLength": 256},
+                           "password": {"type": "string", "maxLength": 4096}}}
+    return {"type": "object", "properties": properties,
+            **({"required": ["url"]} if variant in CONTAINER_VARIANTS else {}),
+            "additionalProperties": {"description": "Engine options (scalars), passed to the container as env"}}
+
+
+@extend_schema_field({
+    "oneOf": [{"type": "object", "required": [variant], "additionalProperties": False,
+               "properties": {variant: _variant_schema(variant)}} for variant in IMAGE_VARIANTS],
+    "description": 'A one-key union: the variant and its options, e.g. {"huggingface": {}} or '
+                   '{"tgi": {"url": "ghcr.io/huggingface/text-generation-inference:3"}}.',
+})
+class ImageField(serializers.JSONField):
+    pass
+
+
 def validate_image(value) -> dict:
     """``model.image``: exactly one known variant key whose value is an object; container variants need url."""
     if not isinstance(value, dict) or len(value) != 1:
@@ -97,6 +139,8 @@ def validate_image(value) -> dict:
         raise serializers.ValidationError(f"Unknown image variant '{variant}'; one of: {', '.join(IMAGE_VARIANTS)}.")
     if not isinstance(body, dict):
         raise serializers.ValidationError({variant: ["Must be an object."]})
+    if (path := unstorable_text(body)) is not None:  # engine options pass through untouched, so check them
+        raise serializers.ValidationError({variant: {path: ["Must not contain NUL or unpaired surrogate characters."]}})
     checked = ImageVariantSerializer(data=body)
     if not checked.is_valid():
         raise serializers.ValidationError({variant: checked.errors})
@@ -114,7 +158,7 @@ class ModelSerializer(serializers.Serializer):
     revision = StrictCharField(max_length=256, required=False, allow_null=True, default=None)
     framework = serializers.ChoiceField(choices=list(FRAMEWORKS))
     task = StrictCharField(max_length=64, required=False, allow_null=True, default=None)
-    image = serializers.JSONField(required=False, default=lambda: {"huggingface": {}}, validators=[])
+    image = ImageField(required=False, default=lambda: {"huggingface": {}}, validators=[])
     env = StrictDictField(required=False, default=dict, max_items=100)
     secrets = StrictDictField(required=False, default=dict, max_items=100)
     command = StrictListField(child=StrictCharField(max_length=4096, trim_whitespace=False), required=False,
@@ -156,6 +200,10 @@ class EndpointSpecSerializer(serializers.Serializer):
         if not isinstance(data, dict):
             raise serializers.ValidationError({"body": ["Expected a JSON object."]})
         return super().to_internal_value(data)
+
+
+class EndpointListQuerySerializer(serializers.Serializer):
+    tags = StrictCharField(max_length=128, required=False, allow_blank=True, default="")
 
 
 class EndpointUpdateSerializer(serializers.Serializer):

@@ -1,6 +1,6 @@
 """The HF-compatible Endpoints v2 API: authenticate, authorise, parse, call one service, render."""
 
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -8,12 +8,13 @@ from rest_framework.views import APIView
 from controlplane.models import Role
 from controlplane.selectors import account_get_for_caller
 from controlplane.serializers import EmptySerializer
-from controlplane.views import error_responses
+from controlplane.views import body_error_responses, error_responses
 from controlplane.wire import iso_z
 
 from . import selectors, services
 from .serializers import (
     EndpointEventListSerializer,
+    EndpointListQuerySerializer,
     EndpointListSerializer,
     EndpointSerializer,
     EndpointSpecSerializer,
@@ -30,15 +31,16 @@ def caller_account(request: Request, namespace: str, need: str):
 class EndpointCollectionView(APIView):
     @extend_schema(operation_id="endpoint_list", tags=["endpoints"],
                    parameters=[OpenApiParameter("tags", str, description="Only endpoints carrying this tag")],
-                   responses={200: EndpointListSerializer, **error_responses(403, 404)})
+                   responses={200: EndpointListSerializer, **error_responses(400, 403, 404)})
     def get(self, request: Request, namespace: str) -> Response:
         account = caller_account(request, namespace, Role.READ)
-        tag = request.query_params.get("tags") or None
+        query = EndpointListQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        tag = query.validated_data["tags"] or None
         return Response({"items": [render(ep) for ep in selectors.endpoint_list(account=account, tag=tag)]})
 
     @extend_schema(operation_id="endpoint_create", tags=["endpoints"], request=EndpointSpecSerializer,
-                   responses={202: EndpointSerializer, 409: OpenApiResponse(description="Name taken"),
-                              **error_responses(400, 403, 404, 409)})
+                   responses={202: EndpointSerializer, **body_error_responses(403, 404, 409)})
     def post(self, request: Request, namespace: str) -> Response:
         account = caller_account(request, namespace, Role.WRITE)
         endpoint = services.endpoint_create(account=account, spec=request.data, actor=request.user)
@@ -55,7 +57,7 @@ class EndpointDetailView(APIView):
     @extend_schema(operation_id="endpoint_update", tags=["endpoints"], request=EndpointUpdateSerializer,
                    description="Deep-merge partial update: objects merge key by key; model.image, model.env, "
                                "model.secrets, model.command, model.args and tags are replaced whole.",
-                   responses={200: EndpointSerializer, **error_responses(400, 403, 404, 409)})
+                   responses={200: EndpointSerializer, **body_error_responses(403, 404, 409)})
     def put(self, request: Request, namespace: str, name: str) -> Response:
         account = caller_account(request, namespace, Role.WRITE)
         patch = EndpointUpdateSerializer(data=request.data)

@@ -6,7 +6,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from controlplane.models import Role
-from controlplane.views import error_responses
+from controlplane.views import body_error_responses, error_responses
 from controlplane.wire import iso_z
 from endpoints.views import caller_account
 
@@ -83,7 +83,7 @@ class QuotaRequestsView(APIView):
         return Response({"items": [request_body(r) for r in selectors.quota_request_list(account=account)]})
 
     @extend_schema(operation_id="quota_request_create", tags=["quotas"], request=QuotaRequestCreateSerializer,
-                   responses={201: QuotaRequestSerializer, **error_responses(400, 403, 404, 409)})
+                   responses={201: QuotaRequestSerializer, **body_error_responses(403, 404, 409)})
     def post(self, request: Request, namespace: str) -> Response:
         account = caller_account(request, namespace, Role.ADMIN)
         data = QuotaRequestCreateSerializer(data=request.data)
