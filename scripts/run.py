@@ -43,14 +43,15 @@ def manage(*args: str, capture: bool = False) -> str:
     return (result.stdout or "").strip()
 
 
-def first_operator() -> None:
+def first_operator(url: str) -> None:
     """On an empty database, create the ``admin`` operator and print its password and a token, once."""
     import secrets
 
-    exists = manage("shell", "-c", "from django.contrib.auth import get_user_model as g; "
-                                   "print(g().objects.exists())", capture=True)
-    if exists == "True":
-        return
+    import psycopg
+
+    with psycopg.connect(url, connect_timeout=3) as conn:
+        if conn.execute("SELECT EXISTS (SELECT 1 FROM auth_user)").fetchone()[0]:
+            return
     password = secrets.token_urlsafe(12)
     manage("create_user", "admin", "--staff", "--password", password, capture=True)
     token = manage("create_token", "admin", "--name", "quickstart", capture=True)
@@ -63,7 +64,7 @@ def main() -> int:
     port = os.environ.get("PORT", "8000")
     database_create_if_missing(DATABASE_URL)
     manage("migrate", "--no-input", "-v", "0")
-    first_operator()
+    first_operator(DATABASE_URL)
     commands = {
         "web": [PYTHON, "-m", "gunicorn", "controlplane.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2",
                 "--access-logfile", "-"],
