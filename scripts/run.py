@@ -65,14 +65,15 @@ def main() -> int:
     database_create_if_missing(DATABASE_URL)
     manage("migrate", "--no-input", "-v", "0")
     first_operator(DATABASE_URL)
+    data = Path(os.environ.get("DEVSERVICES_DATA_DIR") or REPO / ".data")
+    data.mkdir(parents=True, exist_ok=True)
     commands = {
         "web": [PYTHON, "-m", "gunicorn", "controlplane.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2",
                 "--access-logfile", "-"],
         "worker": [PYTHON, "-m", "celery", "-A", "controlplane", "worker", "--loglevel", "INFO", "--concurrency", "2"],
         "beat": [PYTHON, "-m", "celery", "-A", "controlplane", "beat", "--loglevel", "INFO",
-                 "--schedule", str(REPO / ".data" / "celerybeat-schedule")],
+                 "--schedule", str(data / "celerybeat-schedule")],
     }
-    (REPO / ".data").mkdir(exist_ok=True)
     procs = {name: subprocess.Popen(cmd, cwd=REPO) for name, cmd in commands.items()}
     base = f"http://127.0.0.1:{port}"
     print(f"run: web {base}  ·  Swagger UI {base}/api/docs/  ·  admin {base}/admin/  ·  "

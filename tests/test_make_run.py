@@ -1,0 +1,88 @@
+"""``make run`` on a machine with nothing running: embedded engines, the Swagger UI, data kept across runs.
+
+Runs exactly what the Makefile runs (devservices wrapping scripts/run.py) with the embedded engines
+forced and a data directory of the test's own, twice.
+"""
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(url: str, token: str | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except OSError:
+        return 0, b""
+
+
+def make_run(data_dir: Path, port: int, log: Path) -> subprocess.Popen:
+    drop = {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "CELERY_TASK_DEFAULT_QUEUE", "DJANGO_SETTINGS_MODULE"}
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    env.update(EMBEDDED_SERVICES="1", DEVSERVICES_DATA_DIR=str(data_dir), PORT=str(port), PYTHONUNBUFFERED="1")
+    with open(log, "w") as out:
+        return subprocess.Popen([sys.executable, "-m", "scripts.devservices", "--", sys.executable, "-m", "scripts.run"],
+                                cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def wait_ready(port: int, proc: subprocess.Popen, log: Path, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if get(f"http://127.0.0.1:{port}/readyz")[0] == 200:
+            return
+        assert proc.poll() is None, log.read_text()
+        time.sleep(0.2)
+    raise AssertionError(log.read_text())
+
+
+def stop(proc: subprocess.Popen) -> None:
+    os.kill(proc.pid, signal.SIGINT)  # Ctrl-C
+    assert proc.wait(timeout=60) in (0, 130, -2)
+
+
+def test_make_run_with_embedded_engines_twice(tmp_path):
+    port, data = free_port(), tmp_path / "data"
+    first_log, second_log = tmp_path / "run1.log", tmp_path / "run2.log"
+    proc = make_run(data, port, first_log)
+    try:
+        wait_ready(port, proc, first_log)
+        status, page = get(f"http://127.0.0.1:{port}/api/docs/")
+        assert status == 200 and b"swagger" in page.lower()
+        text = first_log.read_text()
+        assert len(re.findall(r"^services: postgres=embedded .* redis=embedded ", text, re.M)) == 1, text
+        token = re.search(r"API token (cpt_\S+)", text).group(1)
+        assert json.loads(get(f"http://127.0.0.1:{port}/api/whoami-v2", token)[1])["name"] == "admin"
+    finally:
+        stop(proc)
+    assert get(f"http://127.0.0.1:{port}/healthz")[0] == 0  # everything it started is gone
+
+    proc = make_run(data, port, second_log)
+    try:
+        wait_ready(port, proc, second_log)
+        assert "created operator" not in second_log.read_text()
+        status, body = get(f"http://127.0.0.1:{port}/api/whoami-v2", token)
+        assert status == 200 and json.loads(body)["name"] == "admin"  # the first run's account and token
+    finally:
+        stop(proc)
+    leftovers = subprocess.run(["pgrep", "-f", str(data)], capture_output=True, text=True).stdout.split()
+    assert leftovers == []
