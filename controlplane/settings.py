@@ -146,8 +146,12 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Publishing from a web request must fail fast when Redis is down: Postgres is the truth and the
-# beat sweep re-enqueues whatever a lost message missed.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout": 5, "visibility_timeout": 3600}
+# beat sweep re-enqueues whatever a lost message missed. `max_retries: 0` makes kombu re-establish a
+# dropped connection once instead of retrying for `broker_connection_timeout` (a 6 s stall per request
+# with Redis stopped); `socket_timeout: 2` bounds a Redis that accepts but never answers (it stays above
+# kombu's 1 s BRPOP timeout, so consumers are unaffected). apply_async(retry=False) alone does neither.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout": 2, "visibility_timeout": 3600,
+                                   "max_retries": 0}
 RECONCILE_SWEEP_SECONDS = env_int("RECONCILE_SWEEP_SECONDS", 15)
 DRIFT_SWEEP_SECONDS = env_int("DRIFT_SWEEP_SECONDS", 300)
 
