@@ -21,3 +21,6 @@ def _schedule(sender, **_kwargs) -> None:
     sender.add_periodic_task(
         float(settings.DRIFT_SWEEP_SECONDS), sender.signature("workers.drift_sweep"), name="drift sweep"
     )
+    sender.add_periodic_task(
+        float(settings.GATEWAY_IDLE_SWEEP_SECONDS), sender.signature("workers.idle_sweep"), name="idle sweep"
+    )

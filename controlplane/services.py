@@ -45,6 +45,20 @@ def _quota_defaults_create(account: Account) -> None:
     quota_defaults_create(account=account)
 
 
+def _publish_token(token: ApiToken) -> None:
+    """Tell the endpoint gateway, after commit, that this token changed (``endpoints.routes``)."""
+    from endpoints.routes import token_publish_on_commit
+
+    token_publish_on_commit(token)
+
+
+def _publish_grant(account: Account, user: AbstractBaseUser) -> None:
+    """Tell the endpoint gateway, after commit, that the user's role in ``account`` changed."""
+    from endpoints.routes import grant_publish_on_commit
+
+    grant_publish_on_commit(account=account, user_id=user.pk)
+
+
 @transaction.atomic
 def user_create(*, username: str, email: str = "", is_staff: bool = False, password: str | None = None,
                 actor: AbstractBaseUser | None = None) -> AbstractBaseUser:
@@ -100,6 +114,7 @@ def membership_set(*, account: Account, user: AbstractBaseUser, role: str,
     if created or old != role:
         audit_record(actor=actor, action="membership.set", account=account, target=user.get_username(),
                      diff={"role": [old, role]})
+        _publish_grant(account, user)
     return membership
 
 
@@ -108,6 +123,7 @@ def membership_remove(*, account: Account, user: AbstractBaseUser, actor: Abstra
     deleted, _ = Membership.objects.filter(account=account, user=user).delete()
     if deleted:
         audit_record(actor=actor, action="membership.remove", account=account, target=user.get_username())
+        _publish_grant(account, user)
 
 
 @transaction.atomic
@@ -125,6 +141,7 @@ def token_create(*, user: AbstractBaseUser, name: str, role: str = ApiToken.Toke
                                             prefix=secret[:10], expires_at=expires_at)
     except IntegrityError as exc:  # a digest collision: astronomically unlikely, never silently wrong
         raise Conflict("Token generation collided; retry") from exc
+    _publish_token(token)
     account = getattr(user, "personal_account", None)
     audit_record(actor=actor or user, action="token.create", account=account, target=f"{token.prefix}… {name}",
                  diff={"role": [None, role], "expiresAt": [None, expires_at.isoformat() if expires_at else None]})
@@ -140,6 +157,7 @@ def token_revoke(*, user: AbstractBaseUser, token_id: int, actor: AbstractBaseUs
     if token.revoked_at is None:
         token.revoked_at = timezone.now()
         token.save(update_fields=["revoked_at"])
+        _publish_token(token)
         audit_record(actor=actor or user, action="token.revoke", account=getattr(user, "personal_account", None),
                      target=f"{token.prefix}… {token.name}")
     return token

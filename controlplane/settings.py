@@ -174,6 +174,44 @@ DEPLOYMENT_PROGRESS_DEADLINE_SECONDS = env_int("DEPLOYMENT_PROGRESS_DEADLINE_SEC
 RECONCILE_MAX_RETRIES = env_int("RECONCILE_MAX_RETRIES", 12)
 RECONCILE_MAX_BACKOFF_SECONDS = env_int("RECONCILE_MAX_BACKOFF_SECONDS", 60)
 
+# ---------------------------------------------------------------- gateway (python -m gateway) and its feed
+# The gateway process reads these too (it imports this module, never django.setup()).
+GATEWAY_BIND = env_str("GATEWAY_BIND", "0.0.0.0:8080")
+# Requests held per endpoint while it wakes; more get 429. The hold lasts at most GATEWAY_HOLD_TIMEOUT
+# seconds (a request's X-Scale-Up-Timeout header may shorten it), then 503 with Retry-After.
+GATEWAY_QUEUE_LIMIT = env_int("GATEWAY_QUEUE_LIMIT", 1000)
+GATEWAY_HOLD_TIMEOUT = env_int("GATEWAY_HOLD_TIMEOUT", 120)
+# Redis keys of the route feed and activity; every web, worker and gateway process must agree.
+GATEWAY_REDIS_PREFIX = env_str("GATEWAY_REDIS_PREFIX", "gateway:")
+# How long a record stays in Redis; a record older than this is re-read from the database once, which
+# bounds how long a change whose publication was lost (Redis down at the time) can go unseen.
+GATEWAY_RECORD_TTL_SECONDS = env_int("GATEWAY_RECORD_TTL_SECONDS", 600)
+# A gateway re-reads a cached entry from Redis (in the background) once it is older than this.
+GATEWAY_CACHE_MAX_AGE_SECONDS = env_int("GATEWAY_CACHE_MAX_AGE_SECONDS", 60)
+# With Redis unreachable, entries confirmed less than this long ago are still served; others get 503.
+GATEWAY_STALE_SECONDS = env_int("GATEWAY_STALE_SECONDS", 120)
+GATEWAY_CACHE_SIZE = env_int("GATEWAY_CACHE_SIZE", 50_000)
+# Last-request times are written to Redis at most this often per endpoint and gateway process.
+GATEWAY_ACTIVITY_SECONDS = env_int("GATEWAY_ACTIVITY_SECONDS", 5)
+GATEWAY_UPSTREAM_CONNECT_TIMEOUT = env_int("GATEWAY_UPSTREAM_CONNECT_TIMEOUT", 10)
+GATEWAY_UPSTREAM_READ_TIMEOUT = env_int("GATEWAY_UPSTREAM_READ_TIMEOUT", 600)
+GATEWAY_UPSTREAM_CONNECTIONS = env_int("GATEWAY_UPSTREAM_CONNECTIONS", 2000)
+GATEWAY_DB_CONNECTIONS = env_int("GATEWAY_DB_CONNECTIONS", 4)
+# Where the gateway pods run, for the per-endpoint NetworkPolicy that admits them (and nothing else).
+GATEWAY_NAMESPACE = env_str("GATEWAY_NAMESPACE", "controlplane")
+GATEWAY_POD_LABELS = dict(item.split("=", 1) for item in env_list("GATEWAY_POD_LABELS",
+                                                                  ["app.kubernetes.io/component=gateway"]))
+# Sources admitted to private endpoints' pods (e.g. the VPC CIDR their PrivateLink NLB sends from).
+PRIVATE_ALLOWED_CIDRS = env_list("PRIVATE_ALLOWED_CIDRS", [])
+GATEWAY_IDLE_SWEEP_SECONDS = env_int("GATEWAY_IDLE_SWEEP_SECONDS", 60)
+
+# ---------------------------------------------------------------- AWS (PrivateLink, ECR), per cluster
+# Points every boto3 client at another endpoint (a local moto server in tests).
+AWS_ENDPOINT_URL = env_str("AWS_ENDPOINT_URL")
+# ECR pull credentials last 12 h; they are fetched again once older than this.
+REGISTRY_REFRESH_SECONDS = env_int("REGISTRY_REFRESH_SECONDS", 6 * 3600)
+REGISTRY_SWEEP_SECONDS = env_int("REGISTRY_SWEEP_SECONDS", 3600)
+
 # ---------------------------------------------------------------- API
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

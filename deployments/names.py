@@ -37,6 +37,15 @@ def endpoint_object_name(endpoint_name: str, suffix: str = "") -> str:
     return dns_label(f"ep-{endpoint_name}{'-' + suffix if suffix else ''}")
 
 
+def host_id(account_slug: str, name: str) -> str:
+    """The endpoint's DNS-safe, stable, unique host label: ``<name>-<hash of account/name>``.
+
+    The gateway routes ``<host_id>.<domain>`` to the endpoint; endpoint names are DNS labels of at most
+    32 characters, so the label is exactly ``<name>-<8 hex>``.
+    """
+    return dns_label(f"{name}-{hashlib.sha256(f'{account_slug}/{name}'.encode()).hexdigest()[:8]}")
+
+
 def account_labels(account_label: str) -> dict[str, str]:
     return {"app.kubernetes.io/managed-by": MANAGED_BY, "app.kubernetes.io/part-of": "inference-endpoints",
             LABEL_ACCOUNT: account_label}

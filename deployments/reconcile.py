@@ -6,7 +6,6 @@ are classified: ``Retry`` (transient: the task retries with backoff) or reported
 (permanent: ``failed`` with the server's message).
 """
 
-import hashlib
 import logging
 from dataclasses import dataclass
 
@@ -18,12 +17,13 @@ from django.utils import timezone
 from controlplane.encryption import decrypt_json
 from endpoints.locks import endpoint_lock_key
 from endpoints.models import Endpoint, EndpointEvent, Intent, State
+from endpoints.routes import route_publish_on_commit
 from quotas.selectors import quota_limits
 
 from .apply import ApplyResult, apply_all, apply_one
 from .kube import Kube, KubeError, kube_for
 from .models import Cluster
-from .names import ANNOTATION_TEMPLATE, LABEL_ID, dns_label, namespace_name, selector
+from .names import ANNOTATION_TEMPLATE, LABEL_ID, dns_label, host_id, namespace_name, selector
 from .observe import Observation, observe
 from .render import EndpointTarget, InstanceSpec, Platform, render_account, render_endpoint
 from .revisions import RevisionError, revision_resolve
@@ -63,11 +63,6 @@ def endpoints_unconverged() -> list[int]:
 
 def cluster_for(*, vendor: str, region: str) -> Cluster | None:
     return Cluster.objects.filter(vendor=vendor, region=region, enabled=True).first()
-
-
-def host_id(account_slug: str, name: str) -> str:
-    """The endpoint's DNS-safe, stable, unique host label: ``<name>-<hash of account/name>``."""
-    return dns_label(f"{name}-{hashlib.sha256(f'{account_slug}/{name}'.encode()).hexdigest()[:8]}")
 
 
 def endpoint_url(cluster: Cluster, endpoint: Endpoint) -> str | None:
@@ -228,6 +223,7 @@ def _teardown(endpoint: Endpoint, cluster: Cluster | None) -> Outcome | None:
             _note(endpoint, endpoint.generation, f"Deleting: Kubernetes API problem, retrying ({exc})")
             raise Retry(str(exc), delay=exc.retry_after) from exc
     endpoint.delete()
+    route_publish_on_commit(endpoint)  # autocommit here: published at once, as gone
     log.info("reconcile.deleted endpoint=%s", endpoint.pk)
     return None
 
@@ -253,6 +249,7 @@ def _record(endpoint: Endpoint, generation: int, observation: Observation, *, ur
         if current is None:  # the spec moved on; the newer generation's reconcile will report
             return Outcome(observation.state)
         Endpoint.objects.filter(pk=endpoint.pk).update(**fields, last_reconciled_at=timezone.now())
+        route_publish_on_commit(endpoint)  # the gateway releases held requests when this says running
         if current.state != observation.state:
             EndpointEvent.objects.create(endpoint=endpoint, kind="state", message=observation.message[:1024],
                                          from_state=current.state, to_state=observation.state, generation=generation)

@@ -2,7 +2,8 @@
 
 Each service is one transaction that locks the account row (admission and name checks serialise per
 account) and then the endpoint row, validates, writes the spec, bumps ``generation`` when the spec
-changed, appends an event, and enqueues ``reconcile_endpoint_task`` with ``transaction.on_commit``.
+changed, appends an event, and after commit publishes the endpoint's route to the gateway
+(``endpoints.routes``) and enqueues ``reconcile_endpoint_task``.
 None of them calls Kubernetes, AWS or the Hub.
 
 The state an intent implies is visible at once (pause -> paused, resume -> pending, scale to zero ->
@@ -19,6 +20,7 @@ from django.utils import timezone
 from controlplane.encryption import decrypt_json, encrypt_json
 from controlplane.errors import Conflict, InvalidSpec
 from controlplane.models import Account
+from controlplane.services import audit_record
 from quotas.selectors import instance_get
 from quotas.services import account_lock, quota_reserve
 
@@ -26,6 +28,7 @@ from .catalog import MANAGED_TASKS, MANAGED_VARIANTS
 from .errors import EndpointNotFound, StateConflict
 from .locks import endpoint_lock_key
 from .models import Endpoint, EndpointEvent, Intent, State
+from .routes import route_publish, route_publish_on_commit
 from .serializers import MASK, EndpointSpecSerializer
 from .spec import deep_merge, spec_diff, stored_spec
 
@@ -42,6 +45,17 @@ def reconcile_enqueue(endpoint_id: int) -> None:
         reconcile_endpoint_task.apply_async(args=[endpoint_id], retry=False)
     except Exception as exc:  # the broker is down or refusing; Postgres already holds the truth
         log.warning("reconcile.enqueue_failed endpoint=%s error=%s", endpoint_id, type(exc).__name__)
+
+
+def _after_commit(endpoint: Endpoint) -> None:
+    """One callback after commit: tell the endpoint gateway (``endpoints.routes``), then queue a reconcile."""
+    account_slug, name, endpoint_id = endpoint.account.slug, endpoint.name, endpoint.pk
+
+    def publish_and_enqueue() -> None:
+        route_publish(account_slug=account_slug, name=name)
+        reconcile_enqueue(endpoint_id)
+
+    transaction.on_commit(publish_and_enqueue)
 
 
 def event_record(*, endpoint: Endpoint, kind: str, actor: AbstractBaseUser | None, message: str = "",
@@ -168,7 +182,7 @@ def endpoint_create(*, account: Account, spec: dict, actor: AbstractBaseUser | N
     event_record(endpoint=endpoint, kind="create", actor=actor, message="Endpoint created",
                  diff={k: v for k, v in spec_diff({}, stored_spec(endpoint)).items() if v[1] not in (None, [], {})},
                  to_state=endpoint.state)
-    transaction.on_commit(lambda: reconcile_enqueue(endpoint.pk))
+    _after_commit(endpoint)
     return endpoint
 
 
@@ -228,7 +242,7 @@ def endpoint_update(*, account: Account, name: str, patch: dict, actor: Abstract
     endpoint.save()
     event_record(endpoint=endpoint, kind="update", actor=actor, message="Endpoint updated", diff=diff,
                  from_state=from_state, to_state=endpoint.state)
-    transaction.on_commit(lambda: reconcile_enqueue(endpoint.pk))
+    _after_commit(endpoint)
     return endpoint
 
 
@@ -254,7 +268,7 @@ def _comparable(spec: dict) -> dict:
 
 
 def _intent_change(endpoint: Endpoint, *, intent: str, state: str, message: str, kind: str, actor) -> Endpoint:
-    from_state = endpoint.state
+    from_state, from_intent = endpoint.state, endpoint.intent
     endpoint.intent, endpoint.state, endpoint.message = intent, state, message
     if intent == Intent.PAUSE:
         endpoint.url = None
@@ -262,8 +276,8 @@ def _intent_change(endpoint: Endpoint, *, intent: str, state: str, message: str,
     _touch(endpoint, actor, spec_changed=True)
     endpoint.save()
     event_record(endpoint=endpoint, kind=kind, actor=actor, message=message,
-                 diff={"intent": [from_state, intent]}, from_state=from_state, to_state=state)
-    transaction.on_commit(lambda: reconcile_enqueue(endpoint.pk))
+                 diff={"intent": [from_intent, intent]}, from_state=from_state, to_state=state)
+    _after_commit(endpoint)
     return endpoint
 
 
@@ -312,6 +326,33 @@ def endpoint_scale_to_zero(*, account: Account, name: str, actor: AbstractBaseUs
 
 
 @transaction.atomic
+def endpoint_wake(*, endpoint_id: int) -> Endpoint | None:
+    """Wake a scaled-to-zero endpoint because a request reached the gateway (the system acts, no user).
+
+    Intent back to run, state ``initializing``, generation bumped, reconcile enqueued on commit: the
+    reconciler restores replicas (>= 1) and the HPA. No quota check: a scaled-to-zero endpoint still holds
+    its quota. Idempotent: an endpoint that is not scaled to zero is returned unchanged; None if it is gone.
+    """
+    account = Account.objects.filter(endpoints__pk=endpoint_id).first()
+    if account is None:
+        return None
+    account_lock(account=account)
+    endpoint = (Endpoint.objects.select_for_update(of=("self",)).select_related("instance", "account")
+                .filter(pk=endpoint_id).first())
+    if endpoint is None or endpoint.intent != Intent.SCALE_TO_ZERO:
+        return endpoint
+    return _intent_change(endpoint, intent=Intent.RUN, state=State.INITIALIZING,
+                          message="Endpoint waking up: a request arrived", kind="wake", actor=None)
+
+
+def _delete_audit(endpoint: Endpoint, actor, *, to_state: str | None) -> None:
+    """An endpoint's events go with its row, so the account's audit log keeps who deleted it (to_state None:
+    the row went at once)."""
+    audit_record(actor=actor, action="endpoint.delete", account=endpoint.account, target=endpoint.name,
+                 diff={"state": [endpoint.state, to_state]})
+
+
+@transaction.atomic
 def endpoint_delete(*, account: Account, name: str, actor: AbstractBaseUser | None) -> None:
     """Delete. An endpoint whose objects never reached a cluster goes at once (if no reconcile holds it);
     otherwise it turns ``deleting`` and the reconciler removes its objects and then the row (and its events).
@@ -320,8 +361,11 @@ def endpoint_delete(*, account: Account, name: str, actor: AbstractBaseUser | No
     if endpoint.intent == Intent.DELETE:
         return
     if endpoint.first_applied_at is None and _try_lock(endpoint.pk):
+        route_publish_on_commit(endpoint)
+        _delete_audit(endpoint, actor, to_state=None)
         endpoint.delete()
         return
+    _delete_audit(endpoint, actor, to_state=State.DELETING)
     _intent_change(endpoint, intent=Intent.DELETE, state=State.DELETING, message="Endpoint is being deleted",
                    kind="delete", actor=actor)
 

@@ -88,3 +88,55 @@ def cluster(db, fake_kube, tmp_path):
     fake_kube.write_kubeconfig(str(path))
     return cluster_register(name="fake", vendor="aws", region="us-east-1", kubeconfig_text=path.read_text(),
                             ingress_domain="endpoints.test")
+
+
+# ---------------------------------------------------------------- gateway (tests/gatewayrig.py)
+@pytest.fixture
+def gateway_prefix(settings):
+    """A Redis key prefix of this test's own for the route feed and activity; its keys are removed after."""
+    import uuid
+
+    prefix, url = f"test-gw-{uuid.uuid4().hex[:8]}:", settings.REDIS_URL
+    settings.GATEWAY_REDIS_PREFIX = prefix
+    yield prefix
+    client = redis.Redis.from_url(url)
+    for key in client.scan_iter(f"{prefix}*"):
+        client.delete(key)
+    client.close()
+
+
+@pytest.fixture
+def upstream():
+    """The stub Service every endpoint's traffic reaches."""
+    from tests.gatewayrig import StubUpstream
+
+    stub = StubUpstream()
+    yield stub
+    stub.stop()
+
+
+@pytest.fixture
+def gateway_cluster(db, upstream):
+    """aws/us-east-1 whose every endpoint Service is the stub upstream (no Kubernetes needed)."""
+    from deployments.services import cluster_register
+
+    return cluster_register(name="gw", vendor="aws", region="us-east-1", in_cluster=True,
+                            ingress_domain="endpoints.test", service_url_template=upstream.url)
+
+
+@pytest.fixture
+def gateway(gateway_prefix, tmp_path):
+    """Start ``python -m gateway`` processes (keyword arguments become environment variables)."""
+    from tests.gatewayrig import GatewayProcess
+
+    started = []
+
+    def start(**env):
+        process = GatewayProcess(tmp_path / f"gateway-{len(started)}.log", **env)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+        print(f"----- gateway log\n{process.log()}")

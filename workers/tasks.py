@@ -52,3 +52,20 @@ def drift_sweep_task() -> int:
         reconcile_endpoint_task.apply_async(args=[endpoint_id], retry=False)
 
     return len(drift_sweep(enqueue=enqueue).drifted)
+
+
+@shared_task(name="workers.endpoint_wake", acks_late=True, ignore_result=True)
+def endpoint_wake_task(endpoint_id: int) -> None:
+    """Sent by the gateway when a request reaches a scaled-to-zero endpoint; idempotent (the gateway
+    re-sends while it holds requests)."""
+    from endpoints.services import endpoint_wake
+
+    endpoint_wake(endpoint_id=endpoint_id)
+
+
+@shared_task(name="workers.idle_sweep", acks_late=True, ignore_result=True)
+def idle_sweep_task() -> int:
+    """Scale to zero the endpoints idle for their ``scaleToZeroTimeout``; returns how many."""
+    from endpoints.idle import idle_sweep
+
+    return len(idle_sweep())

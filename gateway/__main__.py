@@ -1,0 +1,49 @@
+"""``python -m gateway``: serve on GATEWAY_BIND until SIGTERM/SIGINT, then drain in-flight requests."""
+
+import asyncio
+import logging
+import signal
+
+from aiohttp import web
+
+from .app import Gateway
+from .config import Config, from_settings
+
+log = logging.getLogger("gateway")
+DRAIN_SECONDS = 50.0  # under the chart's terminationGracePeriodSeconds (60)
+
+
+async def serve(config: Config, *, ready: asyncio.Event | None = None, stop: asyncio.Event | None = None) -> None:
+    gateway = Gateway(config)
+    await gateway.start()
+    server = web.Server(gateway.handle, access_log=None)
+    runner = web.ServerRunner(server, shutdown_timeout=DRAIN_SECONDS)
+    await runner.setup()
+    host, port = config.host_port
+    site = web.TCPSite(runner, host, port, backlog=2048, reuse_address=True)
+    await site.start()
+    log.info("gateway.listening bind=%s:%s", host, port)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # not the main thread (tests, the benchmark)
+            pass
+    if ready is not None:
+        ready.set()
+    await stop.wait()
+    log.info("gateway.stopping")
+    await runner.cleanup()
+    await gateway.stop()
+
+
+def main() -> None:
+    from controlplane import settings
+
+    logging.basicConfig(level=settings.LOG_LEVEL, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    asyncio.run(serve(from_settings()))
+
+
+if __name__ == "__main__":
+    main()

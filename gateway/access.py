@@ -1,0 +1,48 @@
+"""Who may call an endpoint, decided from the cache (API.md Part A, access levels; DESIGN.md §5).
+
+- ``public``: anyone; the request goes upstream as sent (its Authorization header included).
+- ``protected`` / ``authenticated``: a bearer token that exists, is not revoked or expired, and whose user
+  holds a role on the endpoint's account (its personal owner, or any member of the organisation).
+  No token -> 401, an invalid one -> 401, a valid one without access -> 403. The token is never
+  forwarded upstream.
+- ``private``: never served here (the caller answers 404 before asking).
+"""
+
+import hashlib
+import time
+
+from aiohttp import web
+
+from .errors import error
+
+OPEN = "public"
+
+
+def bearer(header: str | None) -> str | None:
+    if not header:
+        return None
+    scheme, _, secret = header.strip().partition(" ")
+    secret = secret.strip()
+    return secret if scheme.lower() == "bearer" and secret else None
+
+
+async def authorize(route: dict, authorization: str | None, cache) -> web.Response | None:
+    """None when the caller may pass, else the error response. Raises cache.Unverifiable."""
+    if route["type"] == OPEN:
+        return None
+    secret = bearer(authorization)
+    if secret is None:
+        return error(401, "unauthorized", "This endpoint needs a token: send 'Authorization: Bearer <token>'",
+                     headers={"WWW-Authenticate": 'Bearer realm="endpoints"'})
+    token = await cache.get("token", hashlib.sha256(secret.encode()).hexdigest())
+    if token is None or token["revoked"] or (token["expires"] is not None and token["expires"] <= time.time()):
+        return error(401, "invalid_token", "The token is invalid, expired or revoked",
+                     headers={"WWW-Authenticate": 'Bearer realm="endpoints", error="invalid_token"'})
+    if route["owner"] is not None:
+        allowed = route["owner"] == token["user"]
+    else:
+        grant = await cache.get("grant", f"{route['accountId']}:{token['user']}")
+        allowed = bool(grant and grant["role"])
+    if not allowed:
+        return error(403, "forbidden", f"Your token does not give access to '{route['account']}/{route['name']}'")
+    return None

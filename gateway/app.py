@@ -1,0 +1,214 @@
+"""The gateway's request handling: resolve the endpoint, admit the caller, hold if needed, proxy.
+
+Addressing (checked in this order):
+
+1. ``/_gateway/healthz``, ``/_gateway/readyz``, ``/_gateway/metrics``: the gateway's own routes, on any
+   Host (the ``/_gateway/`` prefix is reserved: endpoints never see it).
+2. Host style: ``Host: <host id>.<domain>`` (``deployments.names.host_id``) -> that endpoint, path as sent.
+3. ``/healthz``, ``/readyz``, ``/metrics`` when the Host is not an endpoint's (probes and scrapes reach the
+   pod by IP).
+4. Path style: ``/<account>/<name>/<rest>`` -> that endpoint, upstream path ``/<rest>`` (prefix stripped,
+   sent as ``X-Forwarded-Prefix``).
+
+Then: private -> 404 (never served here); access by type (``gateway.access``); paused -> 503;
+scaled to zero or starting -> woken and held (``gateway.hold``); otherwise streamed (``gateway.proxy``).
+"""
+
+import asyncio
+import json
+import logging
+import re
+import time
+from urllib.parse import unquote
+
+import aiohttp
+import redis.asyncio as aioredis
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from yarl import URL
+
+from deployments.names import host_id
+
+from . import metrics, records
+from .access import authorize
+from .activity import Activity
+from .cache import Cache, Unverifiable
+from .config import Config
+from .db import Database
+from .errors import error
+from .hold import Holds, QueueFull, Waker, serving
+from .proxy import UpstreamUnreachable, forward, request_headers
+
+log = logging.getLogger(__name__)
+
+RESERVED = "/_gateway/"
+OWN = frozenset({"/healthz", "/readyz", "/metrics"})
+NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$")
+ACCOUNT_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?$")
+RETRY_QUEUE_FULL = 5
+RETRY_WAKING = 10
+
+
+class Gateway:
+    """One gateway process: ``start()``, then ``handle`` every request, then ``stop()``."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        self._tasks: list[asyncio.Task] = []
+
+    async def start(self) -> None:
+        c = self.config
+        self.redis = aioredis.Redis.from_url(c.redis_url, socket_connect_timeout=1, socket_timeout=2)
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=c.upstream_connections, limit_per_host=0, ttl_dns_cache=30,
+                                           keepalive_timeout=30),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=c.upstream_connect_timeout,
+                                          sock_read=c.upstream_read_timeout),
+            # Bytes pass through as the endpoint encoded them; no cookie is ever shared between callers.
+            auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False)
+        self.db = Database(c.conninfo(), c.db_connections)
+        self.holds = Holds(session=self.session, waker=Waker(c.broker_url, c.task_queue),
+                           lookup=lambda host: self.cache.peek("route", host), limit=c.queue_limit,
+                           probe_interval=c.probe_interval, resend=c.wake_resend_seconds)
+        self.cache = Cache(redis=self.redis, db=self.db, prefix=c.prefix, max_age=c.cache_max_age,
+                           stale_seconds=c.stale_seconds, size=c.cache_size, record_ttl=c.record_ttl,
+                           on_route=self.holds.notify)
+        self.activity = Activity(self.redis, c.prefix, c.activity_seconds)
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self.cache.run_feed()), loop.create_task(self.activity.run())]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.session.close()
+        await self.db.close()
+        await self.redis.aclose()
+
+    # ---------------------------------------------------------------- entry point
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        path = request.rel_url.raw_path
+        if path.startswith(RESERVED):
+            return self._own(path[len(RESERVED) - 1:])
+        try:
+            target = await self._resolve(request, path)
+            if target is None:
+                if path in OWN:
+                    return self._own(path)
+                return self._count(metrics.NO_ENDPOINT, error(404, "endpoint_not_found", "No endpoint at this address"))
+            route, upstream_path, prefix = target
+            if route["type"] == "private":
+                return self._count(metrics.NO_ENDPOINT, error(404, "endpoint_not_found", "No endpoint at this address"))
+            m = metrics.for_endpoint(route["namespace"], route["object"])
+            denied = await authorize(route, request.headers.get("Authorization"), self.cache)
+        except Unverifiable as exc:
+            metrics.UNVERIFIABLE.inc()
+            log.warning("gateway.unverifiable error=%s", exc)
+            return self._count(metrics.NO_ENDPOINT, error(
+                503, "gateway_unavailable", "The gateway cannot verify this request right now; retry shortly",
+                retry_after=RETRY_QUEUE_FULL))
+        if denied is not None:
+            return self._count(m, denied)
+        started = time.perf_counter()
+        m.pending.inc()
+        self.activity.begin(route["id"])
+        try:
+            response = await self._serve(request, route, upstream_path, prefix, m)
+        finally:
+            m.pending.dec()
+            self.activity.end(route["id"])
+            m.duration.observe(time.perf_counter() - started)
+        return self._count(m, response)
+
+    @staticmethod
+    def _count(m: metrics.EndpointMetrics, response: web.StreamResponse) -> web.StreamResponse:
+        m.answered(response.status)
+        return response
+
+    async def _resolve(self, request: web.BaseRequest, path: str) -> tuple[dict, str, str] | None:
+        host = (request.host or "").lower()
+        label = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        label = label.partition(".")[0]
+        if records.host_name_candidate(label):
+            route = await self.cache.get("route", label)
+            if route is not None:
+                return route, path, ""
+        segments = path.split("/", 3)
+        if len(segments) < 3:
+            return None
+        account, name = unquote(segments[1]), unquote(segments[2])
+        if not (NAME_RE.match(name) and ACCOUNT_RE.match(account)):
+            return None
+        route = await self.cache.get("route", host_id(account, name))
+        if route is None or route["account"] != account or route["name"] != name:
+            return None
+        rest = "/" + segments[3] if len(segments) == 4 else "/"
+        return route, rest, f"/{segments[1]}/{segments[2]}"
+
+    # ---------------------------------------------------------------- serving one endpoint
+    async def _serve(self, request: web.BaseRequest, route: dict, path: str, prefix: str,
+                     m: metrics.EndpointMetrics) -> web.StreamResponse:
+        intent, state = route["intent"], route["state"]
+        if intent == "delete" or state == "deleting":
+            return error(404, "endpoint_not_found", "The endpoint is being deleted")
+        if intent == "pause":
+            return error(503, "endpoint_paused", "The endpoint is paused; resume it to serve requests")
+        if not route["upstream"]:
+            return error(503, "endpoint_unavailable", "No cluster serves this endpoint yet", retry_after=RETRY_WAKING)
+        if state == "failed":
+            return error(503, "endpoint_failed", f"The endpoint failed: {route['message']}")
+        deadline = time.monotonic()
+        if not serving(route):
+            timeout = self._hold_timeout(request)
+            deadline += timeout
+            m.held.inc()
+            try:
+                ready = await self.holds.hold(route, timeout)
+            except QueueFull:
+                return error(429, "too_many_waiting", f"{self.config.queue_limit} requests already wait for this "
+                             "endpoint to wake up", retry_after=RETRY_QUEUE_FULL)
+            finally:
+                m.held.dec()
+            if not ready:
+                what = "scaled to zero and waking up" if intent == "scale_to_zero" else "starting"
+                return error(503, "endpoint_waking", f"The endpoint is {what}; no replica was ready within "
+                             f"{timeout:g}s", retry_after=RETRY_WAKING)
+        query = request.rel_url.raw_query_string
+        # Already percent-encoded as the client sent it: passed on byte for byte, never re-quoted.
+        url = URL(route["upstream"] + path + (f"?{query}" if query else ""), encoded=True)
+        headers = request_headers(request, forward_authorization=route["type"] == "public", prefix=prefix)
+        while True:
+            try:
+                return await forward(request, self.session, url, headers)
+            except UpstreamUnreachable as exc:
+                # A replica that just became ready may not be behind the Service yet: keep trying while the
+                # hold lasts (nothing was sent, so retrying is safe).
+                if time.monotonic() + self.config.probe_interval >= deadline:
+                    log.info("gateway.upstream_unreachable endpoint=%s error=%s", route["id"], exc)
+                    return error(502, "upstream_unavailable", "The endpoint's service is not reachable")
+                await asyncio.sleep(self.config.probe_interval)
+
+    def _hold_timeout(self, request: web.BaseRequest) -> float:
+        """GATEWAY_HOLD_TIMEOUT, shortened (never lengthened) by the HF ``X-Scale-Up-Timeout`` header."""
+        timeout = self.config.hold_timeout
+        raw = request.headers.get("X-Scale-Up-Timeout")
+        if raw:
+            try:
+                timeout = min(timeout, max(float(raw), 0.0))
+            except ValueError:
+                pass
+        return timeout
+
+    # ---------------------------------------------------------------- the gateway's own routes
+    def _own(self, path: str) -> web.Response:
+        if path == "/healthz":
+            return web.json_response({"status": "ok"})
+        if path == "/readyz":
+            # Ready once the feed was reached; an outage afterwards keeps the pod in service, answering
+            # from memory what it can verify (taking every replica out would refuse even that).
+            ok = self.cache.ever_connected
+            body = {"status": "ok" if ok else "unavailable", "feed": "connected" if self.cache.connected else "down"}
+            return web.Response(status=200 if ok else 503, text=json.dumps(body), content_type="application/json")
+        if path == "/metrics":
+            return web.Response(body=generate_latest(metrics.REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return error(404, "not_found", "Unknown gateway route")

@@ -1,0 +1,235 @@
+"""The gateway's memory of routes, tokens and grants, kept current by the Redis feed.
+
+Contract of ``Cache.get(kind, key)`` (kinds and records: ``gateway.records``):
+
+- **Warm** (the entry was read or pushed while the feed subscription has been up): answered from memory,
+  no I/O at all. Once older than ``cache_max_age`` it is re-read from Redis in the background (a safety
+  net for a publication that never reached Redis), while the old value keeps serving.
+- **Miss**: Redis ``GET``; if Redis has no record, one database read (``gateway.db``), whose result is
+  stored in Redis for the other gateway replicas. Concurrent misses of one key share one read.
+- **Redis unreachable**: entries confirmed less than ``stale_seconds`` ago (confirmed = read, or covered
+  by a live feed until it dropped) keep serving; anything else raises ``Unverifiable`` (the caller
+  answers 503). The database is not consulted then: without the feed, nothing read from it could be
+  kept current.
+- After the feed reconnects, every entry is re-read from Redis on its next use (messages may have been
+  missed while it was down).
+
+Feed messages update entries already in memory (a newer version wins) and are passed to ``on_route``.
+"""
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+
+import psycopg
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from . import records
+from .metrics import FEED_CONNECTED, LOOKUPS
+
+log = logging.getLogger(__name__)
+PING_SECONDS = 2.0
+SILENT_SECONDS = 6.0
+
+
+class Unverifiable(Exception):
+    """Nothing fresh enough is known and neither Redis nor the database can be read now."""
+
+
+class Entry:
+    __slots__ = ("value", "version", "checked")
+
+    def __init__(self, value: dict | None, version: int, checked: float):
+        self.value, self.version, self.checked = value, version, checked
+
+
+class Cache:
+    def __init__(self, *, redis: aioredis.Redis, db, prefix: str, max_age: float, stale_seconds: float,
+                 size: int, record_ttl: int, on_route=None):
+        self.redis, self.db, self.prefix = redis, db, prefix
+        self.max_age, self.stale_seconds, self.size, self.record_ttl = max_age, stale_seconds, size, record_ttl
+        self.on_route = on_route
+        self._memory: dict[str, OrderedDict[str, Entry]] = {kind: OrderedDict() for kind in records.KINDS}
+        self._inflight: dict[tuple[str, str], asyncio.Future] = {}
+        self._pushed: dict[tuple[str, str], tuple[int, dict | None]] = {}  # feed news for keys being read
+        self._refreshing: set[tuple[str, str]] = set()
+        self.connected = False
+        self.ever_connected = False
+        self.connected_at = 0.0
+        self.down_since = time.monotonic()
+        self._memory_hits = {kind: LOOKUPS.labels(kind, "memory") for kind in records.KINDS}
+
+    # ---------------------------------------------------------------- reads
+    async def get(self, kind: str, key: str) -> dict | None:
+        """The record, None when known absent; raises Unverifiable (see the module docstring)."""
+        entry = self._memory[kind].get(key)
+        if entry is not None:
+            now = time.monotonic()
+            if self.connected and entry.checked >= self.connected_at:
+                if now - entry.checked > self.max_age:
+                    self._refresh_later(kind, key)
+                self._memory_hits[kind].inc()
+                return entry.value
+            if not self.connected and self._fresh_while_down(entry, now):
+                LOOKUPS.labels(kind, "memory_stale").inc()
+                return entry.value
+        try:
+            return await self._load(kind, key)
+        except Unverifiable:
+            if entry is not None and self._fresh_while_down(entry, time.monotonic()):
+                return entry.value
+            raise
+
+    def peek(self, kind: str, key: str) -> dict | None:
+        """The remembered record without any I/O or freshness check (for background loops)."""
+        entry = self._memory[kind].get(key)
+        return entry.value if entry is not None else None
+
+    def _fresh_while_down(self, entry: Entry, now: float) -> bool:
+        return now - max(entry.checked, self.down_since) <= self.stale_seconds
+
+    async def _load(self, kind: str, key: str) -> dict | None:
+        if not self.connected and self.ever_connected:
+            raise Unverifiable("the route feed is down")  # fail fast: no connect timeout per request
+        token = (kind, key)
+        future = self._inflight.get(token)
+        if future is not None:
+            return await asyncio.shield(future)
+        future = asyncio.get_running_loop().create_future()
+        self._inflight[token] = future
+        try:
+            value = await self._fetch(kind, key)
+            future.set_result(value)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters re-raise it, none is required
+        finally:
+            self._inflight.pop(token, None)
+            self._pushed.pop(token, None)
+        return await future
+
+    async def _fetch(self, kind: str, key: str) -> dict | None:
+        name = records.record_key(self.prefix, kind, key)
+        try:
+            stored = records.parse_stored(await self.redis.get(name))
+        except (RedisError, OSError) as exc:
+            raise Unverifiable(f"Redis unavailable: {type(exc).__name__}") from exc
+        if stored is None:
+            version = time.time_ns()  # before the read: a publisher that read later wins in Redis
+            try:
+                record = await self.db.load(kind, key)
+            except (psycopg.Error, OSError) as exc:
+                log.warning("gateway.db_unavailable kind=%s error=%s", kind, type(exc).__name__)
+                raise Unverifiable("database unavailable") from exc
+            LOOKUPS.labels(kind, "database").inc()
+            keys, args = records.cas_args(self.prefix, kind, key, version, record, self.record_ttl, publish=False)
+            try:  # share the read with the other replicas; nothing changed, so nothing is published
+                await self.redis.eval(records.CAS_SET, len(keys), *keys, *args)
+            except (RedisError, OSError):
+                pass
+            stored = (version, record)
+        else:
+            LOOKUPS.labels(kind, "redis").inc()
+        pushed = self._pushed.get((kind, key))
+        if pushed is not None and pushed[0] > stored[0]:
+            stored = pushed
+        self._remember(kind, key, *stored)
+        return stored[1]
+
+    def _remember(self, kind: str, key: str, version: int, record: dict | None) -> None:
+        memory = self._memory[kind]
+        entry = memory.get(key)
+        if entry is not None and entry.version > version:
+            entry.checked = time.monotonic()
+            return
+        memory[key] = Entry(record, version, time.monotonic())
+        memory.move_to_end(key)
+        while len(memory) > self.size:
+            memory.popitem(last=False)
+
+    def _refresh_later(self, kind: str, key: str) -> None:
+        token = (kind, key)
+        if token in self._refreshing or token in self._inflight:
+            return
+        self._refreshing.add(token)
+
+        async def refresh() -> None:
+            try:
+                await self._load(kind, key)
+            except Unverifiable:
+                pass
+            finally:
+                self._refreshing.discard(token)
+
+        asyncio.get_running_loop().create_task(refresh())
+
+    # ---------------------------------------------------------------- the feed
+    def apply(self, message: bytes | str) -> None:
+        """One feed message: update the remembered entry if the message is newer."""
+        kind, key, version, record = records.parse_feed(message)
+        if kind not in self._memory:
+            return
+        token = (kind, key)
+        if token in self._inflight:
+            known = self._pushed.get(token)
+            if known is None or known[0] < version:
+                self._pushed[token] = (version, record)
+        entry = self._memory[kind].get(key)
+        if entry is not None:
+            if version >= entry.version:
+                entry.value, entry.version = record, version
+            entry.checked = time.monotonic()
+        if kind == "route" and self.on_route is not None and record is not None:
+            self.on_route(record)
+
+    async def run_feed(self) -> None:
+        """Subscribe to the feed for ever, reconnecting with backoff; keeps ``connected`` true only while
+        messages (or pongs) keep arriving."""
+        backoff = 0.1
+        channel = self.prefix + records.FEED
+        while True:
+            pubsub = self.redis.pubsub()
+            try:
+                await pubsub.subscribe(channel)
+                last_heard = last_ping = time.monotonic()
+                while True:
+                    message = await pubsub.get_message(timeout=1.0)
+                    now = time.monotonic()
+                    if message is not None:
+                        last_heard = now
+                        if message["type"] == "subscribe" and not self.connected:
+                            self._up()
+                            backoff = 0.1
+                        elif message["type"] == "message":
+                            self.apply(message["data"])
+                    if now - last_ping >= PING_SECONDS:
+                        await pubsub.ping()
+                        last_ping = now
+                    if now - last_heard > SILENT_SECONDS:
+                        raise ConnectionError("the feed went silent")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # any failure: mark down, reconnect
+                self._down(exc)
+            finally:
+                try:
+                    await pubsub.aclose()
+                except Exception:
+                    pass
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
+
+    def _up(self) -> None:
+        self.connected, self.ever_connected = True, True
+        self.connected_at = time.monotonic()
+        FEED_CONNECTED.set(1)
+        log.info("gateway.feed_connected")
+
+    def _down(self, exc: Exception) -> None:
+        if self.connected:
+            self.down_since = time.monotonic()
+            log.warning("gateway.feed_down error=%s", type(exc).__name__)
+        self.connected = False
+        FEED_CONNECTED.set(0)

@@ -1,0 +1,71 @@
+"""The gateway's Prometheus metrics, on its own registry (served at ``/metrics``).
+
+``gateway_pending_requests{namespace,endpoint}`` counts requests in flight plus held (waiting for a
+replica): the series behind the ``pendingRequests`` autoscaling metric (docs/autoscaling.md). The
+labels are the endpoint's Kubernetes namespace and object name (``ep-<name>``, the pods'
+``app.kubernetes.io/instance``), so a prometheus-adapter rule can spread it over the endpoint's pods.
+"""
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry()
+LABELS = ("namespace", "endpoint")
+
+REQUESTS = Counter("gateway_requests", "Requests answered, by endpoint and status class",
+                   [*LABELS, "code"], registry=REGISTRY)
+DURATION = Histogram("gateway_request_duration_seconds", "Request duration until the response ended",
+                     LABELS, registry=REGISTRY,
+                     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300))
+PENDING = Gauge("gateway_pending_requests", "Requests in flight or held, per endpoint", LABELS, registry=REGISTRY)
+HELD = Gauge("gateway_held_requests", "Requests held while the endpoint wakes", LABELS, registry=REGISTRY)
+WAKEUPS = Counter("gateway_wakeups", "Wake-ups sent for scaled-to-zero endpoints", LABELS, registry=REGISTRY)
+DB_QUERIES = Counter("gateway_db_queries", "SQL statements the gateway ran (cold misses only)", registry=REGISTRY)
+LOOKUPS = Counter("gateway_cache_lookups", "Route/token/grant lookups by where the answer came from",
+                  ["kind", "source"], registry=REGISTRY)
+FEED_CONNECTED = Gauge("gateway_feed_connected", "1 while the Redis route feed is subscribed", registry=REGISTRY)
+UNVERIFIABLE = Counter("gateway_unverifiable", "Requests refused because nothing fresh enough could be read",
+                       registry=REGISTRY)
+
+
+class EndpointMetrics:
+    """The label children of one endpoint, looked up once (``labels()`` takes a lock and hashes)."""
+
+    __slots__ = ("namespace", "endpoint", "pending", "held", "duration", "_codes")
+
+    def __init__(self, namespace: str, endpoint: str):
+        self.namespace, self.endpoint = namespace, endpoint
+        self.pending = PENDING.labels(namespace, endpoint)
+        self.held = HELD.labels(namespace, endpoint)
+        self.duration = DURATION.labels(namespace, endpoint)
+        self._codes: dict[int, object] = {}
+
+    def answered(self, status: int) -> None:
+        klass = status // 100
+        child = self._codes.get(klass)
+        if child is None:
+            child = self._codes[klass] = REQUESTS.labels(self.namespace, self.endpoint, f"{klass}xx")
+        child.inc()
+
+
+_by_endpoint: dict[tuple[str, str], EndpointMetrics] = {}
+
+
+def for_endpoint(namespace: str, endpoint: str) -> EndpointMetrics:
+    key = (namespace, endpoint)
+    metrics = _by_endpoint.get(key)
+    if metrics is None:
+        metrics = _by_endpoint[key] = EndpointMetrics(namespace, endpoint)
+    return metrics
+
+
+class _Unrouted:
+    """Answers that reached no endpoint (404, 503 while unverifiable): counted, with empty labels."""
+
+    def __init__(self):
+        self._codes: dict[int, object] = {}
+
+    answered = EndpointMetrics.answered
+    namespace = endpoint = ""
+
+
+NO_ENDPOINT = _Unrouted()

@@ -1,0 +1,87 @@
+"""Streaming one request to an endpoint's Service and its response back, both ways unbuffered.
+
+Method, path, query and end-to-end headers pass through; hop-by-hop headers (RFC 9110 §7.6.1, plus any
+named in ``Connection``) do not. The request body is streamed upstream as it arrives and the response
+body is written to the client chunk by chunk as the upstream produces it (SSE events arrive one by one).
+Bodies are never decompressed or re-encoded. The upstream connection pool is the shared session's.
+"""
+
+import logging
+
+import aiohttp
+from aiohttp import web
+
+from .errors import error
+
+log = logging.getLogger(__name__)
+
+HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection",
+                        "te", "trailer", "trailers", "transfer-encoding", "upgrade"})
+# Never forwarded upstream: the gateway sets Host itself, and X-Scale-Up-Timeout is addressed to it.
+REQUEST_DROPPED = HOP_BY_HOP | {"host", "x-scale-up-timeout"}
+
+
+class UpstreamUnreachable(Exception):
+    """No connection could be made; nothing was sent, so the request may be retried."""
+
+
+def _connection_tokens(headers) -> set[str]:
+    return {t.strip().lower() for v in headers.getall("Connection", ()) for t in v.split(",") if t.strip()}
+
+
+def request_headers(request: web.BaseRequest, *, forward_authorization: bool, prefix: str = "") -> dict:
+    dropped = REQUEST_DROPPED | _connection_tokens(request.headers)
+    if not forward_authorization:
+        dropped = dropped | {"authorization"}
+    headers = {}
+    for name, value in request.headers.items():
+        lower = name.lower()
+        if lower in dropped:
+            continue
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    peer = request.remote or ""
+    prior = request.headers.get("X-Forwarded-For")
+    headers["X-Forwarded-For"] = f"{prior}, {peer}" if prior else peer
+    headers.setdefault("X-Forwarded-Proto", request.headers.get("X-Forwarded-Proto") or request.scheme)
+    headers.setdefault("X-Forwarded-Host", request.host)
+    if prefix:
+        headers["X-Forwarded-Prefix"] = prefix
+    return headers
+
+
+async def forward(request: web.BaseRequest, session: aiohttp.ClientSession, url, headers: dict) -> web.StreamResponse:
+    """Send the request to ``url`` and stream the answer back. Raises UpstreamUnreachable before anything
+    was sent; answers 502/504 itself for failures after that."""
+    body = request.content if request.body_exists else None
+    try:
+        upstream_cm = session.request(request.method, url, headers=headers, data=body, allow_redirects=False,
+                                      skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"))
+        upstream = await upstream_cm.__aenter__()
+    except aiohttp.ClientConnectorError as exc:
+        raise UpstreamUnreachable(str(exc)) from exc
+    except TimeoutError:
+        return error(504, "upstream_timeout", "The endpoint did not answer in time")
+    except aiohttp.ClientError as exc:
+        log.info("gateway.upstream_failed url=%s error=%s", url, type(exc).__name__)
+        return error(502, "upstream_error", "The endpoint closed the connection without answering")
+    try:
+        response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+        dropped = HOP_BY_HOP | _connection_tokens(upstream.headers) | {"content-length"}
+        for name, value in upstream.headers.items():
+            if name.lower() not in dropped:
+                response.headers.add(name, value)
+        if upstream.content_length is not None:
+            response.content_length = upstream.content_length
+        await response.prepare(request)
+        async for chunk in upstream.content.iter_any():
+            await response.write(chunk)
+        await response.write_eof()
+        return response
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        # The upstream failed mid-body: the status line is gone, so the only signal left is to cut the stream.
+        log.info("gateway.upstream_broke url=%s error=%s", url, type(exc).__name__)
+        if request.transport is not None:
+            request.transport.close()
+        return response
+    finally:
+        await upstream_cm.__aexit__(None, None, None)

@@ -1,0 +1,118 @@
+"""The route feed's records: what Django publishes and the gateway caches, in one pure module.
+
+Both sides import this module (it imports no Django, no I/O), so a record built by the web process
+from the ORM and one built by the gateway from its own SQL on a cold miss are the same dict.
+
+Three kinds of record, each stored in Redis under ``<prefix><kind>:<key>`` as JSON
+``{"v": <version>, "record": <dict or null>}`` (``null`` = known absent):
+
+- ``route:<host id>`` -> the endpoint behind a host (see ``route_record``);
+- ``token:<sha256 digest>`` -> ``{"user", "expires", "revoked"}``;
+- ``grant:<account id>:<user id>`` -> ``{"role"}`` (organisation accounts only: a personal account's
+  owner is in its route record).
+
+``version`` is the wall-clock nanosecond at which the writer *started reading* the database, so a
+writer that read older data never overwrites a newer record (``CAS_SET`` refuses it). Every accepted
+write is also published on ``<prefix>feed`` so each gateway updates its memory at once.
+"""
+
+import json
+import re
+
+from deployments.names import endpoint_object_name, host_id, namespace_name
+from deployments.render import MANAGED_VARIANTS
+
+KINDS = ("route", "token", "grant")
+FEED = "feed"
+ACTIVITY = "activity"  # sorted set: endpoint id -> unix seconds of the last request seen
+HOST_ID_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?-[0-9a-f]{8}$")
+SERVICE_PORT = 80
+
+# KEYS[1] record key, KEYS[2] feed channel; ARGV: version, record JSON ("null" = absent), ttl seconds,
+# publish flag ("1" to publish). Returns 1 when written, 0 when a newer version is already stored.
+CAS_SET = """
+local current = redis.call('GET', KEYS[1])
+if current then
+  local ok, decoded = pcall(cjson.decode, current)
+  if ok and type(decoded) == 'table' and tonumber(decoded['v']) and tonumber(decoded['v']) > tonumber(ARGV[1]) then
+    return 0
+  end
+end
+local value = '{"v":' .. ARGV[1] .. ',"record":' .. ARGV[2] .. '}'
+redis.call('SET', KEYS[1], value, 'EX', tonumber(ARGV[3]))
+if ARGV[4] == '1' then
+  redis.call('PUBLISH', KEYS[2], string.sub(KEYS[1], string.len(ARGV[5]) + 1) .. ' ' .. value)
+end
+return 1
+"""
+
+
+def record_key(prefix: str, kind: str, key: str) -> str:
+    return f"{prefix}{kind}:{key}"
+
+
+def cas_args(prefix: str, kind: str, key: str, version: int, record: dict | None, ttl: int,
+             publish: bool) -> tuple[list[str], list[str]]:
+    """KEYS and ARGV for ``CAS_SET``."""
+    return ([record_key(prefix, kind, key), prefix + FEED],
+            [str(version), json.dumps(record, separators=(",", ":")), str(ttl), "1" if publish else "0", prefix])
+
+
+def parse_stored(raw: bytes | str | None) -> tuple[int, dict | None] | None:
+    """``(version, record)`` from a stored value or a feed message body; None when there is none."""
+    if raw is None:
+        return None
+    value = json.loads(raw)
+    return int(value["v"]), value["record"]
+
+
+def parse_feed(message: bytes | str) -> tuple[str, str, int, dict | None]:
+    """``(kind, key, version, record)`` from a feed message ``<kind>:<key> <stored JSON>``."""
+    if isinstance(message, bytes):
+        message = message.decode()
+    name, _, body = message.partition(" ")
+    kind, _, key = name.partition(":")
+    version, record = parse_stored(body)
+    return kind, key, version, record
+
+
+# ---------------------------------------------------------------- record builders
+def health_route(image: dict) -> str:
+    (variant, body), = image.items()
+    return "/health" if variant in MANAGED_VARIANTS else (body or {}).get("healthRoute") or "/health"
+
+
+def route_record(row: dict) -> dict:
+    """The route record of one endpoint row.
+
+    ``row`` keys: id, name, type, state, intent, message, image, account_id, account_slug, account_kind,
+    account_user_id, and the serving cluster's namespace_prefix and service_url_template (None when no
+    cluster serves the endpoint's region).
+    """
+    namespace = service = upstream = None
+    if row.get("service_url_template"):
+        namespace = namespace_name(row["namespace_prefix"], row["account_slug"])
+        service = endpoint_object_name(row["name"])
+        upstream = row["service_url_template"].format(service=service, namespace=namespace, port=SERVICE_PORT)
+    return {
+        "id": row["id"], "account": row["account_slug"], "accountId": row["account_id"],
+        "owner": row["account_user_id"] if row["account_kind"] == "user" else None,
+        "name": row["name"], "host": host_id(row["account_slug"], row["name"]), "type": row["type"],
+        "state": row["state"], "intent": row["intent"], "message": row["message"],
+        "upstream": upstream.rstrip("/") if upstream else None, "health": health_route(row["image"]),
+        "namespace": namespace or "", "object": service or endpoint_object_name(row["name"]),
+    }
+
+
+def token_record(*, user_id: int, expires_at: float | None, revoked: bool) -> dict:
+    """``expires_at`` in unix seconds (None = never)."""
+    return {"user": user_id, "expires": expires_at, "revoked": revoked}
+
+
+def grant_record(role: str | None) -> dict:
+    return {"role": role}
+
+
+def host_name_candidate(host: str) -> str | None:
+    """The endpoint name a host id starts with, or None when ``host`` cannot be a host id."""
+    return host[:-9] if HOST_ID_RE.match(host) else None

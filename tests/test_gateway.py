@@ -1,0 +1,268 @@
+"""The gateway as a real process (``python -m gateway``) in front of a stub upstream: who gets in, what is
+forwarded, streaming both ways, the route feed's latency, and the database staying out of warm requests.
+"""
+
+import asyncio
+import time
+
+import aiohttp
+import pytest
+import redis
+from django.conf import settings
+
+from deployments.names import host_id
+from endpoints import routes, services
+from endpoints.models import Endpoint
+from tests.conftest import bearer_client
+from tests.factories import endpoint_spec, make_org, make_token, make_user
+from tests.gatewayrig import error_of
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+
+def deploy(account, name: str, type_: str, actor, **overrides) -> Endpoint:
+    """An endpoint the reconciler has reported running (the status write and its publication, simulated)."""
+    endpoint = services.endpoint_create(account=account, spec=endpoint_spec(name, type=type_, **overrides), actor=actor)
+    return set_state(endpoint, "running")
+
+
+def set_state(endpoint: Endpoint, state: str, **fields) -> Endpoint:
+    Endpoint.objects.filter(pk=endpoint.pk).update(state=state, **fields)
+    routes.route_publish(account_slug=endpoint.account.slug, name=endpoint.name)
+    return Endpoint.objects.select_related("account").get(pk=endpoint.pk)
+
+
+def host(endpoint: Endpoint) -> str:
+    return f"{host_id(endpoint.account.slug, endpoint.name)}.endpoints.test"
+
+
+def wait_for_status(gw, path, expected: int, *, timeout: float = 5.0, **kwargs) -> float:
+    """Seconds until the gateway answers ``expected``; fails after ``timeout``."""
+    start = time.monotonic()
+    while True:
+        status = gw.get(path, **kwargs).status_code
+        if status == expected:
+            return time.monotonic() - start
+        assert time.monotonic() - start < timeout, f"still {status} after {timeout}s"
+        time.sleep(0.05)
+
+
+# ---------------------------------------------------------------- access
+def test_access_matrix_by_caller_and_type(gateway, gateway_cluster, upstream):
+    alice, bob, carol = make_user("alice"), make_user("bob"), make_user("carol")
+    acme = make_org("acme", members={alice: "admin", bob: "read"})
+    tokens = {"alice": make_token(alice), "bob (org reader)": make_token(bob, role="read"),
+              "carol (other user)": make_token(carol), "anonymous": None,
+              "revoked": make_token(alice, revoked=True), "expired": make_token(alice, expired=True)}
+    endpoints = {}
+    for type_ in ("public", "protected", "authenticated", "private"):
+        endpoints[("personal", type_)] = deploy(alice.personal_account, f"p-{type_}", type_, alice)
+        endpoints[("org", type_)] = deploy(acme, f"o-{type_}", type_, alice)
+    gw = gateway()
+
+    allowed = {("personal", "alice"), ("org", "alice"), ("org", "bob (org reader)")}
+    expected, actual = {}, {}
+    for (owner, type_), endpoint in endpoints.items():
+        for caller, token in tokens.items():
+            if type_ == "private":
+                want = (404, "endpoint_not_found")
+            elif type_ == "public" or (owner, caller) in allowed:
+                want = (200, "")
+            elif caller == "anonymous":
+                want = (401, "unauthorized")
+            elif caller in ("revoked", "expired"):
+                want = (401, "invalid_token")
+            else:
+                want = (403, "forbidden")
+            r = gw.get("/v1/ping", host=host(endpoint), token=token)
+            expected[(owner, type_, caller)] = want
+            actual[(owner, type_, caller)] = (200, "") if r.status_code == 200 else error_of(r)
+    assert actual == expected
+    # Path style gives the same answers.
+    r = gw.get("/acme/o-protected/v1/ping", token=tokens["bob (org reader)"])
+    assert r.status_code == 200, r.text
+    assert gw.get("/acme/o-protected/v1/ping", token=tokens["carol (other user)"]).status_code == 403
+    assert gw.get("/acme/o-private/v1/ping", token=tokens["alice"]).status_code == 404
+    assert gw.get("/acme/nothing-here/x").json() == {"error": "No endpoint at this address",
+                                                      "code": "endpoint_not_found"}
+
+
+def test_forwarding_strips_prefix_hop_by_hop_headers_and_protected_tokens(gateway, gateway_cluster, upstream):
+    alice = make_user("alice")
+    token = make_token(alice)
+    protected = deploy(alice.personal_account, "prot", "protected", alice)
+    public = deploy(alice.personal_account, "pub", "public", alice)
+    gw = gateway()
+    hop = {"Connection": "keep-alive, X-Hop-Custom", "X-Hop-Custom": "1", "Keep-Alive": "timeout=5",
+           "TE": "trailers", "Proxy-Authorization": "Basic eA==", "X-End-To-End": "kept",
+           "X-Scale-Up-Timeout": "30"}
+
+    r = gw.get("/alice/prot/v1/models/a%2Fb?limit=2&q=a%20b", token=token, headers=hop)
+    assert r.status_code == 200, r.text
+    seen = r.json()
+    assert seen["raw_path"] == "/v1/models/a%2Fb" and seen["query"] == "limit=2&q=a%20b"
+    sent = {k.lower(): v for k, v in seen["headers"].items()}
+    assert "authorization" not in sent  # protected: the caller's token stays at the gateway
+    for name in ("x-hop-custom", "keep-alive", "te", "proxy-authorization", "x-scale-up-timeout"):
+        assert name not in sent, name
+    assert sent["x-end-to-end"] == "kept"
+    assert sent["x-forwarded-prefix"] == "/alice/prot"
+    assert sent["x-forwarded-for"] == "127.0.0.1"
+    assert r.headers["X-Upstream"] == "stub" and "Proxy-Authenticate" not in r.headers
+
+    r = gw.get("/v1/x", host=host(protected), token=token)
+    assert r.json()["path"] == "/v1/x" and "x-forwarded-prefix" not in {k.lower() for k in r.json()["headers"]}
+
+    r = gw.get("/v1/x", host=host(public), headers={"Authorization": "Bearer for-the-model"})
+    assert r.json()["headers"]["Authorization"] == "Bearer for-the-model"  # public: the model's own business
+
+    r = gw.get("/alice/prot/v1/post", method="POST", token=token, data=b'{"inputs": "hi"}',
+               headers={"Content-Type": "application/json"})
+    assert r.json()["method"] == "POST" and r.json()["body"] == '{"inputs": "hi"}'
+
+
+def test_gateway_routes_answer_on_reserved_prefix_and_on_non_endpoint_hosts(gateway, gateway_cluster, upstream):
+    alice = make_user("alice")
+    endpoint = deploy(alice.personal_account, "web", "public", alice)
+    gw = gateway()
+    assert gw.get("/_gateway/healthz", host=host(endpoint)).json() == {"status": "ok"}
+    assert gw.get("/healthz").json() == {"status": "ok"}
+    assert gw.get("/readyz").json()["status"] == "ok"
+    assert "gateway_requests_total" in gw.get("/metrics").text
+    # On an endpoint's host, /healthz is the endpoint's own.
+    assert gw.get("/healthz", host=host(endpoint)).json()["path"] == "/healthz"
+
+
+# ---------------------------------------------------------------- streaming
+def test_sse_events_arrive_before_the_upstream_finishes(gateway, gateway_cluster, upstream):
+    alice = make_user("alice")
+    deploy(alice.personal_account, "chat", "public", alice)
+    gw = gateway()
+
+    async def read() -> list[tuple[float, bytes]]:
+        events = []
+        async with aiohttp.ClientSession() as session, session.get(f"{gw.url}/alice/chat/sse") as r:
+            assert r.headers["Content-Type"] == "text/event-stream"
+            async for chunk in r.content.iter_any():
+                events.append((time.monotonic(), chunk))
+                if len(events) == 1:
+                    assert not upstream.release_sse.is_set()  # the upstream is still mid-response
+                    upstream.release_sse.set()
+        return events
+
+    events = asyncio.run(read())
+    assert b"".join(c for _, c in events) == b"data: first\n\ndata: last\n\n"
+    assert events[0][1] == b"data: first\n\n"
+
+
+def test_request_and_response_bodies_stream_without_buffering(gateway, gateway_cluster, upstream):
+    alice = make_user("alice")
+    deploy(alice.personal_account, "files", "public", alice)
+    gw = gateway()
+    size = 32 * 1024 * 1024
+    chunk = b"y" * (1024 * 1024)
+
+    async def upload():
+        async def body():
+            yield chunk
+            # The rest is only sent once the upstream has received the first megabyte: a gateway that
+            # buffered the request body would wait for the end and this would time out.
+            deadline = time.monotonic() + 10
+            while upstream.received < len(chunk):
+                assert time.monotonic() < deadline, "the first chunk never reached the upstream"
+                await asyncio.sleep(0.01)
+            for _ in range(size // len(chunk) - 1):
+                yield chunk
+
+        async with aiohttp.ClientSession() as session, session.post(f"{gw.url}/alice/files/upload",
+                                                                    data=body()) as r:
+            return r.status, await r.json()
+
+    status, body = asyncio.run(upload())
+    assert status == 200 and body["bytes"] == size
+
+    async def download():
+        async with aiohttp.ClientSession() as session, session.get(f"{gw.url}/alice/files/big?bytes={size}") as r:
+            total = 0
+            async for piece in r.content.iter_chunked(1 << 20):
+                total += len(piece)
+            return r.headers.get("Content-Length"), total
+
+    assert asyncio.run(download()) == (str(size), size)
+
+
+# ---------------------------------------------------------------- the feed
+def test_revocation_membership_and_type_changes_apply_within_five_seconds(gateway, gateway_cluster, upstream):
+    alice, bob = make_user("alice"), make_user("bob")
+    acme = make_org("acme", members={alice: "admin", bob: "read"})
+    alice_token, bob_token = make_token(alice), make_token(bob)
+    deploy(acme, "svc", "protected", alice)
+    gw = gateway()
+    assert gw.get("/acme/svc/x", token=alice_token).status_code == 200
+    assert gw.get("/acme/svc/x", token=bob_token).status_code == 200
+    assert gw.get("/acme/svc/x").status_code == 401
+
+    revoker = bearer_client(make_token(alice))
+    token_id = next(t["id"] for t in revoker.get("/v2/tokens").json()["items"] if t["prefix"] == alice_token[:10])
+    assert revoker.delete(f"/v2/tokens/{token_id}").status_code == 200
+    assert wait_for_status(gw, "/acme/svc/x", 401, token=alice_token) < 5
+
+    from controlplane.services import membership_remove
+
+    membership_remove(account=acme, user=bob)
+    assert wait_for_status(gw, "/acme/svc/x", 403, token=bob_token) < 5
+
+    r = revoker.put("/v2/endpoint/acme/svc", {"type": "public"}, format="json")
+    assert r.status_code == 200, r.json()
+    assert wait_for_status(gw, "/acme/svc/x", 200) < 5
+
+
+def test_warm_requests_run_no_database_query(gateway, gateway_cluster, upstream):
+    alice = make_user("alice")
+    token = make_token(alice)
+    endpoint = deploy(alice.personal_account, "warm", "protected", alice)
+    # Nothing in Redis: the first request must read the database (proving the counter counts).
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    for key in client.scan_iter(f"{settings.GATEWAY_REDIS_PREFIX}*"):
+        client.delete(key)
+    gw = gateway()
+    assert gw.metric("gateway_db_queries_total") == 0
+    assert gw.get("/v1/a", host=host(endpoint), token=token).status_code == 200
+    cold = gw.metric("gateway_db_queries_total")
+    assert cold >= 2  # the route and the token
+    for _ in range(50):
+        assert gw.get("/v1/a", host=host(endpoint), token=token).status_code == 200
+    assert gw.get("/alice/warm/v1/b", token=token).status_code == 200
+    assert gw.metric("gateway_db_queries_total") == cold
+    # A second gateway finds the first one's reads in Redis: no database query even when cold.
+    other = gateway()
+    assert other.get("/v1/a", host=host(endpoint), token=token).status_code == 200
+    assert other.metric("gateway_db_queries_total") == 0
+    client.close()
+
+
+def test_redis_outage_serves_fresh_memory_and_refuses_the_unverifiable(gateway, gateway_cluster, upstream):
+    from urllib.parse import urlparse
+
+    from tests.gatewayrig import Relay
+
+    alice = make_user("alice")
+    known, unknown = make_token(alice), make_token(alice)
+    deploy(alice.personal_account, "svc", "protected", alice)
+    target = urlparse(settings.REDIS_URL)
+    relay = Relay(target.hostname, target.port or 6379)
+    try:
+        gw = gateway(redis_url=f"redis://127.0.0.1:{relay.port}{target.path}", GATEWAY_STALE_SECONDS="3")
+        assert gw.get("/alice/svc/x", token=known).status_code == 200
+        relay.cut()
+        time.sleep(0.5)
+        assert gw.get("/alice/svc/x", token=known).status_code == 200  # remembered, still fresh
+        r = gw.get("/alice/svc/x", token=unknown)  # never seen: cannot be checked without Redis
+        assert error_of(r) == (503, "gateway_unavailable") and r.headers["Retry-After"]
+        assert gw.get("/readyz").status_code == 200  # stays in service for what it can verify
+        time.sleep(3)
+        assert error_of(gw.get("/alice/svc/x", token=known)) == (503, "gateway_unavailable")
+        relay.restore()
+        assert wait_for_status(gw, "/alice/svc/x", 200, token=unknown, timeout=15) < 15
+    finally:
+        relay.stop()
