@@ -5,6 +5,32 @@ from django.contrib import admin
 from .models import Account, ApiToken, AuditEvent, Membership
 
 
+def _publish(obj) -> None:
+    """Edits here bypass the services: tell the endpoint gateway after commit, as the services do."""
+    from endpoints.routes import grant_publish_on_commit, token_publish_on_commit
+
+    if isinstance(obj, Membership):
+        grant_publish_on_commit(account=obj.account, user_id=obj.user_id)
+    elif isinstance(obj, ApiToken):
+        token_publish_on_commit(obj)
+
+
+class PublishesToGateway:
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        _publish(obj)
+
+    def delete_model(self, request, obj):
+        super().delete_model(request, obj)
+        _publish(obj)
+
+    def delete_queryset(self, request, queryset):
+        objects = list(queryset)
+        super().delete_queryset(request, queryset)
+        for obj in objects:
+            _publish(obj)
+
+
 class MembershipInline(admin.TabularInline):
     model = Membership
     extra = 0
@@ -19,16 +45,22 @@ class AccountAdmin(admin.ModelAdmin):
     inlines = [MembershipInline]
     readonly_fields = ["created_at"]
 
+    def save_formset(self, request, form, formset, change):
+        super().save_formset(request, form, formset, change)
+        changed = [obj for obj, _fields in getattr(formset, "changed_objects", [])]
+        for obj in [*getattr(formset, "new_objects", []), *changed, *getattr(formset, "deleted_objects", [])]:
+            _publish(obj)
+
 
 @admin.register(Membership)
-class MembershipAdmin(admin.ModelAdmin):
+class MembershipAdmin(PublishesToGateway, admin.ModelAdmin):
     list_display = ["account", "user", "role", "created_at"]
     list_filter = ["role"]
     search_fields = ["account__slug", "user__username"]
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):
+class ApiTokenAdmin(PublishesToGateway, admin.ModelAdmin):
     """Tokens are created by their owners or ``create_token``; here they can be inspected and revoked."""
 
     list_display = ["prefix", "name", "user", "role", "created_at", "last_used_at", "expires_at", "revoked_at"]

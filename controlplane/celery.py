@@ -24,3 +24,6 @@ def _schedule(sender, **_kwargs) -> None:
     sender.add_periodic_task(
         float(settings.GATEWAY_IDLE_SWEEP_SECONDS), sender.signature("workers.idle_sweep"), name="idle sweep"
     )
+    sender.add_periodic_task(
+        float(settings.REGISTRY_SWEEP_SECONDS), sender.signature("workers.registry_refresh"), name="registry refresh"
+    )

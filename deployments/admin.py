@@ -1,8 +1,8 @@
-"""Admin for the cluster registry (kubeconfigs are never shown)."""
+"""Admin for the cluster registry (kubeconfigs, AWS keys and registry passwords are never shown)."""
 
 from django.contrib import admin
 
-from .models import Cluster
+from .models import Cluster, RegistryCredential
 
 
 @admin.register(Cluster)
@@ -10,4 +10,17 @@ class ClusterAdmin(admin.ModelAdmin):
     list_display = ["name", "vendor", "region", "in_cluster", "ingress_domain", "enabled", "updated_at"]
     list_filter = ["vendor", "region", "enabled"]
     search_fields = ["name"]
-    exclude = ["kubeconfig_encrypted"]
+    exclude = ["kubeconfig_encrypted", "aws_credentials_encrypted"]
+
+
+@admin.register(RegistryCredential)
+class RegistryCredentialAdmin(admin.ModelAdmin):
+    """ECR pull credentials the worker fetched; deleting one makes the next reconcile fetch it again."""
+
+    list_display = ["server", "cluster", "username", "fetched_at", "expires_at"]
+    list_filter = ["cluster"]
+    exclude = ["password_encrypted"]
+    readonly_fields = ["cluster", "server", "username", "fetched_at", "expires_at"]
+
+    def has_add_permission(self, request) -> bool:
+        return False

@@ -19,6 +19,11 @@ class Cluster(models.Model):
     service_url_template = models.CharField(
         max_length=256, default="http://{service}.{namespace}.svc.cluster.local:{port}")
     enabled = models.BooleanField(default=True)
+    # AWS access for PrivateLink and ECR pulls (vendor aws): keys (stored encrypted), a profile of the
+    # worker's AWS config, or the worker's ambient credentials (IRSA, instance role). None set = no AWS.
+    aws_credentials_encrypted = models.TextField(blank=True, default="", editable=False)
+    aws_profile = models.CharField(max_length=64, blank=True)
+    aws_ambient = models.BooleanField(default=False, help_text="Use the worker's own AWS credentials")
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
 
@@ -29,3 +34,21 @@ class Cluster(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.vendor}/{self.region})"
+
+
+class RegistryCredential(models.Model):
+    """A short-lived pull credential for a cloud registry (ECR), fetched by the worker and shared by every
+    endpoint of the cluster pulling from that registry. The password is stored encrypted."""
+
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="registry_credentials")
+    server = models.CharField(max_length=253)
+    username = models.CharField(max_length=64)
+    password_encrypted = models.TextField(editable=False)
+    fetched_at = models.DateTimeField()
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["cluster", "server"], name="registry_credential_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.server} on {self.cluster.name}"

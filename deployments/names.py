@@ -46,6 +46,12 @@ def host_id(account_slug: str, name: str) -> str:
     return dns_label(f"{name}-{hashlib.sha256(f'{account_slug}/{name}'.encode()).hexdigest()[:8]}")
 
 
+def private_lb_name(namespace: str, service: str) -> str:
+    """The AWS load balancer name of a private endpoint's internal NLB: at most 32 characters, stable, so
+    the load-balancer controller creates it under a name PrivateLink can look up."""
+    return f"cp-{_short_hash(f'{namespace}/{service}', 24)}"
+
+
 def account_labels(account_label: str) -> dict[str, str]:
     return {"app.kubernetes.io/managed-by": MANAGED_BY, "app.kubernetes.io/part-of": "inference-endpoints",
             LABEL_ACCOUNT: account_label}

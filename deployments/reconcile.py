@@ -21,17 +21,20 @@ from endpoints.routes import route_publish_on_commit
 from quotas.selectors import quota_limits
 
 from .apply import ApplyResult, apply_all, apply_one
+from .aws import AwsError
 from .kube import Kube, KubeError, kube_for
 from .models import Cluster
-from .names import ANNOTATION_TEMPLATE, LABEL_ID, dns_label, host_id, namespace_name, selector
+from .names import ANNOTATION_TEMPLATE, LABEL_ID, dns_label, endpoint_object_name, host_id, namespace_name, selector
 from .observe import Observation, observe
+from .privatelink import PrivateLinkPending, privatelink_ensure, privatelink_remove
+from .registry import registry_credentials
 from .render import EndpointTarget, InstanceSpec, Platform, render_account, render_endpoint
 from .revisions import RevisionError, revision_resolve
 
 log = logging.getLogger(__name__)
 
 SETTLED = (State.RUNNING, State.PAUSED, State.SCALED_TO_ZERO, State.FAILED, State.UPDATE_FAILED)
-ENDPOINT_KINDS = ("Secret", "Deployment", "Service", "HorizontalPodAutoscaler")
+ENDPOINT_KINDS = ("Secret", "Deployment", "Service", "HorizontalPodAutoscaler", "NetworkPolicy")
 REQUEUE_SECONDS = 2.0
 
 
@@ -76,7 +79,10 @@ def endpoint_url(cluster: Cluster, endpoint: Endpoint) -> str | None:
 def platform() -> Platform:
     return Platform(managed_image=settings.MANAGED_IMAGE, fetcher_image=settings.MODEL_FETCHER_IMAGE,
                     hub_url=settings.HF_HUB_URL, hub_token=bool(settings.HF_HUB_TOKEN),
-                    progress_deadline_seconds=settings.DEPLOYMENT_PROGRESS_DEADLINE_SECONDS)
+                    progress_deadline_seconds=settings.DEPLOYMENT_PROGRESS_DEADLINE_SECONDS,
+                    gateway_namespace=settings.GATEWAY_NAMESPACE,
+                    gateway_pod_labels=tuple(sorted(settings.GATEWAY_POD_LABELS.items())),
+                    private_cidrs=tuple(settings.PRIVATE_ALLOWED_CIDRS))
 
 
 def _registry_server(image_url: str) -> str:
@@ -85,8 +91,11 @@ def _registry_server(image_url: str) -> str:
         else "https://index.docker.io/v1/"
 
 
-def target_for(endpoint: Endpoint, cluster: Cluster) -> EndpointTarget:
-    """The renderer's input for a pinned endpoint (secrets decrypted here, in the worker, only)."""
+def target_for(endpoint: Endpoint, cluster: Cluster, *, refresh_registry: bool = False) -> EndpointTarget:
+    """The renderer's input for a pinned endpoint (secrets decrypted here, in the worker, only).
+
+    An ECR image without explicit credentials pulls with the cluster's cached ECR credential;
+    ``refresh_registry`` fetches it first when missing or due (AWS call; raises AwsError)."""
     bundle = decrypt_json(endpoint.secrets_encrypted, default={}) or {}
     (variant, body), = endpoint.image.items()
     credentials = (body or {}).get("credentials")
@@ -94,6 +103,8 @@ def target_for(endpoint: Endpoint, cluster: Cluster) -> EndpointTarget:
     if credentials:
         registry = {"server": _registry_server(body["url"]), "username": credentials["username"],
                     "password": bundle.get("registryPassword") or ""}
+    elif (body or {}).get("url"):
+        registry = registry_credentials(cluster=cluster, image_url=body["url"], refresh=refresh_registry)
     it = endpoint.instance
     return EndpointTarget(
         id=endpoint.pk, name=endpoint.name, account_label=dns_label(endpoint.account.slug),
@@ -108,7 +119,8 @@ def target_for(endpoint: Endpoint, cluster: Cluster) -> EndpointTarget:
         min_replica=endpoint.min_replica, max_replica=endpoint.max_replica,
         scaling_metric=endpoint.scaling_metric or "hardwareUsage", scaling_threshold=endpoint.scaling_threshold,
         command=endpoint.command, args=endpoint.args, env=dict(endpoint.env),
-        secrets=bundle.get("secrets") or {}, registry=registry,
+        secrets=bundle.get("secrets") or {}, registry=registry, access=endpoint.type,
+        private_service=dict(endpoint.private_service) if endpoint.private_service else None,
     )
 
 
@@ -152,25 +164,59 @@ def _reconcile(endpoint_id: int) -> Outcome | None:
         Endpoint.objects.filter(pk=endpoint.pk, generation=generation).update(pinned_revision=sha)
         endpoint.pinned_revision = sha
     kube = kube_for(cluster)
-    target = target_for(endpoint, cluster)
+    link_pending = None
     try:
+        target = target_for(endpoint, cluster, refresh_registry=True)
         writes = _ensure_account(kube, endpoint, target.namespace)
         desired = render_endpoint(target, platform())
         live = _live_objects(kube, target.namespace, endpoint.pk)
+        link = _unlink_if_unwanted(endpoint, cluster, target)  # before the NLB's Service is pruned
         result = apply_all(kube, desired, live, ENDPOINT_KINDS)
         observation = _observe(kube, endpoint, target, desired, result)
+        if link is _WANTED:
+            try:
+                link = privatelink_ensure(cluster=cluster, endpoint_id=endpoint.pk, namespace=target.namespace,
+                                          service=endpoint_object_name(endpoint.name, "private"),
+                                          account_id=endpoint.private_service["accountId"],
+                                          region=endpoint.private_service.get("region") or cluster.region)
+            except PrivateLinkPending as exc:
+                link, link_pending = endpoint.private_service_name, str(exc)
+                state = State.INITIALIZING if observation.state == State.RUNNING else observation.state
+                observation = Observation(state, f"{exc}; the endpoint is private", observation.ready,
+                                          observation.target)
     except KubeError as exc:
         if exc.transient:
             _note(endpoint, generation, f"Kubernetes API problem, retrying ({exc}); last known state kept")
             raise Retry(str(exc), delay=exc.retry_after) from exc
         return _record(endpoint, generation, Observation(State.FAILED, f"Rejected by Kubernetes: {exc}", 0, 0),
                        url=None)
+    except AwsError as exc:
+        if exc.transient:
+            _note(endpoint, generation, f"AWS problem, retrying ({exc}); last known state kept")
+            raise Retry(str(exc)) from exc
+        return _record(endpoint, generation, Observation(State.FAILED, f"AWS setup failed: {exc}", 0, 0), url=None)
     keeps_url = observation.state in (State.RUNNING, State.UPDATING, State.UPDATE_FAILED, State.SCALED_TO_ZERO)
     _record(endpoint, generation, observation, url=endpoint_url(cluster, endpoint) if keeps_url else None,
-            applied=True)
+            applied=True, private_service_name=link)
+    if link_pending and observation.state not in (State.INITIALIZING, State.UPDATING):
+        raise Retry(link_pending, delay=10)  # settled states are not requeued; keep looking for the NLB
     log.info("reconcile.applied endpoint=%s generation=%s state=%s writes=%s", endpoint.pk, generation,
              observation.state, writes + result.writes)
     return Outcome(observation.state, writes + result.writes)
+
+
+_WANTED = object()  # "this endpoint should have PrivateLink"
+_KEEP = object()  # "leave the stored value as it is"
+
+
+def _unlink_if_unwanted(endpoint: Endpoint, cluster: Cluster, target: EndpointTarget):
+    """``_WANTED`` when the endpoint should have PrivateLink; otherwise delete any it had and return None."""
+    if target.access == "private" and target.private_service:
+        return _WANTED
+    if endpoint.private_service_name:
+        privatelink_remove(cluster=cluster, service_name=endpoint.private_service_name, namespace=target.namespace,
+                           service=endpoint_object_name(endpoint.name, "private"))
+    return None
 
 
 def _ensure_account(kube: Kube, endpoint: Endpoint, namespace: str) -> int:
@@ -210,10 +256,21 @@ def _observe(kube: Kube, endpoint: Endpoint, target: EndpointTarget, desired: li
 
 
 def _teardown(endpoint: Endpoint, cluster: Cluster | None) -> Outcome | None:
-    """Delete every owned object, then the row (its events go with it)."""
+    """Delete the PrivateLink service if any, every owned object, then the row (its events go with it)."""
     if cluster is not None and endpoint.first_applied_at is not None:
         kube = kube_for(cluster)
         namespace = namespace_name(cluster.namespace_prefix, endpoint.account.slug)
+        if endpoint.private_service_name:
+            try:
+                privatelink_remove(cluster=cluster, service_name=endpoint.private_service_name, namespace=namespace,
+                                   service=endpoint_object_name(endpoint.name, "private"))
+            except AwsError as exc:
+                if exc.transient:
+                    _note(endpoint, endpoint.generation, f"Deleting: AWS problem, retrying ({exc})")
+                    raise Retry(str(exc)) from exc
+                # A permanent refusal must not block the delete forever; the operator is told in the log.
+                log.error("privatelink.orphaned endpoint=%s service=%s error=%s", endpoint.pk,
+                          endpoint.private_service_name, exc)
         try:
             live = _live_objects(kube, namespace, endpoint.pk)
             for kind in reversed(ENDPOINT_KINDS):
@@ -235,11 +292,14 @@ def _note(endpoint: Endpoint, generation: int, message: str) -> None:
 
 
 def _record(endpoint: Endpoint, generation: int, observation: Observation, *, url: str | None,
-            applied: bool = False) -> Outcome:
-    """Write status only if it changed, only if the spec is still the one rendered; event on state change."""
+            applied: bool = False, private_service_name=_KEEP) -> Outcome:
+    """Write status only if it changed, only if the spec is still the one rendered; event on state change.
+    ``private_service_name`` is left as it is unless given."""
     fields = {"state": observation.state, "message": observation.message[:1024], "url": url,
               "ready_replica": observation.ready, "target_replica": observation.target,
               "observed_generation": generation, "pinned_revision": endpoint.pinned_revision}
+    if private_service_name is not _KEEP:
+        fields["private_service_name"] = private_service_name
     if applied and endpoint.first_applied_at is None:
         fields["first_applied_at"] = timezone.now()
     if all(getattr(endpoint, name) == value for name, value in fields.items()):

@@ -15,6 +15,7 @@ from .names import (
     account_labels,
     endpoint_labels,
     endpoint_object_name,
+    private_lb_name,
 )
 
 MANAGED_VARIANTS = ("huggingface", "huggingfaceNeuron")
@@ -49,6 +50,11 @@ class Platform:
     hub_url: str
     hub_token: bool = False
     progress_deadline_seconds: int = 600
+    # Where the gateway's pods run: the only source admitted to public/protected endpoints.
+    gateway_namespace: str = "controlplane"
+    gateway_pod_labels: tuple[tuple[str, str], ...] = (("app.kubernetes.io/component", "gateway"),)
+    # Sources admitted to private endpoints (e.g. the VPC CIDR their PrivateLink NLB sends from).
+    private_cidrs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -75,6 +81,8 @@ class EndpointTarget:
     env: dict = field(default_factory=dict)
     secrets: dict = field(default_factory=dict)
     registry: dict | None = None  # {"server", "username", "password"}
+    access: str = "authenticated"  # the endpoint's type: public | protected | authenticated | private
+    private_service: dict | None = None  # {"accountId", "region"}: PrivateLink through an internal NLB
 
 
 def digest(obj) -> str:
@@ -287,8 +295,44 @@ def _pull_secret(target: EndpointTarget, labels: dict) -> dict:
             "data": {".dockerconfigjson": _b64(json.dumps(config, sort_keys=True))}}
 
 
+def _policy(target: EndpointTarget, labels: dict, suffix: str, sources: list[dict]) -> dict:
+    """Admit ``sources`` to the endpoint's serving port; the namespace's default deny refuses the rest."""
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": endpoint_object_name(target.name, suffix), "namespace": target.namespace,
+                         "labels": labels},
+            "spec": {"podSelector": {"matchLabels": {LABEL_ID: str(target.id)}}, "policyTypes": ["Ingress"],
+                     "ingress": [{"from": sources, "ports": [{"protocol": "TCP", "port": "http"}]}]}}
+
+
+def _access(target: EndpointTarget, platform: Platform, labels: dict) -> list[dict]:
+    """Who may reach the pods. Public and protected endpoints: the gateway's pods only. Private ones: never
+    the gateway; the platform's private sources if any, and with ``privateService`` an internal NLB
+    (AWS load-balancer controller, IP targets) for PrivateLink."""
+    if target.access != "private":
+        gateway = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": platform.gateway_namespace}},
+                   "podSelector": {"matchLabels": dict(platform.gateway_pod_labels)}}
+        return [_policy(target, labels, "gateway", [gateway])]
+    objects = []
+    if target.private_service:
+        name = endpoint_object_name(target.name, "private")
+        objects.append({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": target.namespace, "labels": labels, "annotations": {
+                "service.beta.kubernetes.io/aws-load-balancer-type": "external",
+                "service.beta.kubernetes.io/aws-load-balancer-scheme": "internal",
+                "service.beta.kubernetes.io/aws-load-balancer-nlb-target-type": "ip",
+                "service.beta.kubernetes.io/aws-load-balancer-name": private_lb_name(target.namespace, name)}},
+            "spec": {"type": "LoadBalancer", "selector": {LABEL_ID: str(target.id)},
+                     "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]},
+        })
+    if platform.private_cidrs:
+        objects.append(_policy(target, labels, "private", [{"ipBlock": {"cidr": c}} for c in platform.private_cidrs]))
+    return objects
+
+
 def render_endpoint(target: EndpointTarget, platform: Platform) -> list[dict]:
-    """The endpoint's objects, in apply order: Secrets, Deployment, Service, and the HPA while it runs.
+    """The endpoint's objects, in apply order: Secrets, Deployment, Services, the HPA while it runs, and the
+    NetworkPolicies that say who reaches it (``_access``).
 
     Pause and scale-to-zero render zero replicas and no HPA (the HPA would scale a paused endpoint back up).
     """
@@ -300,6 +344,9 @@ def render_endpoint(target: EndpointTarget, platform: Platform) -> list[dict]:
         objects.append(_pull_secret(target, labels))
     objects.append(_deployment(target, platform, labels))
     objects.append(_service(target, labels))
+    access = _access(target, platform, labels)
+    objects.extend(o for o in access if o["kind"] == "Service")
     if target.intent == "run":
         objects.append(_hpa(target, labels))
+    objects.extend(o for o in access if o["kind"] != "Service")
     return objects

@@ -14,12 +14,24 @@ from .models import Cluster
 def cluster_register(*, name: str, vendor: str, region: str, kubeconfig_text: str | None = None,
                      context: str = "", in_cluster: bool = False, namespace_prefix: str = "ie-",
                      ingress_domain: str = "", endpoint_url_template: str | None = None,
-                     service_url_template: str | None = None) -> Cluster:
+                     service_url_template: str | None = None, aws_access_key_id: str = "",
+                     aws_secret_access_key: str = "", aws_session_token: str = "", aws_profile: str = "",
+                     aws_ambient: bool = False) -> Cluster:
     """Register (or update, by name) the cluster serving (vendor, region); the kubeconfig is stored encrypted.
 
-    Raises InvalidSpec for an unreadable kubeconfig or unknown context, Conflict if another enabled
-    cluster already serves (vendor, region). Pending endpoints there converge on the next sweep.
+    AWS access (PrivateLink, ECR pulls) is optional and given at most one way: access keys (stored
+    encrypted), a profile name of the worker's AWS config, or the worker's ambient credentials.
+    Raises InvalidSpec for an unreadable kubeconfig or unknown context, or conflicting AWS options;
+    Conflict if another enabled cluster already serves (vendor, region). Pending endpoints there converge
+    on the next sweep.
     """
+    aws_ways = [bool(aws_access_key_id or aws_secret_access_key), bool(aws_profile), aws_ambient]
+    if sum(aws_ways) > 1:
+        raise InvalidSpec("Give AWS access one way: keys, a profile, or ambient credentials",
+                          fields={"aws": ["more than one way given"]})
+    if aws_ways[0] and not (aws_access_key_id and aws_secret_access_key):
+        raise InvalidSpec("AWS keys need both the access key id and the secret access key",
+                          fields={"aws": ["incomplete keys"]})
     if in_cluster == bool(kubeconfig_text):
         raise InvalidSpec("Give exactly one of a kubeconfig or in-cluster mode", fields={"kubeconfig": ["required"]})
     encrypted = ""
@@ -37,7 +49,11 @@ def cluster_register(*, name: str, vendor: str, region: str, kubeconfig_text: st
         encrypted = encrypt_json(kubeconfig)
     defaults = {"vendor": vendor, "region": region, "kubeconfig_encrypted": encrypted, "context": context,
                 "in_cluster": in_cluster, "namespace_prefix": namespace_prefix, "ingress_domain": ingress_domain,
-                "enabled": True, "updated_at": timezone.now()}
+                "enabled": True, "updated_at": timezone.now(), "aws_profile": aws_profile, "aws_ambient": aws_ambient,
+                "aws_credentials_encrypted": encrypt_json({"accessKeyId": aws_access_key_id,
+                                                           "secretAccessKey": aws_secret_access_key,
+                                                           "sessionToken": aws_session_token or None})
+                if aws_access_key_id else ""}
     if endpoint_url_template:
         defaults["endpoint_url_template"] = endpoint_url_template
     if service_url_template:

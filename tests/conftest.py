@@ -140,3 +140,41 @@ def gateway(gateway_prefix, tmp_path):
     for process in started:
         process.stop()
         print(f"----- gateway log\n{process.log()}")
+
+
+# ---------------------------------------------------------------- AWS (a local moto server)
+@pytest.fixture
+def moto(settings):
+    """A moto server on a free port; every boto3 client of the control plane goes there (AWS_ENDPOINT_URL).
+    Yields a factory of plain boto3 clients for the test's own setup and checks."""
+    import logging
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    from tests.gatewayrig import free_port
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    settings.AWS_ENDPOINT_URL = f"http://127.0.0.1:{port}"
+
+    def client(service: str, region: str = "us-east-1"):
+        return boto3.client(service, region_name=region, endpoint_url=settings.AWS_ENDPOINT_URL,
+                            aws_access_key_id="test", aws_secret_access_key="test")
+
+    yield client
+    server.stop()
+
+
+@pytest.fixture
+def aws_cluster(db, fake_kube, moto, tmp_path):
+    """The fake API server registered as aws/us-east-1 with AWS access keys (stored encrypted)."""
+    from deployments.services import cluster_register
+
+    path = tmp_path / "kubeconfig.yaml"
+    fake_kube.write_kubeconfig(str(path))
+    return cluster_register(name="fake", vendor="aws", region="us-east-1", kubeconfig_text=path.read_text(),
+                            ingress_domain="endpoints.test", aws_access_key_id="AKIATEST",
+                            aws_secret_access_key="secret-test-key")

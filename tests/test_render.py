@@ -15,7 +15,8 @@ from deployments.render import EndpointTarget, InstanceSpec, Platform, render_ac
 
 GOLDEN = Path(__file__).parent / "golden" / "render"
 PLATFORM = Platform(managed_image="registry.example/inference-toolkit:1", fetcher_image="registry.example/cp:1",
-                    hub_url="https://huggingface.co", hub_token=True)
+                    hub_url="https://huggingface.co", hub_token=True, gateway_namespace="controlplane",
+                    private_cidrs=("10.0.0.0/16",))
 CPU = InstanceSpec(accelerator="cpu", accelerator_count=0, accelerator_resource="", cpu_request="1800m",
                    memory_request="3686Mi", memory_limit="4096Mi",
                    node_selector={"inference.controlplane.dev/instance-type": "intel-spr"})
@@ -60,6 +61,10 @@ CASES = {
     "neuron-tgi": target(instance=NEURON, image={"tgiNeuron": {"url": "ghcr.io/huggingface/neuronx-tgi:0.3"}}),
     "paused": target(intent="pause"),
     "scaled-to-zero-min-zero": target(intent="scale_to_zero", min_replica=0),
+    "public": target(access="public"),
+    "private": target(access="private"),
+    "private-privatelink": target(access="private", private_service={"accountId": "123456789012",
+                                                                     "region": "us-east-1"}),
 }
 
 
@@ -107,3 +112,18 @@ def test_secret_values_appear_only_in_secrets():
         found = [v for v in planted.values() if v in text or base64.b64encode(v.encode()).decode() in text]
         assert not found if obj["kind"] != "Secret" else True, (obj["kind"], found)
     assert base64.b64encode(planted["secret"].encode()).decode() in json.dumps(secrets[0])
+
+
+def test_only_the_gateway_reaches_public_and_protected_endpoints_and_never_private_ones():
+    for access in ("public", "protected", "authenticated"):
+        policies = [o for o in render_endpoint(target(access=access), PLATFORM) if o["kind"] == "NetworkPolicy"]
+        assert [p["metadata"]["name"] for p in policies] == ["ep-my-endpoint-gateway"]
+        source, = policies[0]["spec"]["ingress"][0]["from"]
+        assert source == {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "controlplane"}},
+                          "podSelector": {"matchLabels": {"app.kubernetes.io/component": "gateway"}}}
+    private = render_endpoint(target(access="private"), PLATFORM)
+    assert "gateway" not in json.dumps(private)
+    linked = render_endpoint(CASES["private-privatelink"], PLATFORM)
+    nlb, = [o for o in linked if o["kind"] == "Service" and o["spec"]["type"] == "LoadBalancer"]
+    assert nlb["metadata"]["annotations"]["service.beta.kubernetes.io/aws-load-balancer-scheme"] == "internal"
+    assert len(nlb["metadata"]["annotations"]["service.beta.kubernetes.io/aws-load-balancer-name"]) <= 32

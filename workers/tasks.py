@@ -69,3 +69,14 @@ def idle_sweep_task() -> int:
     from endpoints.idle import idle_sweep
 
     return len(idle_sweep())
+
+
+@shared_task(name="workers.registry_refresh", acks_late=True, ignore_result=True)
+def registry_refresh_task() -> int:
+    """Re-enqueue endpoints whose ECR pull credential is due; their reconcile fetches a fresh one."""
+    from deployments.registry import endpoints_with_due_credentials
+
+    ids = endpoints_with_due_credentials()
+    for endpoint_id in ids:
+        reconcile_endpoint_task.apply_async(args=[endpoint_id], retry=False)
+    return len(ids)

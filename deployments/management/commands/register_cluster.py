@@ -1,5 +1,11 @@
-"""``manage.py register_cluster --name N --vendor V --region R (--kubeconfig PATH [--context C] | --in-cluster)``."""
+"""``manage.py register_cluster --name N --vendor V --region R (--kubeconfig PATH [--context C] | --in-cluster)``.
 
+AWS access for PrivateLink and ECR (optional): ``--aws-profile NAME``, ``--aws-ambient``, or
+``--aws-access-key-id ID`` with the secret in the environment variable ``CLUSTER_AWS_SECRET_ACCESS_KEY``
+(and ``CLUSTER_AWS_SESSION_TOKEN``), never on the command line where ``ps`` would show it.
+"""
+
+import os
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
@@ -23,6 +29,12 @@ class Command(BaseCommand):
         parser.add_argument("--ingress-domain", default="")
         parser.add_argument("--endpoint-url-template", default=None)
         parser.add_argument("--service-url-template", default=None)
+        aws = parser.add_mutually_exclusive_group()
+        aws.add_argument("--aws-access-key-id", default="",
+                         help="With the secret in CLUSTER_AWS_SECRET_ACCESS_KEY (stored encrypted)")
+        aws.add_argument("--aws-profile", default="", help="A profile of the worker's AWS config files")
+        aws.add_argument("--aws-ambient", action="store_true",
+                         help="The worker's own AWS credentials (IRSA, instance role, environment)")
 
     def handle(self, *args, **o):
         text = None
@@ -35,7 +47,11 @@ class Command(BaseCommand):
             cluster = cluster_register(
                 name=o["name"], vendor=o["vendor"], region=o["region"], kubeconfig_text=text, context=o["context"],
                 in_cluster=o["in_cluster"], namespace_prefix=o["namespace_prefix"], ingress_domain=o["ingress_domain"],
-                endpoint_url_template=o["endpoint_url_template"], service_url_template=o["service_url_template"])
+                endpoint_url_template=o["endpoint_url_template"], service_url_template=o["service_url_template"],
+                aws_access_key_id=o["aws_access_key_id"],
+                aws_secret_access_key=os.environ.get("CLUSTER_AWS_SECRET_ACCESS_KEY", "") if o["aws_access_key_id"] else "",
+                aws_session_token=os.environ.get("CLUSTER_AWS_SESSION_TOKEN", "") if o["aws_access_key_id"] else "",
+                aws_profile=o["aws_profile"], aws_ambient=o["aws_ambient"])
         except DomainError as exc:
             raise CommandError(exc.message) from exc
         from workers.tasks import reconcile_sweep_task

@@ -1,0 +1,64 @@
+"""ECR pull credentials against a local moto server: an ECR image on a cluster with AWS access gets an image
+pull Secret from ``ecr.get_authorization_token``, stored once per registry and refreshed when due.
+"""
+
+import base64
+import json
+from datetime import timedelta
+
+from deployments.models import RegistryCredential
+from deployments.registry import ecr_registry, endpoints_with_due_credentials, registry_credentials
+from tests.kube_helpers import NS, converge, create, deployment
+
+ECR_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/team/server:1"
+SERVER = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+
+
+def custom(url: str, **extra) -> dict:
+    return {"model": {"image": {"custom": {"url": url, "port": 8080, **extra}}}}
+
+
+def pull_config(fake_kube, name: str = "ep-web-registry") -> dict:
+    secret = fake_kube.get_object("secrets", NS, name)
+    return json.loads(base64.b64decode(secret["data"][".dockerconfigjson"]))
+
+
+def test_ecr_image_pulls_with_a_token_from_ecr(alice, aws_cluster, fake_kube, fake_hub, moto):
+    endpoint = converge(create(alice, **custom(ECR_IMAGE)).pk, "running")
+    auth = pull_config(fake_kube)["auths"][SERVER]
+    assert (auth["username"], auth["password"]) == ("AWS", "123456789012-auth-token")  # moto's token
+    pod = deployment(fake_kube)["spec"]["template"]["spec"]
+    assert pod["imagePullSecrets"] == [{"name": "ep-web-registry"}]
+    credential = RegistryCredential.objects.get(server=SERVER)
+    fetched = credential.fetched_at
+
+    converge(endpoint.pk, "running")  # not due: the stored credential is used, AWS is not asked again
+    assert RegistryCredential.objects.get(server=SERVER).fetched_at == fetched
+
+    later = fetched + timedelta(hours=6, seconds=1)
+    assert endpoints_with_due_credentials(now=later) == [endpoint.pk]
+    assert endpoints_with_due_credentials(now=fetched + timedelta(hours=5)) == []
+    registry_credentials(cluster=aws_cluster, image_url=ECR_IMAGE, refresh=True, now=later)
+    assert RegistryCredential.objects.get(server=SERVER).fetched_at == later
+
+
+def test_explicit_credentials_win_and_other_registries_get_no_ecr_token(alice, aws_cluster, fake_kube, fake_hub,
+                                                                         moto):
+    converge(create(alice, "own", **custom(ECR_IMAGE, credentials={"username": "me", "password": "pw"})).pk,
+             "running")
+    assert pull_config(fake_kube, "ep-own-registry")["auths"][SERVER]["username"] == "me"
+    converge(create(alice, "hub", **custom("ghcr.io/acme/server:1")).pk, "running")
+    assert fake_kube.get_object("secrets", NS, "ep-hub-registry") is None
+    assert RegistryCredential.objects.count() == 0
+
+
+def test_ecr_image_on_a_cluster_without_aws_pulls_without_secret(alice, cluster, fake_kube, fake_hub):
+    converge(create(alice, **custom(ECR_IMAGE)).pk, "running")
+    assert "imagePullSecrets" not in deployment(fake_kube)["spec"]["template"]["spec"]
+
+
+def test_ecr_urls_are_recognised():
+    assert ecr_registry(ECR_IMAGE) == (SERVER, "123456789012", "us-east-1")
+    assert ecr_registry("123456789012.dkr.ecr-fips.us-gov-west-1.amazonaws.com/x:1")[2] == "us-gov-west-1"
+    assert ecr_registry("registry.example.com/123456789012.dkr.ecr.us-east-1.amazonaws.com/x") is None
+    assert ecr_registry("public.ecr.aws/x/y:1") is None
