@@ -19,6 +19,10 @@ HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy
                         "te", "trailer", "trailers", "transfer-encoding", "upgrade"})
 # Never forwarded upstream: the gateway sets Host itself, and X-Scale-Up-Timeout is addressed to it.
 REQUEST_DROPPED = HOP_BY_HOP | {"host", "x-scale-up-timeout"}
+# Bodies with a declared length up to this size are passed in one piece (one write instead of a header
+# write plus chunk writes: a third fewer system calls on typical JSON calls). Anything longer, and every
+# body without a length (SSE, chunked uploads), is streamed as it arrives.
+WHOLE_BODY_BYTES = 64 * 1024
 
 
 class UpstreamUnreachable(Exception):
@@ -52,7 +56,10 @@ def request_headers(request: web.BaseRequest, *, forward_authorization: bool, pr
 async def forward(request: web.BaseRequest, session: aiohttp.ClientSession, url, headers: dict) -> web.StreamResponse:
     """Send the request to ``url`` and stream the answer back. Raises UpstreamUnreachable before anything
     was sent; answers 502/504 itself for failures after that."""
-    body = request.content if request.body_exists else None
+    body = None
+    if request.body_exists:
+        length = request.content_length
+        body = await request.read() if length is not None and length <= WHOLE_BODY_BYTES else request.content
     try:
         upstream_cm = session.request(request.method, url, headers=headers, data=body, allow_redirects=False,
                                       skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"))
@@ -65,13 +72,19 @@ async def forward(request: web.BaseRequest, session: aiohttp.ClientSession, url,
         log.info("gateway.upstream_failed url=%s error=%s", url, type(exc).__name__)
         return error(502, "upstream_error", "The endpoint closed the connection without answering")
     try:
-        response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+        length = upstream.content_length
+        small = length is not None and length <= WHOLE_BODY_BYTES and request.method != "HEAD"
+        response = (web.Response(status=upstream.status, reason=upstream.reason) if small
+                    else web.StreamResponse(status=upstream.status, reason=upstream.reason))
         dropped = HOP_BY_HOP | _connection_tokens(upstream.headers) | {"content-length"}
         for name, value in upstream.headers.items():
             if name.lower() not in dropped:
                 response.headers.add(name, value)
-        if upstream.content_length is not None:
-            response.content_length = upstream.content_length
+        if small:
+            response.body = await upstream.read()
+            return response
+        if length is not None:
+            response.content_length = length
         await response.prepare(request)
         async for chunk in upstream.content.iter_any():
             await response.write(chunk)

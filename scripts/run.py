@@ -1,6 +1,9 @@
-"""``make run``: create the database if missing, migrate, then run web, worker and beat together.
+"""``make run``: create the database if missing, migrate, then run web, worker, beat and gateway together.
 
-Web is gunicorn on http://127.0.0.1:8000 (``PORT`` to change). Ctrl-C (or SIGTERM) stops every
+Web is gunicorn on http://127.0.0.1:8000 (``PORT`` to change). The endpoint gateway listens on
+http://127.0.0.1:8080 (``GATEWAY_PORT``) and serves endpoints path-style, ``/<account>/<name>/...``: register
+a cluster with ``--ingress-domain 127.0.0.1:8080 --endpoint-url-template 'http://{domain}/{account}/{name}'``
+so that ``status.url`` points there. Ctrl-C (or SIGTERM) stops every
 process; if any one of them exits, the others are stopped too and the exit code is passed on. On the
 first run of an empty database an ``admin`` operator is created and its password and an API token are
 printed once.
@@ -62,6 +65,7 @@ def main() -> int:
     from controlplane.settings import DATABASE_URL
 
     port = os.environ.get("PORT", "8000")
+    gateway_port = os.environ.get("GATEWAY_PORT", "8080")
     database_create_if_missing(DATABASE_URL)
     manage("migrate", "--no-input", "-v", "0")
     first_operator(DATABASE_URL)
@@ -73,11 +77,15 @@ def main() -> int:
         "worker": [PYTHON, "-m", "celery", "-A", "controlplane", "worker", "--loglevel", "INFO", "--concurrency", "2"],
         "beat": [PYTHON, "-m", "celery", "-A", "controlplane", "beat", "--loglevel", "INFO",
                  "--schedule", str(data / "celerybeat-schedule")],
+        "gateway": [PYTHON, "-m", "gateway"],
     }
-    procs = {name: subprocess.Popen(cmd, cwd=REPO) for name, cmd in commands.items()}
+    env = {**os.environ, "GATEWAY_BIND": f"127.0.0.1:{gateway_port}"}
+    procs = {name: subprocess.Popen(cmd, cwd=REPO, env=env) for name, cmd in commands.items()}
     base = f"http://127.0.0.1:{port}"
     print(f"run: web {base}  ·  Swagger UI {base}/api/docs/  ·  admin {base}/admin/  ·  "
           f"HF client: INFERENCE_ENDPOINTS_ENDPOINT={base}/v2 HF_ENDPOINT={base}  ·  Ctrl-C stops all", flush=True)
+    print(f"run: gateway http://127.0.0.1:{gateway_port}/<account>/<endpoint>/...  ·  "
+          f"its metrics http://127.0.0.1:{gateway_port}/metrics", flush=True)
 
     stopping = False
 

@@ -369,6 +369,10 @@ def test_configuration_is_production_and_in_cluster_by_default():
     assert config["DJANGO_DEBUG"] == "false"
     assert config["KUBERNETES_IN_CLUSTER"] == "true"
     assert config["GATEWAY_BIND"] == "0.0.0.0:8080"
+    # The per-endpoint NetworkPolicy admits the gateway's pods: this release's, in this namespace.
+    gateway_pods = one(objects, "Deployment", "gateway")["spec"]["template"]["metadata"]["labels"]
+    assert config["GATEWAY_NAMESPACE"] == NAMESPACE
+    assert dict(p.split("=") for p in config["GATEWAY_POD_LABELS"].split(",")).items() <= gateway_pods.items()
     secret = one(objects, "Secret", "config")
     assert set(secret["data"]) == {"DATABASE_URL", "REDIS_URL", "DJANGO_SECRET_KEY", "SECRETS_ENCRYPTION_KEY"}
 

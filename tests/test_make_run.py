@@ -36,10 +36,11 @@ def get(url: str, token: str | None = None) -> tuple[int, bytes]:
         return 0, b""
 
 
-def make_run(data_dir: Path, port: int, log: Path) -> subprocess.Popen:
+def make_run(data_dir: Path, port: int, log: Path, gateway_port: int | None = None) -> subprocess.Popen:
     drop = {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "CELERY_TASK_DEFAULT_QUEUE", "DJANGO_SETTINGS_MODULE"}
     env = {k: v for k, v in os.environ.items() if k not in drop}
-    env.update(EMBEDDED_SERVICES="1", DEVSERVICES_DATA_DIR=str(data_dir), PORT=str(port), PYTHONUNBUFFERED="1")
+    env.update(EMBEDDED_SERVICES="1", DEVSERVICES_DATA_DIR=str(data_dir), PORT=str(port), PYTHONUNBUFFERED="1",
+               GATEWAY_PORT=str(gateway_port or free_port()))
     with open(log, "w") as out:
         return subprocess.Popen([sys.executable, "-m", "scripts.devservices", "--", sys.executable, "-m", "scripts.run"],
                                 cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
@@ -63,9 +64,14 @@ def stop(proc: subprocess.Popen) -> None:
 def test_make_run_with_embedded_engines_twice(tmp_path):
     port, data = free_port(), tmp_path / "data"
     first_log, second_log = tmp_path / "run1.log", tmp_path / "run2.log"
-    proc = make_run(data, port, first_log)
+    gateway_port = free_port()
+    proc = make_run(data, port, first_log, gateway_port)
     try:
         wait_ready(port, proc, first_log)
+        deadline = time.monotonic() + 20  # the endpoint gateway runs too
+        while get(f"http://127.0.0.1:{gateway_port}/healthz")[0] != 200:
+            assert time.monotonic() < deadline, first_log.read_text()
+            time.sleep(0.2)
         status, page = get(f"http://127.0.0.1:{port}/api/docs/")
         assert status == 200 and b"swagger" in page.lower()
         text = first_log.read_text()

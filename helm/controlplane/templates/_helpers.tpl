@@ -104,6 +104,12 @@ GATEWAY_BIND: "0.0.0.0:8080"
 {{- with .Values.gateway.holdTimeout }}
 GATEWAY_HOLD_TIMEOUT: {{ . | toString | quote }}
 {{- end }}
+{{- with .Values.gateway.queueLimit }}
+GATEWAY_QUEUE_LIMIT: {{ . | toString | quote }}
+{{- end }}
+{{- /* The reconciler's per-endpoint NetworkPolicy admits exactly these pods: this release's gateway. */}}
+GATEWAY_NAMESPACE: {{ .Release.Namespace | quote }}
+GATEWAY_POD_LABELS: {{ printf "app.kubernetes.io/component=gateway,app.kubernetes.io/instance=%s" .Release.Name | quote }}
 {{- range $name, $value := .Values.config.extraEnv }}
 {{ $name }}: {{ $value | toString | quote }}
 {{- end }}
