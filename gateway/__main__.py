@@ -16,7 +16,9 @@ DRAIN_SECONDS = 50.0  # under the chart's terminationGracePeriodSeconds (60)
 async def serve(config: Config, *, ready: asyncio.Event | None = None, stop: asyncio.Event | None = None) -> None:
     gateway = Gateway(config)
     await gateway.start()
-    server = web.Server(gateway.handle, access_log=None)
+    # A client that gives up (while held, say) cancels its handler: it leaves the hold queue and the
+    # pending count at once instead of waiting out the hold.
+    server = web.Server(gateway.handle, access_log=None, handler_cancellation=True)
     runner = web.ServerRunner(server, shutdown_timeout=DRAIN_SECONDS)
     await runner.setup()
     host, port = config.host_port

@@ -46,6 +46,7 @@ OWN = frozenset({"/healthz", "/readyz", "/metrics"})
 NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$")
 ACCOUNT_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?$")
 RETRY_QUEUE_FULL = 5
+CLIENT_CLOSED = 499  # counted (as 4xx) for requests whose client hung up first, as nginx logs them
 RETRY_WAKING = 10
 
 
@@ -114,6 +115,9 @@ class Gateway:
         self.activity.begin(route["id"])
         try:
             response = await self._serve(request, route, upstream_path, prefix, m)
+        except asyncio.CancelledError:
+            m.answered(CLIENT_CLOSED)
+            raise
         finally:
             m.pending.dec()
             self.activity.end(route["id"])

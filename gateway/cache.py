@@ -11,8 +11,9 @@ Contract of ``Cache.get(kind, key)`` (kinds and records: ``gateway.records``):
   by a live feed until it dropped) keep serving; anything else raises ``Unverifiable`` (the caller
   answers 503). The database is not consulted then: without the feed, nothing read from it could be
   kept current.
-- After the feed reconnects, every entry is re-read from Redis on its next use (messages may have been
-  missed while it was down).
+- After the feed reconnects, every remembered entry is re-read on its next use, from the database this
+  time: messages may have been missed while the feed was down, and a publication lost during the outage
+  left Redis stale too. The fresh record is written back to Redis and broadcast, which heals both.
 
 Feed messages update entries already in memory (a newer version wins) and are passed to ``on_route``.
 """
@@ -75,8 +76,9 @@ class Cache:
             if not self.connected and self._fresh_while_down(entry, now):
                 LOOKUPS.labels(kind, "memory_stale").inc()
                 return entry.value
+        after_outage = entry is not None and self.connected and entry.checked < self.connected_at
         try:
-            return await self._load(kind, key)
+            return await self._load(kind, key, from_database=after_outage)
         except Unverifiable:
             if entry is not None and self._fresh_while_down(entry, time.monotonic()):
                 return entry.value
@@ -90,7 +92,7 @@ class Cache:
     def _fresh_while_down(self, entry: Entry, now: float) -> bool:
         return now - max(entry.checked, self.down_since) <= self.stale_seconds
 
-    async def _load(self, kind: str, key: str) -> dict | None:
+    async def _load(self, kind: str, key: str, from_database: bool = False) -> dict | None:
         if not self.connected and self.ever_connected:
             raise Unverifiable("the route feed is down")  # fail fast: no connect timeout per request
         token = (kind, key)
@@ -100,7 +102,7 @@ class Cache:
         future = asyncio.get_running_loop().create_future()
         self._inflight[token] = future
         try:
-            value = await self._fetch(kind, key)
+            value = await self._fetch(kind, key, from_database)
             future.set_result(value)
         except BaseException as exc:
             future.set_exception(exc)
@@ -110,12 +112,13 @@ class Cache:
             self._pushed.pop(token, None)
         return await future
 
-    async def _fetch(self, kind: str, key: str) -> dict | None:
-        name = records.record_key(self.prefix, kind, key)
-        try:
-            stored = records.parse_stored(await self.redis.get(name))
-        except (RedisError, OSError) as exc:
-            raise Unverifiable(f"Redis unavailable: {type(exc).__name__}") from exc
+    async def _fetch(self, kind: str, key: str, from_database: bool) -> dict | None:
+        stored = None
+        if not from_database:
+            try:
+                stored = records.parse_stored(await self.redis.get(records.record_key(self.prefix, kind, key)))
+            except (RedisError, OSError) as exc:
+                raise Unverifiable(f"Redis unavailable: {type(exc).__name__}") from exc
         if stored is None:
             version = time.time_ns()  # before the read: a publisher that read later wins in Redis
             try:
@@ -124,8 +127,11 @@ class Cache:
                 log.warning("gateway.db_unavailable kind=%s error=%s", kind, type(exc).__name__)
                 raise Unverifiable("database unavailable") from exc
             LOOKUPS.labels(kind, "database").inc()
-            keys, args = records.cas_args(self.prefix, kind, key, version, record, self.record_ttl, publish=False)
-            try:  # share the read with the other replicas; nothing changed, so nothing is published
+            # Share the read with the other replicas. A plain miss changed nothing, so nothing is broadcast;
+            # a re-read after an outage may correct what they remember, so it is.
+            keys, args = records.cas_args(self.prefix, kind, key, version, record, self.record_ttl,
+                                          publish=from_database)
+            try:
                 await self.redis.eval(records.CAS_SET, len(keys), *keys, *args)
             except (RedisError, OSError):
                 pass

@@ -90,11 +90,14 @@ async def forward(request: web.BaseRequest, session: aiohttp.ClientSession, url,
             await response.write(chunk)
         await response.write_eof()
         return response
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        # The upstream failed mid-body: the status line is gone, so the only signal left is to cut the stream.
+    except (aiohttp.ClientError, ConnectionResetError, TimeoutError) as exc:
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            return response  # the client went away mid-response: stop; the upstream connection is dropped
+        # The upstream failed mid-body: the status line is gone, so the only signal left is to cut the
+        # stream (a clean end would pass a truncated body off as complete).
         log.info("gateway.upstream_broke url=%s error=%s", url, type(exc).__name__)
-        if request.transport is not None:
-            request.transport.close()
+        transport.close()
         return response
     finally:
         await upstream_cm.__aexit__(None, None, None)

@@ -82,6 +82,7 @@ class StubUpstream(_LoopThread):
         app.router.add_route("GET", "/sse", self._sse)
         app.router.add_route("POST", "/upload", self._upload)
         app.router.add_route("GET", "/big", self._big)
+        app.router.add_route("GET", "/broken", self._broken)
         app.router.add_route("*", "/{tail:.*}", self._echo)
         self.runner = web.AppRunner(app, access_log=None)
         self.call(self._start())
@@ -121,8 +122,11 @@ class StubUpstream(_LoopThread):
         await response.prepare(request)
         await response.write(b"data: first\n\n")
         await asyncio.get_running_loop().run_in_executor(None, self.release_sse.wait, 30)
-        await response.write(b"data: last\n\n")
-        await response.write_eof()
+        try:
+            await response.write(b"data: last\n\n")
+            await response.write_eof()
+        except ConnectionResetError:
+            pass  # the gateway hung up because its client did
         return response
 
     async def _upload(self, request: web.Request) -> web.Response:
@@ -132,6 +136,16 @@ class StubUpstream(_LoopThread):
             self.received += len(chunk)
             digest.update(chunk)
         return web.json_response({"bytes": self.received, "sha256": digest.hexdigest()})
+
+    async def _broken(self, request: web.Request) -> web.StreamResponse:
+        """Promises 1 MiB, sends a little, then drops the connection."""
+        response = web.StreamResponse()
+        response.content_length = 1 << 20
+        await response.prepare(request)
+        await response.write(b"partial")
+        await asyncio.sleep(0.05)
+        request.transport.close()
+        return response
 
     async def _big(self, request: web.Request) -> web.StreamResponse:
         total = int(request.query.get("bytes", "0"))
@@ -235,8 +249,8 @@ class GatewayProcess:
         method = kwargs.pop("method", "GET")
         return requests.request(method, self.url + path, headers=headers, timeout=kwargs.pop("timeout", 30), **kwargs)
 
-    def metric(self, name: str, **labels: str) -> float:
-        """The value of one series in /_gateway/metrics (0 when absent)."""
+    def metric(self, name: str, **labels: str) -> float | None:
+        """The value of one series in /_gateway/metrics (None when absent)."""
         from prometheus_client.parser import text_string_to_metric_families
 
         text = requests.get(f"{self.url}/_gateway/metrics", timeout=5).text
@@ -244,7 +258,7 @@ class GatewayProcess:
             for sample in family.samples:
                 if sample.name == name and sample.labels == labels:
                     return sample.value
-        return 0.0
+        return None
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -155,6 +155,35 @@ def test_sse_events_arrive_before_the_upstream_finishes(gateway, gateway_cluster
     assert events[0][1] == b"data: first\n\n"
 
 
+def test_broken_streams_are_cut_not_passed_off_as_complete(gateway, gateway_cluster, upstream):
+    alice = make_user("alice")
+    deploy(alice.personal_account, "chat", "public", alice)
+    gw = gateway()
+
+    async def client_leaves_mid_stream() -> None:
+        async with aiohttp.ClientSession() as session, session.get(f"{gw.url}/alice/chat/sse") as r:
+            assert await r.content.readany() == b"data: first\n\n"
+        # The client is gone; the upstream is still in the middle of its response.
+
+    async def upstream_breaks() -> type:
+        async with aiohttp.ClientSession() as session, session.get(f"{gw.url}/alice/chat/broken") as r:
+            try:
+                await r.read()
+            except aiohttp.ClientPayloadError as exc:
+                return type(exc)
+        return type(None)
+
+    asyncio.run(client_leaves_mid_stream())
+    upstream.release_sse.set()
+    assert asyncio.run(upstream_breaks()) is aiohttp.ClientPayloadError  # the client sees the break
+    time.sleep(0.3)
+    assert gw.metric("gateway_pending_requests", namespace="ie-alice", endpoint="ep-chat") == 0
+    assert gw.metric("gateway_requests_total", namespace="ie-alice", endpoint="ep-chat", code="2xx") == 1
+    assert gw.metric("gateway_requests_total", namespace="ie-alice", endpoint="ep-chat", code="4xx") == 1  # gone
+    assert gw.get("/alice/chat/ok").status_code == 200
+    assert "Error handling request" not in gw.log()
+
+
 def test_request_and_response_bodies_stream_without_buffering(gateway, gateway_cluster, upstream):
     alice = make_user("alice")
     deploy(alice.personal_account, "files", "public", alice)
@@ -241,7 +270,7 @@ def test_warm_requests_run_no_database_query(gateway, gateway_cluster, upstream)
     client.close()
 
 
-def test_redis_outage_serves_fresh_memory_and_refuses_the_unverifiable(gateway, gateway_cluster, upstream):
+def test_redis_outage_serves_fresh_memory_and_refuses_the_unverifiable(gateway, gateway_cluster, upstream, settings):
     from urllib.parse import urlparse
 
     from tests.gatewayrig import Relay
@@ -249,7 +278,8 @@ def test_redis_outage_serves_fresh_memory_and_refuses_the_unverifiable(gateway, 
     alice = make_user("alice")
     known, unknown = make_token(alice), make_token(alice)
     deploy(alice.personal_account, "svc", "protected", alice)
-    target = urlparse(settings.REDIS_URL)
+    real_redis_url = settings.REDIS_URL
+    target = urlparse(real_redis_url)
     relay = Relay(target.hostname, target.port or 6379)
     try:
         gw = gateway(redis_url=f"redis://127.0.0.1:{relay.port}{target.path}", GATEWAY_STALE_SECONDS="3")
@@ -260,9 +290,24 @@ def test_redis_outage_serves_fresh_memory_and_refuses_the_unverifiable(gateway, 
         r = gw.get("/alice/svc/x", token=unknown)  # never seen: cannot be checked without Redis
         assert error_of(r) == (503, "gateway_unavailable") and r.headers["Retry-After"]
         assert gw.get("/readyz").status_code == 200  # stays in service for what it can verify
+        # Revoked during the outage, and the publication is lost too (the web process cannot reach Redis).
+        from controlplane.services import token_revoke
+        from endpoints.routes import _client
+
+        settings.REDIS_URL = "redis://127.0.0.1:1/0"
+        _client.cache_clear()
+        token_revoke(user=alice, token_id=alice.api_tokens.get(prefix=known[:10]).pk)
+        settings.REDIS_URL = real_redis_url
+        _client.cache_clear()
         time.sleep(3)
         assert error_of(gw.get("/alice/svc/x", token=known)) == (503, "gateway_unavailable")
         relay.restore()
         assert wait_for_status(gw, "/alice/svc/x", 200, token=unknown, timeout=15) < 15
+        # After the outage the gateway re-read what it remembered from the database, and healed Redis.
+        assert error_of(gw.get("/alice/svc/x", token=known)) == (401, "invalid_token")
+        stored = redis.Redis.from_url(real_redis_url).get(f"{settings.GATEWAY_REDIS_PREFIX}token:"
+                                                          f"{alice.api_tokens.get(prefix=known[:10]).digest}")
+        assert '"revoked":true' in stored.decode()
     finally:
+        settings.REDIS_URL = real_redis_url
         relay.stop()

@@ -124,6 +124,25 @@ def test_queue_overflow_gets_429_and_hold_timeout_503(gateway, gateway_cluster, 
     assert any(b"workers.endpoint_wake" in m for m in broker.messages())
 
 
+def test_a_client_that_gives_up_leaves_the_hold_queue(gateway, gateway_cluster, upstream):
+    alice = make_user("alice")
+    deploy(alice.personal_account, "web", "public", alice, **ZERO_SCALING)
+    services.endpoint_scale_to_zero(account=alice.personal_account, name="web", actor=alice)
+    gw = gateway()
+
+    async def give_up() -> None:
+        timeout = aiohttp.ClientTimeout(total=1)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            await asyncio.gather(*(session.get(f"{gw.url}/alice/web/x") for _ in range(5)), return_exceptions=True)
+
+    asyncio.run(give_up())
+    deadline = time.monotonic() + 5
+    while gw.metric("gateway_held_requests", namespace="ie-alice", endpoint="ep-web") != 0:
+        assert time.monotonic() < deadline, "abandoned requests still held"
+        time.sleep(0.1)
+    assert gw.metric("gateway_pending_requests", namespace="ie-alice", endpoint="ep-web") == 0
+
+
 def test_paused_endpoint_answers_503_saying_so(gateway, gateway_cluster, upstream):
     alice = make_user("alice")
     deploy(alice.personal_account, "web", "public", alice)
