@@ -40,20 +40,32 @@ class Database:
 
     async def _fetch(self, sql: str, params: tuple) -> list[tuple]:
         async with self._slots:
-            conn = self._idle.pop() if self._idle else None
-            try:
-                if conn is None or conn.closed:
-                    conn = await psycopg.AsyncConnection.connect(autocommit=True, **self.conninfo)
-                DB_QUERIES.inc()
-                async with conn.cursor() as cursor:
-                    await cursor.execute(sql, params)
-                    rows = await cursor.fetchall()
-            except BaseException:
-                if conn is not None:
-                    await conn.close()
-                raise
-            self._idle.append(conn)
-            return rows
+            # A pooled connection may have died while idle (server restart, idle timeout): one retry on a
+            # fresh connection tells that apart from a database that is really down.
+            for attempt in (1, 2):
+                conn = self._idle.pop() if self._idle else None
+                reused = conn is not None
+                try:
+                    if conn is None or conn.closed:
+                        conn = await psycopg.AsyncConnection.connect(autocommit=True, **self.conninfo)
+                    DB_QUERIES.inc()
+                    async with conn.cursor() as cursor:
+                        await cursor.execute(sql, params)
+                        rows = await cursor.fetchall()
+                except psycopg.OperationalError:
+                    if conn is not None:
+                        await conn.close()
+                    if reused and attempt == 1:
+                        await self.close()  # the others idled as long: start afresh
+                        continue
+                    raise
+                except BaseException:
+                    if conn is not None:
+                        await conn.close()
+                    raise
+                self._idle.append(conn)
+                return rows
+            raise AssertionError("unreachable")
 
     async def load(self, kind: str, key: str) -> dict | None:
         """The record of ``kind``/``key`` as ``gateway.records`` builds it, or None when absent."""

@@ -17,8 +17,8 @@ log = logging.getLogger(__name__)
 
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection",
                         "te", "trailer", "trailers", "transfer-encoding", "upgrade"})
-# Never forwarded upstream: the gateway sets Host itself, and X-Scale-Up-Timeout is addressed to it.
-REQUEST_DROPPED = HOP_BY_HOP | {"host", "x-scale-up-timeout"}
+# Never forwarded upstream: the gateway sets Host itself, and answers Expect and X-Scale-Up-Timeout itself.
+REQUEST_DROPPED = HOP_BY_HOP | {"host", "x-scale-up-timeout", "expect"}
 # Bodies with a declared length up to this size are passed in one piece (one write instead of a header
 # write plus chunk writes: a third fewer system calls on typical JSON calls). Anything longer, and every
 # body without a length (SSE, chunked uploads), is streamed as it arrives.
@@ -57,6 +57,10 @@ async def forward(request: web.BaseRequest, session: aiohttp.ClientSession, url,
     """Send the request to ``url`` and stream the answer back. Raises UpstreamUnreachable before anything
     was sent; answers 502/504 itself for failures after that."""
     body = None
+    if request.headers.get("Expect", "").lower() == "100-continue":
+        # The caller was admitted and the endpoint is ready: invite the body now (the gateway's low-level
+        # server has no router to do it).
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
     if request.body_exists:
         length = request.content_length
         body = await request.read() if length is not None and length <= WHOLE_BODY_BYTES else request.content

@@ -121,6 +121,31 @@ def test_forwarding_strips_prefix_hop_by_hop_headers_and_protected_tokens(gatewa
     assert r.json()["method"] == "POST" and r.json()["body"] == '{"inputs": "hi"}'
 
 
+def test_expect_100_continue_is_answered_after_admission(gateway, gateway_cluster, upstream):
+    import socket
+
+    alice = make_user("alice")
+    token = make_token(alice)
+    deploy(alice.personal_account, "prot", "protected", alice)
+    gw = gateway()
+
+    def ask(headers: str) -> bytes:
+        with socket.create_connection(("127.0.0.1", int(gw.url.rsplit(":", 1)[1])), timeout=5) as conn:
+            conn.sendall(f"POST /alice/prot/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                         f"Expect: 100-continue\r\n{headers}\r\n".encode())
+            first = conn.recv(4096)
+            if first.startswith(b"HTTP/1.1 100"):
+                conn.sendall(b"hello")
+                first += conn.recv(4096)
+            return first
+
+    answer = ask(f"Authorization: Bearer {token}\r\n")
+    assert answer.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200"), answer[:200]
+    assert b'"bytes": 5' in answer
+    refused = ask("")  # no token: refused before any body is sent
+    assert refused.startswith(b"HTTP/1.1 401"), refused[:200]
+
+
 def test_gateway_routes_answer_on_reserved_prefix_and_on_non_endpoint_hosts(gateway, gateway_cluster, upstream):
     alice = make_user("alice")
     endpoint = deploy(alice.personal_account, "web", "public", alice)
