@@ -6,6 +6,8 @@ import base64
 import json
 from datetime import timedelta
 
+import pytest
+
 from deployments.models import RegistryCredential
 from deployments.registry import ecr_registry, endpoints_with_due_credentials, registry_credentials
 from tests.kube_helpers import NS, converge, create, deployment
@@ -62,3 +64,29 @@ def test_ecr_urls_are_recognised():
     assert ecr_registry("123456789012.dkr.ecr-fips.us-gov-west-1.amazonaws.com/x:1")[2] == "us-gov-west-1"
     assert ecr_registry("registry.example.com/123456789012.dkr.ecr.us-east-1.amazonaws.com/x") is None
     assert ecr_registry("public.ecr.aws/x/y:1") is None
+
+
+def test_register_cluster_takes_aws_keys_from_the_environment_and_stores_them_encrypted(db, tmp_path, monkeypatch,
+                                                                                         fake_kube):
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    from deployments.aws import aws_enabled
+    from deployments.models import Cluster
+
+    path = tmp_path / "kubeconfig.yaml"
+    fake_kube.write_kubeconfig(str(path))
+    monkeypatch.setenv("CLUSTER_AWS_SECRET_ACCESS_KEY", "planted-aws-secret")
+    call_command("register_cluster", "--name", "c1", "--vendor", "aws", "--region", "us-east-1", "--kubeconfig",
+                 str(path), "--aws-access-key-id", "AKIAPLANTED")
+    cluster = Cluster.objects.get(name="c1")
+    assert aws_enabled(cluster) and "planted-aws-secret" not in cluster.aws_credentials_encrypted
+    assert not Cluster.objects.filter(aws_credentials_encrypted__contains="AKIAPLANTED").exists()
+    monkeypatch.delenv("CLUSTER_AWS_SECRET_ACCESS_KEY")
+    with pytest.raises(CommandError, match="secret access key"):
+        call_command("register_cluster", "--name", "c1", "--vendor", "aws", "--region", "us-east-1", "--kubeconfig",
+                     str(path), "--aws-access-key-id", "AKIAPLANTED")
+    call_command("register_cluster", "--name", "c1", "--vendor", "aws", "--region", "us-east-1", "--kubeconfig",
+                 str(path), "--aws-ambient")
+    cluster.refresh_from_db()
+    assert cluster.aws_ambient and not cluster.aws_credentials_encrypted
