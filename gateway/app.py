@@ -15,6 +15,7 @@ scaled to zero or starting -> woken and held (``gateway.hold``); otherwise strea
 """
 
 import asyncio
+import functools
 import json
 import logging
 import re
@@ -48,6 +49,10 @@ ACCOUNT_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?$")
 RETRY_QUEUE_FULL = 5
 CLIENT_CLOSED = 499  # counted (as 4xx) for requests whose client hung up first, as nginx logs them
 RETRY_WAKING = 10
+
+
+# Path-style requests name (account, name) on every call: hash them once, not per request.
+cached_host_id = functools.lru_cache(maxsize=65536)(host_id)
 
 
 class Gateway:
@@ -143,7 +148,7 @@ class Gateway:
         account, name = unquote(segments[1]), unquote(segments[2])
         if not (NAME_RE.match(name) and ACCOUNT_RE.match(account)):
             return None
-        route = await self.cache.get("route", host_id(account, name))
+        route = await self.cache.get("route", cached_host_id(account, name))
         if route is None or route["account"] != account or route["name"] != name:
             return None
         rest = "/" + segments[3] if len(segments) == 4 else "/"
