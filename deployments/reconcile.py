@@ -1,5 +1,8 @@
 """The reconcile loop: lock, load, pin, render, apply, observe, record. Level-triggered and idempotent.
 
+Around apply, a private endpoint with ``privateService`` gets its PrivateLink endpoint service
+(``privatelink``), and an endpoint that no longer wants one loses it before its NLB's Service is pruned.
+
 ``endpoint_reconcile`` converges one endpoint and is safe to run any number of times: a converged
 endpoint costs reads only. It never holds a database transaction across a Kubernetes call. Failures
 are classified: ``Retry`` (transient: the task retries with backoff) or reported on the endpoint
@@ -69,6 +72,12 @@ def cluster_for(*, vendor: str, region: str) -> Cluster | None:
 
 
 def endpoint_url(cluster: Cluster, endpoint: Endpoint) -> str | None:
+    """``status.url``: the gateway's address for the endpoint, or for a private endpoint (which the gateway
+    never serves) its Service's in-cluster address."""
+    if endpoint.type == "private":
+        return cluster.service_url_template.format(
+            service=endpoint_object_name(endpoint.name), port=80,
+            namespace=namespace_name(cluster.namespace_prefix, endpoint.account.slug))
     if not cluster.ingress_domain:
         return None
     return cluster.endpoint_url_template.format(host=host_id(endpoint.account.slug, endpoint.name),

@@ -68,6 +68,7 @@ def test_private_endpoint_gets_an_endpoint_service_once_its_nlb_exists(alice, aw
     config, = configurations(moto)
     assert config["NetworkLoadBalancerArns"] == [arn] and config["AcceptanceRequired"] is False
     assert endpoint.private_service_name == config["ServiceName"]
+    assert endpoint.url == "http://ep-web.ie-alice.svc.cluster.local:80"  # internal: never the gateway's
     assert principals(moto, config["ServiceId"]) == ["arn:aws:iam::123456789012:root"]
     body = bearer_client(make_token(alice)).get("/v2/endpoint/alice/web").json()
     assert body["status"]["private"] == {"serviceName": config["ServiceName"]}
@@ -84,6 +85,7 @@ def test_private_endpoint_gets_an_endpoint_service_once_its_nlb_exists(alice, aw
     services.endpoint_update(account=alice.personal_account, name="web", actor=alice, patch={"type": "protected"})
     endpoint = converge(endpoint.pk, "running")
     assert configurations(moto) == [] and endpoint.private_service_name is None
+    assert endpoint.url.startswith("https://web-") and endpoint.url.endswith(".endpoints.test")
     assert fake_kube.get_object("services", NS, SERVICE) is None
     assert fake_kube.get_object("networkpolicies", NS, "ep-web-gateway") is not None
 
