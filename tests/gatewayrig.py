@@ -27,6 +27,11 @@ from aiohttp import web
 from django.conf import settings
 from django.db import connection
 
+from deployments.names import host_id
+from endpoints import routes, services
+from endpoints.models import Endpoint
+from tests.factories import endpoint_spec
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -267,6 +272,23 @@ class GatewayProcess:
                 self.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+# ---------------------------------------------------------------- endpoints behind the gateway
+def deploy(account, name: str, type_: str, actor, **overrides) -> Endpoint:
+    """An endpoint the reconciler has reported running (the status write and its publication, simulated)."""
+    endpoint = services.endpoint_create(account=account, spec=endpoint_spec(name, type=type_, **overrides), actor=actor)
+    return set_state(endpoint, "running")
+
+
+def set_state(endpoint: Endpoint, state: str, **fields) -> Endpoint:
+    Endpoint.objects.filter(pk=endpoint.pk).update(state=state, **fields)
+    routes.route_publish(account_slug=endpoint.account.slug, name=endpoint.name)
+    return Endpoint.objects.select_related("account").get(pk=endpoint.pk)
+
+
+def host(endpoint: Endpoint) -> str:
+    return f"{host_id(endpoint.account.slug, endpoint.name)}.endpoints.test"
 
 
 def error_of(response: requests.Response) -> tuple[int, str]:

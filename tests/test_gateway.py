@@ -10,30 +10,11 @@ import pytest
 import redis
 from django.conf import settings
 
-from deployments.names import host_id
-from endpoints import routes, services
-from endpoints.models import Endpoint
 from tests.conftest import bearer_client
-from tests.factories import endpoint_spec, make_org, make_token, make_user
-from tests.gatewayrig import error_of
+from tests.factories import make_org, make_token, make_user
+from tests.gatewayrig import deploy, error_of, host
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
-
-
-def deploy(account, name: str, type_: str, actor, **overrides) -> Endpoint:
-    """An endpoint the reconciler has reported running (the status write and its publication, simulated)."""
-    endpoint = services.endpoint_create(account=account, spec=endpoint_spec(name, type=type_, **overrides), actor=actor)
-    return set_state(endpoint, "running")
-
-
-def set_state(endpoint: Endpoint, state: str, **fields) -> Endpoint:
-    Endpoint.objects.filter(pk=endpoint.pk).update(state=state, **fields)
-    routes.route_publish(account_slug=endpoint.account.slug, name=endpoint.name)
-    return Endpoint.objects.select_related("account").get(pk=endpoint.pk)
-
-
-def host(endpoint: Endpoint) -> str:
-    return f"{host_id(endpoint.account.slug, endpoint.name)}.endpoints.test"
 
 
 def wait_for_status(gw, path, expected: int, *, timeout: float = 5.0, **kwargs) -> float:

@@ -16,9 +16,8 @@ from endpoints import services
 from endpoints.idle import idle_sweep
 from endpoints.models import Endpoint, EndpointEvent
 from tests.factories import endpoint_spec, make_token, make_user
-from tests.gatewayrig import error_of, start_worker, stop_process
+from tests.gatewayrig import deploy, error_of, set_state, start_worker, stop_process
 from tests.kube_helpers import converge
-from tests.test_gateway import deploy, set_state
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 ZERO_SCALING = {"compute": {"scaling": {"minReplica": 0, "maxReplica": 2, "scaleToZeroTimeout": 15}}}
