@@ -13,6 +13,7 @@ from django.core.exceptions import PermissionDenied, RequestDataTooBig, Suspicio
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 log = logging.getLogger(__name__)
@@ -137,6 +138,9 @@ def exception_handler(exc, context) -> Response | None:
         from django.db import connection
 
         connection.close_if_unusable_or_obsolete()
+    request = context.get("request")
+    if request is not None:  # JSON whatever the view negotiated (the schema view's YAML, the browsable API)
+        request.accepted_renderer, request.accepted_media_type = JSONRenderer(), "application/json"
     return Response(body, status=status_code, headers=headers)
 
 

@@ -5,6 +5,7 @@ Redis; with ``DJANGO_DEBUG`` off, a missing production secret stops the process 
 """
 
 import os
+import re
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
@@ -136,6 +137,15 @@ TEMPLATES = [
 DATABASE_URL = env_str("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/controlplane")
 DATABASES = {"default": database_from_url(DATABASE_URL)}
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+# The shared cache holds the API rate-limit counters, so limits hold across web processes. Short socket
+# timeouts: with Redis down the API stays up, unthrottled (controlplane.throttling).
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": env_str("CACHE_URL", REDIS_URL),
+        "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+    }
+}
 
 # ---------------------------------------------------------------- celery
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
@@ -213,6 +223,10 @@ REGISTRY_REFRESH_SECONDS = env_int("REGISTRY_REFRESH_SECONDS", 6 * 3600)
 REGISTRY_SWEEP_SECONDS = env_int("REGISTRY_SWEEP_SECONDS", 3600)
 
 # ---------------------------------------------------------------- API
+# Requests per API token (or session user, or client address) per window: "600/min", "20/s", "off".
+API_RATE_LIMIT = env_str("API_RATE_LIMIT", "600/min")
+if not re.fullmatch(r"(?i)\s*(off|\d+\s*/\s*(s|sec|second|m|min|minute|h|hour|d|day))\s*", API_RATE_LIMIT):
+    raise ImproperlyConfigured(f"API_RATE_LIMIT must look like '600/min' or 'off', got {API_RATE_LIMIT!r}")
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "controlplane.authentication.BearerTokenAuthentication",
@@ -223,6 +237,10 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "controlplane.errors.exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": ["controlplane.throttling.ApiRateThrottle"],
+    # Proxies in front whose X-Forwarded-For is trusted for the client address (0: use the peer address,
+    # so a client cannot pick its own address to dodge the limit).
+    "NUM_PROXIES": env_int("API_NUM_PROXIES", 0),
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 SPECTACULAR_SETTINGS = {

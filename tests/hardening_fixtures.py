@@ -65,13 +65,19 @@ def running_redis(directory) -> Iterator[RedisServer]:
         server.stop()
 
 
-def celery_reset_connections() -> None:
-    """Forget the Celery app's pooled broker connections and producers, so the next publish connects to
-    whatever ``app.conf.broker_url`` says now."""
+def celery_reset_connections(*, close: bool) -> None:
+    """Forget the Celery app's pool of broker connections and producers, so the next publish uses whatever
+    ``app.conf.broker_url`` says now; with ``close``, close their connections first.
+
+    kombu keeps one pool per broker URL for the whole process, so a pool is closed with
+    ``close_pool=False``: marked closed, the suite's own broker pool would refuse every later publish.
+    """
     from controlplane.celery import app
 
-    if app._pool is not None:
-        app._pool.force_close_all()
+    if close:
+        for pool in (app.amqp._producer_pool, app._pool):
+            if pool is not None:
+                pool.force_close_all(close_pool=False)
     app._pool = None
     app.amqp._producer_pool = None
 
@@ -84,9 +90,9 @@ def celery_publishing_to(server: RedisServer, settings) -> Iterator[RedisServer]
     previous = app.conf.broker_url
     settings.CELERY_BROKER_URL = server.url()
     app.conf.broker_url = server.url()
-    celery_reset_connections()
+    celery_reset_connections(close=False)  # the suite's broker pool stays as it is, for the tests after this
     try:
         yield server
     finally:
+        celery_reset_connections(close=True)  # this server's connections
         app.conf.broker_url = previous
-        celery_reset_connections()
