@@ -1,8 +1,13 @@
 """Admin for accounts, memberships, tokens (never the secret) and the audit log."""
 
 from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+
+from endpoints.routes import user_tokens_publish_on_commit
 
 from .models import Account, ApiToken, AuditEvent, Membership
+from .services import audit_record
 
 
 def _publish(obj) -> None:
@@ -44,6 +49,10 @@ class AccountAdmin(admin.ModelAdmin):
     search_fields = ["slug"]
     inlines = [MembershipInline]
     readonly_fields = ["created_at"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # A slug names the account's Kubernetes namespace and its endpoints' hosts: fixed once created.
+        return ["slug", "kind", "user", "created_at"] if obj else self.readonly_fields
 
     def save_formset(self, request, form, formset, change):
         super().save_formset(request, form, formset, change)
@@ -93,3 +102,29 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+
+class UserAdmin(DjangoUserAdmin):
+    """Django's user admin, telling the endpoint gateway when a user is (de)activated or deleted, so their
+    tokens stop opening protected endpoints at once, as they stop opening the API."""
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if change and "is_active" in form.changed_data:  # saved already; tell the gateway and audit it
+            audit_record(actor=request.user, action="user.activate" if obj.is_active else "user.deactivate",
+                         account=getattr(obj, "personal_account", None), target=obj.get_username(),
+                         diff={"isActive": [not obj.is_active, obj.is_active]})
+            user_tokens_publish_on_commit(obj)
+
+    def delete_model(self, request, obj):
+        user_tokens_publish_on_commit(obj)
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        for user in queryset:
+            user_tokens_publish_on_commit(user)
+        super().delete_queryset(request, queryset)
+
+
+admin.site.unregister(get_user_model())
+admin.site.register(get_user_model(), UserAdmin)

@@ -5,7 +5,9 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
 
-NAMESPACE_RE = r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?$"
+# A namespace is a lowercase DNS label of at most 40 characters, so that the account's Kubernetes
+# namespace (a prefix of at most 20, then the slug) is the slug itself: no two accounts can share one.
+NAMESPACE_RE = r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$"
 
 
 class Role(models.TextChoices):
@@ -24,9 +26,8 @@ class Account(models.Model):
         USER = "user", "user"
         ORG = "org", "organisation"
 
-    slug = models.CharField(
-        max_length=96, unique=True, validators=[RegexValidator(NAMESPACE_RE, "letters, digits, '.', '_', '-'")]
-    )
+    slug = models.CharField(max_length=96, unique=True, validators=[
+        RegexValidator(NAMESPACE_RE, "1 to 40 lowercase letters, digits and '-', not at either end")])
     kind = models.CharField(max_length=8, choices=Kind.choices)
     # Set for personal accounts only: the user whose namespace this is.
     user = models.OneToOneField(

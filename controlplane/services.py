@@ -10,11 +10,11 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from gateway.records import TOKEN_PREFIX
+
 from .errors import Conflict, InvalidSpec, NotFound
 from .models import Account, ApiToken, AuditEvent, Membership, Role
 from .selectors import token_digest
-
-TOKEN_PREFIX = "cpt_"
 
 
 def audit_record(*, actor: AbstractBaseUser | None, action: str, account: Account | None = None,
@@ -83,6 +83,22 @@ def user_create(*, username: str, email: str = "", is_staff: bool = False, passw
     audit_record(actor=actor, action="user.create", account=account, target=username,
                  diff={"staff": [None, is_staff]})
     return user
+
+
+@transaction.atomic
+def user_set_active(*, user: AbstractBaseUser, active: bool, actor: AbstractBaseUser | None = None) -> None:
+    """(De)activate a user: the API refuses an inactive user's tokens at once, and the endpoint gateway is
+    told after commit so protected endpoints refuse them too. Idempotent; audited."""
+    from endpoints.routes import user_tokens_publish_on_commit
+
+    if user.is_active == active:
+        return
+    user.is_active = active
+    user.save(update_fields=["is_active"])
+    audit_record(actor=actor, action="user.activate" if active else "user.deactivate",
+                 account=getattr(user, "personal_account", None), target=user.get_username(),
+                 diff={"isActive": [not active, active]})
+    user_tokens_publish_on_commit(user)
 
 
 @transaction.atomic

@@ -1,6 +1,7 @@
 """Admin for the cluster registry (kubeconfigs, AWS keys and registry passwords are never shown)."""
 
 from django.contrib import admin
+from django.utils import timezone
 
 from .models import Cluster, RegistryCredential
 
@@ -11,6 +12,10 @@ class ClusterAdmin(admin.ModelAdmin):
     list_filter = ["vendor", "region", "enabled"]
     search_fields = ["name"]
     exclude = ["kubeconfig_encrypted", "aws_credentials_encrypted"]
+
+    def save_model(self, request, obj, form, change):
+        obj.updated_at = timezone.now()  # workers rebuild their cached client for this cluster
+        super().save_model(request, obj, form, change)
 
 
 @admin.register(RegistryCredential)

@@ -8,6 +8,7 @@ LABEL_ID = "endpoints.controlplane.dev/id"
 LABEL_ACCOUNT = "endpoints.controlplane.dev/account"
 ANNOTATION_HASH = "endpoints.controlplane.dev/spec-hash"
 ANNOTATION_TEMPLATE = "endpoints.controlplane.dev/template-hash"
+ANNOTATION_SECRETS = "endpoints.controlplane.dev/secrets-version"
 MAX_LABEL = 63
 
 
@@ -38,12 +39,13 @@ def endpoint_object_name(endpoint_name: str, suffix: str = "") -> str:
 
 
 def host_id(account_slug: str, name: str) -> str:
-    """The endpoint's DNS-safe, stable, unique host label: ``<name>-<hash of account/name>``.
+    """The endpoint's DNS-safe, stable, unique host label: ``<name>-<16 hex of sha256(account/name)>``.
 
     The gateway routes ``<host_id>.<domain>`` to the endpoint; endpoint names are DNS labels of at most
-    32 characters, so the label is exactly ``<name>-<8 hex>``.
+    32 characters, so the label is at most 49. 64 bits of hash make a chosen collision with another
+    tenant's host infeasible.
     """
-    return dns_label(f"{name}-{hashlib.sha256(f'{account_slug}/{name}'.encode()).hexdigest()[:8]}")
+    return dns_label(f"{name}-{hashlib.sha256(f'{account_slug}/{name}'.encode()).hexdigest()[:16]}")
 
 
 def private_lb_name(namespace: str, service: str) -> str:

@@ -9,6 +9,9 @@ are classified: ``Retry`` (transient: the task retries with backoff) or reported
 (permanent: ``failed`` with the server's message).
 """
 
+import hashlib
+import hmac
+import json
 import logging
 from dataclasses import dataclass
 
@@ -38,7 +41,8 @@ log = logging.getLogger(__name__)
 
 SETTLED = (State.RUNNING, State.PAUSED, State.SCALED_TO_ZERO, State.FAILED, State.UPDATE_FAILED)
 ENDPOINT_KINDS = ("Secret", "Deployment", "Service", "HorizontalPodAutoscaler", "NetworkPolicy")
-REQUEUE_SECONDS = 2.0
+REQUEUE_SECONDS = 2.0  # while pods start or roll
+RECHECK_FAILED_SECONDS = 30.0  # a failure read from pods (unschedulable, deadline) may clear on its own
 
 
 class Retry(Exception):
@@ -51,14 +55,12 @@ class Retry(Exception):
 
 @dataclass(frozen=True)
 class Outcome:
+    """What a pass left behind. ``requeue_after``: seconds until the next look while the cluster may still
+    change the answer (controller-runtime's RequeueAfter); None once nothing more can happen unaided."""
+
     state: str
     writes: int = 0
-
-    @property
-    def requeue_after(self) -> float | None:
-        """Seconds until the next look while the cluster is still moving (controller-runtime's RequeueAfter);
-        None once the state is settled. The beat sweep is the safety net, not the pacing."""
-        return REQUEUE_SECONDS if self.state in (State.INITIALIZING, State.UPDATING) else None
+    requeue_after: float | None = None
 
 
 def endpoints_unconverged() -> list[int]:
@@ -100,6 +102,14 @@ def _registry_server(image_url: str) -> str:
         else "https://index.docker.io/v1/"
 
 
+def _secrets_version(secrets: dict | None) -> str:
+    """A keyed digest of the secret values (HMAC, so the annotation reveals nothing about them)."""
+    if not secrets:
+        return ""
+    key = settings.SECRETS_ENCRYPTION_KEY.encode()
+    return hmac.new(key, json.dumps(secrets, sort_keys=True).encode(), hashlib.sha256).hexdigest()[:16]
+
+
 def target_for(endpoint: Endpoint, cluster: Cluster, *, refresh_registry: bool = False) -> EndpointTarget:
     """The renderer's input for a pinned endpoint (secrets decrypted here, in the worker, only).
 
@@ -128,7 +138,8 @@ def target_for(endpoint: Endpoint, cluster: Cluster, *, refresh_registry: bool =
         min_replica=endpoint.min_replica, max_replica=endpoint.max_replica,
         scaling_metric=endpoint.scaling_metric or "hardwareUsage", scaling_threshold=endpoint.scaling_threshold,
         command=endpoint.command, args=endpoint.args, env=dict(endpoint.env),
-        secrets=bundle.get("secrets") or {}, registry=registry, access=endpoint.type,
+        secrets=bundle.get("secrets") or {}, secrets_version=_secrets_version(bundle.get("secrets")),
+        registry=registry, access=endpoint.type,
         private_service=dict(endpoint.private_service) if endpoint.private_service else None,
     )
 
@@ -172,6 +183,12 @@ def _reconcile(endpoint_id: int) -> Outcome | None:
             return _record(endpoint, generation, Observation(State.FAILED, str(exc), 0, 0), url=None)
         Endpoint.objects.filter(pk=endpoint.pk, generation=generation).update(pinned_revision=sha)
         endpoint.pinned_revision = sha
+    previously_applied = endpoint.first_applied_at is not None
+    if not previously_applied:
+        # Recorded before the first write, so a delete never skips objects a failed pass left behind.
+        now = timezone.now()
+        Endpoint.objects.filter(pk=endpoint.pk, first_applied_at__isnull=True).update(first_applied_at=now)
+        endpoint.first_applied_at = now
     kube = kube_for(cluster)
     link_pending = None
     try:
@@ -197,6 +214,11 @@ def _reconcile(endpoint_id: int) -> Outcome | None:
         if exc.transient:
             _note(endpoint, generation, f"Kubernetes API problem, retrying ({exc}); last known state kept")
             raise Retry(str(exc), delay=exc.retry_after) from exc
+        if previously_applied and endpoint.intent == Intent.RUN:
+            # The previous objects still serve: report the failed update, keep the url.
+            return _record(endpoint, generation, Observation(
+                State.UPDATE_FAILED, f"Update rejected by Kubernetes, the previous version keeps serving: {exc}",
+                endpoint.ready_replica, endpoint.target_replica), url=endpoint.url)
         return _record(endpoint, generation, Observation(State.FAILED, f"Rejected by Kubernetes: {exc}", 0, 0),
                        url=None)
     except AwsError as exc:
@@ -206,12 +228,14 @@ def _reconcile(endpoint_id: int) -> Outcome | None:
         return _record(endpoint, generation, Observation(State.FAILED, f"AWS setup failed: {exc}", 0, 0), url=None)
     keeps_url = observation.state in (State.RUNNING, State.UPDATING, State.UPDATE_FAILED, State.SCALED_TO_ZERO)
     _record(endpoint, generation, observation, url=endpoint_url(cluster, endpoint) if keeps_url else None,
-            applied=True, private_service_name=link)
+            private_service_name=link)
     if link_pending and observation.state not in (State.INITIALIZING, State.UPDATING):
         raise Retry(link_pending, delay=10)  # settled states are not requeued; keep looking for the NLB
     log.info("reconcile.applied endpoint=%s generation=%s state=%s writes=%s", endpoint.pk, generation,
              observation.state, writes + result.writes)
-    return Outcome(observation.state, writes + result.writes)
+    requeue = {State.INITIALIZING: REQUEUE_SECONDS, State.UPDATING: REQUEUE_SECONDS,
+               State.FAILED: RECHECK_FAILED_SECONDS, State.UPDATE_FAILED: RECHECK_FAILED_SECONDS}
+    return Outcome(observation.state, writes + result.writes, requeue.get(observation.state))
 
 
 _WANTED = object()  # "this endpoint should have PrivateLink"
@@ -266,7 +290,7 @@ def _observe(kube: Kube, endpoint: Endpoint, target: EndpointTarget, desired: li
 
 def _teardown(endpoint: Endpoint, cluster: Cluster | None) -> Outcome | None:
     """Delete the PrivateLink service if any, every owned object, then the row (its events go with it)."""
-    if cluster is not None and endpoint.first_applied_at is not None:
+    if cluster is not None:  # objects are looked for even if no pass finished: one may have written some
         kube = kube_for(cluster)
         namespace = namespace_name(cluster.namespace_prefix, endpoint.account.slug)
         if endpoint.private_service_name:
@@ -301,7 +325,7 @@ def _note(endpoint: Endpoint, generation: int, message: str) -> None:
 
 
 def _record(endpoint: Endpoint, generation: int, observation: Observation, *, url: str | None,
-            applied: bool = False, private_service_name=_KEEP) -> Outcome:
+            private_service_name=_KEEP) -> Outcome:
     """Write status only if it changed, only if the spec is still the one rendered; event on state change.
     ``private_service_name`` is left as it is unless given."""
     fields = {"state": observation.state, "message": observation.message[:1024], "url": url,
@@ -309,8 +333,6 @@ def _record(endpoint: Endpoint, generation: int, observation: Observation, *, ur
               "observed_generation": generation, "pinned_revision": endpoint.pinned_revision}
     if private_service_name is not _KEEP:
         fields["private_service_name"] = private_service_name
-    if applied and endpoint.first_applied_at is None:
-        fields["first_applied_at"] = timezone.now()
     if all(getattr(endpoint, name) == value for name, value in fields.items()):
         return Outcome(observation.state)
     with transaction.atomic():

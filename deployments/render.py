@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass, field
 
 from .names import (
+    ANNOTATION_SECRETS,
     ANNOTATION_TEMPLATE,
     LABEL_ID,
     account_labels,
@@ -80,6 +81,7 @@ class EndpointTarget:
     args: list | None = None
     env: dict = field(default_factory=dict)
     secrets: dict = field(default_factory=dict)
+    secrets_version: str = ""  # a keyed digest of the secret values: rolls the pods when they change
     registry: dict | None = None  # {"server", "username", "password"}
     access: str = "authenticated"  # the endpoint's type: public | protected | authenticated | private
     private_service: dict | None = None  # {"accountId", "region"}: PrivateLink through an internal NLB
@@ -218,7 +220,11 @@ def _deployment(target: EndpointTarget, platform: Platform, labels: dict) -> dic
     if target.registry:
         pod_spec["imagePullSecrets"] = [{"name": endpoint_object_name(target.name, "registry")}]
     template = {"metadata": {"labels": labels}, "spec": pod_spec}
-    template["metadata"]["annotations"] = {ANNOTATION_TEMPLATE: digest(template)}
+    if target.secrets_version:
+        # envFrom is read when a container starts: a changed secret must restart the pods to reach them.
+        template["metadata"]["annotations"] = {ANNOTATION_SECRETS: target.secrets_version}
+    template["metadata"]["annotations"] = {**template["metadata"].get("annotations", {}),
+                                           ANNOTATION_TEMPLATE: digest(template)}
     running = target.intent == "run"
     return {
         "apiVersion": "apps/v1", "kind": "Deployment",

@@ -22,8 +22,10 @@ log = logging.getLogger(__name__)
 
 
 def idle_candidates() -> list[Endpoint]:
-    """Running endpoints that may scale to zero at all."""
+    """Running endpoints that may scale to zero at all. Private ones never do: their traffic does not pass
+    the gateway, which therefore can neither see it nor wake them."""
     return list(Endpoint.objects.filter(intent=Intent.RUN, state=State.RUNNING, min_replica=0)
+                .exclude(type="private")
                 .filter(~Q(scale_to_zero_timeout=None), scale_to_zero_timeout__gt=0).select_related("account"))
 
 

@@ -93,12 +93,20 @@ def route_publish_on_commit(endpoint: Endpoint) -> None:
 @_quiet
 def token_publish(*, digest: str) -> None:
     version = time.time_ns()
-    token = ApiToken.objects.filter(digest=digest).values("user_id", "expires_at", "revoked_at").first()
+    token = (ApiToken.objects.filter(digest=digest)
+             .values("user_id", "expires_at", "revoked_at", "user__is_active").first())
     record = None
     if token is not None:
         expires = token["expires_at"].timestamp() if token["expires_at"] else None
-        record = token_record(user_id=token["user_id"], expires_at=expires, revoked=token["revoked_at"] is not None)
+        revoked = token["revoked_at"] is not None or not token["user__is_active"]  # deactivated users too
+        record = token_record(user_id=token["user_id"], expires_at=expires, revoked=revoked)
     _write("token", digest, version, record)
+
+
+def user_tokens_publish_on_commit(user) -> None:
+    """After commit, republish every token of ``user`` (activated, deactivated or deleted)."""
+    digests = list(ApiToken.objects.filter(user=user).values_list("digest", flat=True))
+    transaction.on_commit(lambda: [token_publish(digest=digest) for digest in digests])
 
 
 def token_publish_on_commit(token: ApiToken) -> None:

@@ -5,6 +5,8 @@ database (instance catalog, quotas, names taken) live in ``endpoints.services``.
 ignored for forward compatibility, as the HF API does.
 """
 
+import re
+
 from django.core.validators import RegexValidator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -25,6 +27,7 @@ NAME_RE = r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$"
 MAX_REPLICA_LIMIT = 100
 MEASURES = {"hardwareUsage": (1.0, 100.0), "pendingRequests": (0.01, 10000.0)}
 MASK = "********"
+ENGINE_OPTION_RE = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,63}$")
 
 
 class ProviderSerializer(serializers.Serializer):
@@ -149,6 +152,11 @@ def validate_image(value) -> dict:
     if checked.validated_data.get("credentials") and variant != "custom":
         raise serializers.ValidationError({variant: {"credentials": ["Only the custom variant takes credentials."]}})
     extra = {k: v for k, v in body.items() if k not in checked.fields}
+    for key, value in extra.items():  # engine options become the engine's environment variables
+        if not ENGINE_OPTION_RE.match(key):
+            raise serializers.ValidationError({variant: {key: ["Engine option names are letters and digits."]}})
+        if isinstance(value, str) and len(value) > 4096:
+            raise serializers.ValidationError({variant: {key: ["At most 4096 characters."]}})
     return {variant: {**extra, **{k: v for k, v in checked.validated_data.items()}}}
 
 

@@ -26,7 +26,11 @@ JOIN quotas_instancetype i ON i.id = e.instance_id
 LEFT JOIN deployments_cluster c ON c.vendor = i.vendor AND c.region = i.region AND c.enabled
 WHERE e.name = %s
 """
-TOKEN_SQL = "SELECT user_id, expires_at, revoked_at FROM controlplane_apitoken WHERE digest = %s"
+TOKEN_SQL = """
+SELECT t.user_id, t.expires_at, t.revoked_at, u.is_active
+FROM controlplane_apitoken t JOIN auth_user u ON u.id = t.user_id
+WHERE t.digest = %s
+"""
 GRANT_SQL = "SELECT role FROM controlplane_membership WHERE account_id = %s AND user_id = %s"
 
 
@@ -84,9 +88,9 @@ class Database:
             rows = await self._fetch(TOKEN_SQL, (key,))
             if not rows:
                 return None
-            user_id, expires_at, revoked_at = rows[0]
+            user_id, expires_at, revoked_at, active = rows[0]
             return records.token_record(user_id=user_id, expires_at=expires_at.timestamp() if expires_at else None,
-                                        revoked=revoked_at is not None)
+                                        revoked=revoked_at is not None or not active)
         if kind == "grant":
             account_id, _, user_id = key.partition(":")
             rows = await self._fetch(GRANT_SQL, (int(account_id), int(user_id)))

@@ -12,6 +12,7 @@ import aiohttp
 from aiohttp import web
 
 from .errors import error
+from .records import TOKEN_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +34,16 @@ def _connection_tokens(headers) -> set[str]:
     return {t.strip().lower() for v in headers.getall("Connection", ()) for t in v.split(",") if t.strip()}
 
 
+def _is_control_plane_token(authorization: str | None) -> bool:
+    scheme, _, secret = (authorization or "").partition(" ")
+    return scheme.lower() == "bearer" and secret.strip().startswith(TOKEN_PREFIX)
+
+
 def request_headers(request: web.BaseRequest, *, forward_authorization: bool, prefix: str = "") -> dict:
     dropped = REQUEST_DROPPED | _connection_tokens(request.headers)
-    if not forward_authorization:
+    if not forward_authorization or _is_control_plane_token(request.headers.get("Authorization")):
+        # The HF client sends the caller's control-plane token on inference calls; a public endpoint's
+        # server (someone else's code) must never receive it. Other schemes pass through.
         dropped = dropped | {"authorization"}
     headers = {}
     for name, value in request.headers.items():

@@ -7,7 +7,8 @@ Three kinds of record, each stored in Redis under ``<prefix><kind>:<key>`` as JS
 ``{"v": <version>, "record": <dict or null>}`` (``null`` = known absent):
 
 - ``route:<host id>`` -> the endpoint behind a host (see ``route_record``);
-- ``token:<sha256 digest>`` -> ``{"user", "expires", "revoked"}``;
+- ``token:<sha256 digest>`` -> ``{"user", "expires", "revoked"}`` (a deactivated user's tokens count as
+  revoked);
 - ``grant:<account id>:<user id>`` -> ``{"role"}`` (organisation accounts only: a personal account's
   owner is in its route record).
 
@@ -25,7 +26,10 @@ from deployments.render import MANAGED_VARIANTS
 KINDS = ("route", "token", "grant")
 FEED = "feed"
 ACTIVITY = "activity"  # sorted set: endpoint id -> unix seconds of the last request seen
-HOST_ID_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?-[0-9a-f]{8}$")
+HOST_ID_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?-[0-9a-f]{16}$")
+HOST_HASH = 16  # hex digits of deployments.names.host_id's hash
+# Every control-plane API token starts with this; the gateway never forwards one upstream.
+TOKEN_PREFIX = "cpt_"
 SERVICE_PORT = 80
 
 # KEYS[1] record key, KEYS[2] feed channel; ARGV: version, record JSON ("null" = absent), ttl seconds,
@@ -115,4 +119,4 @@ def grant_record(role: str | None) -> dict:
 
 def host_name_candidate(host: str) -> str | None:
     """The endpoint name a host id starts with, or None when ``host`` cannot be a host id."""
-    return host[:-9] if HOST_ID_RE.match(host) else None
+    return host[:-(HOST_HASH + 1)] if HOST_ID_RE.match(host) else None

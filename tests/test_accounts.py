@@ -84,6 +84,9 @@ def test_operator_commands_print_only_the_value(db, capsys):
         call_command("create_token", "nobody")
     with pytest.raises(CommandError):
         call_command("create_org", "bad org!")
+    for taken_shape in ("Acme", "acme.io", "a_b", "x" * 41):  # namespaces are lowercase DNS labels
+        with pytest.raises(CommandError, match="lowercase"):
+            call_command("create_org", taken_shape)
 
 
 def test_new_accounts_get_default_quotas(db, settings):

@@ -159,6 +159,7 @@ BAD_BODIES = [
     ("model.image", {"model": {"image": {"docker": {"url": "x"}}}}),
     ("model.image.tgi.url", {"model": {"image": {"tgi": {"port": 80}}}}),
     ("model.image.custom.port", {"model": {"image": {"custom": {"url": "x", "port": 70000}}}}),
+    ("model.image.tgi.max=input", {"model": {"image": {"tgi": {"url": "x", "max=input": 5}}}}),
     ("model.env", {"model": {"env": {"A": 1}}}),
     ("model.env", {"model": {"env": ["A=1"]}}),
     ("model.secrets", {"model": {"secrets": "token"}}),

@@ -96,6 +96,8 @@ def test_forwarding_strips_prefix_hop_by_hop_headers_and_protected_tokens(gatewa
 
     r = gw.get("/v1/x", host=host(public), headers={"Authorization": "Bearer for-the-model"})
     assert r.json()["headers"]["Authorization"] == "Bearer for-the-model"  # public: the model's own business
+    r = gw.get("/v1/x", host=host(public), token=token)  # what the HF client sends by default
+    assert "authorization" not in {k.lower() for k in r.json()["headers"]}  # never our API token
 
     r = gw.get("/alice/prot/v1/post", method="POST", token=token, data=b'{"inputs": "hi"}',
                headers={"Content-Type": "application/json"})
@@ -246,6 +248,15 @@ def test_revocation_membership_and_type_changes_apply_within_five_seconds(gatewa
 
     membership_remove(account=acme, user=bob)
     assert wait_for_status(gw, "/acme/svc/x", 403, token=bob_token) < 5
+
+    carol = make_user("carol")
+    from controlplane.services import membership_set, user_set_active
+
+    membership_set(account=acme, user=carol, role="read")
+    carol_token = make_token(carol)
+    assert wait_for_status(gw, "/acme/svc/x", 200, token=carol_token) < 5
+    user_set_active(user=carol, active=False)
+    assert wait_for_status(gw, "/acme/svc/x", 401, token=carol_token) < 5  # a deactivated user is locked out
 
     r = revoker.put("/v2/endpoint/acme/svc", {"type": "public"}, format="json")
     assert r.status_code == 200, r.json()

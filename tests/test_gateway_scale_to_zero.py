@@ -185,6 +185,7 @@ def test_idle_sweep_scales_to_zero_after_the_timeout_with_a_controlled_clock(gat
     idle = deploy(alice.personal_account, "idle", "public", alice, **ZERO_SCALING)
     busy = deploy(alice.personal_account, "busy", "public", alice, **ZERO_SCALING)
     floor = deploy(alice.personal_account, "floor", "public", alice)  # minReplica 1: never
+    hidden = deploy(alice.personal_account, "hidden", "private", alice, **ZERO_SCALING)  # traffic unseen: never
     t0 = timezone.now()
     client = redis.Redis.from_url(settings.REDIS_URL)
     key = f"{settings.GATEWAY_REDIS_PREFIX}activity"
@@ -195,11 +196,12 @@ def test_idle_sweep_scales_to_zero_after_the_timeout_with_a_controlled_clock(gat
     assert idle_sweep(now=t0 + timedelta(minutes=14, seconds=59)) == []
     assert idle_sweep(now=t0 + timedelta(minutes=15, seconds=1)) == [idle.pk]
     states = dict(Endpoint.objects.values_list("name", "state"))
-    assert states == {"idle": "scaledToZero", "busy": "running", "floor": "running"}
+    assert states == {"idle": "scaledToZero", "busy": "running", "floor": "running", "hidden": "running"}
     event = EndpointEvent.objects.filter(endpoint=idle, kind="scaleToZero").get()
     assert event.actor_name == "system"
     assert idle_sweep(now=t0 + timedelta(minutes=25, seconds=1)) == [busy.pk]
     assert idle_sweep(now=t0 + timedelta(days=1)) == []  # idempotent: nothing left to scale
+    assert Endpoint.objects.get(pk=hidden.pk).state == "running"
 
 
 def test_idle_sweep_does_nothing_when_activity_cannot_be_read(gateway_prefix, gateway_cluster, settings):

@@ -39,7 +39,8 @@ def target(**overrides) -> EndpointTarget:
 CASES = {
     "cpu-managed-hardware-usage": target(),
     "cpu-managed-pending-requests": target(scaling_metric="pendingRequests", scaling_threshold=2.5),
-    "cpu-with-secrets-env-command": target(secrets={"API_KEY": "value"}, env={"LOG": "debug"},
+    "cpu-with-secrets-env-command": target(secrets={"API_KEY": "value"}, secrets_version="3f1c0de2a9b84e11",
+                                           env={"LOG": "debug"},
                                            command=["python", "serve.py"], args=["--port", "80"]),
     "gpu-managed-hardware-usage": target(instance=GPU, scaling_threshold=70),
     "gpu-tgi": target(instance=GPU, image={"tgi": {"url": "ghcr.io/huggingface/text-generation-inference:3.3",

@@ -9,6 +9,42 @@ from django.conf import settings
 log = logging.getLogger(__name__)
 
 
+def reconcile_schedule(endpoint_id: int, countdown: float = 0) -> bool:
+    """Queue a pass unless one is already scheduled for this endpoint; True if queued.
+
+    A Redis key (expiring on its own, should its pass be lost) marks the scheduled pass, so requeues and
+    sweeps never stack chains of passes on one endpoint. Direct enqueues after a spec change bypass it.
+    """
+    client = _redis()
+    try:
+        if not client.set(_scheduled_key(endpoint_id), "1", nx=True, ex=int(countdown) + 60):
+            return False
+    finally:
+        client.close()
+    reconcile_endpoint_task.apply_async(args=[endpoint_id], kwargs={"scheduled": True}, countdown=countdown,
+                                        retry=False)
+    return True
+
+
+def _redis():
+    import redis
+
+    conf = reconcile_endpoint_task.app.conf  # the broker the tasks are published to
+    return redis.Redis.from_url(conf.broker_url, socket_timeout=2, socket_connect_timeout=2)
+
+
+def _scheduled_key(endpoint_id: int) -> str:
+    return f"reconcile:scheduled:{reconcile_endpoint_task.app.conf.task_default_queue}:{endpoint_id}"
+
+
+def _schedule_done(endpoint_id: int) -> None:
+    client = _redis()
+    try:
+        client.delete(_scheduled_key(endpoint_id))
+    finally:
+        client.close()
+
+
 def backoff(retries: int, hint: float | None = None) -> float:
     """Capped exponential backoff with jitter; a server's Retry-After wins when it is longer."""
     delay = min(2 ** retries, settings.RECONCILE_MAX_BACKOFF_SECONDS) * (0.5 + random.random() / 2)
@@ -16,11 +52,14 @@ def backoff(retries: int, hint: float | None = None) -> float:
 
 
 @shared_task(bind=True, name="workers.reconcile_endpoint", acks_late=True, ignore_result=True, max_retries=None)
-def reconcile_endpoint_task(self, endpoint_id: int) -> None:
+def reconcile_endpoint_task(self, endpoint_id: int, scheduled: bool = False) -> None:
     """Converge one endpoint (idempotent). Transient failures retry with backoff up to RECONCILE_MAX_RETRIES;
-    past that the beat sweep picks the endpoint up again, since its status is not converged."""
+    past that the beat sweep picks the endpoint up again, since its status is not converged. While the
+    cluster is still moving, the next pass is scheduled (at most one per endpoint)."""
     from deployments.reconcile import Retry, endpoint_reconcile
 
+    if scheduled and self.request.retries == 0:
+        _schedule_done(endpoint_id)
     try:
         outcome = endpoint_reconcile(endpoint_id=endpoint_id)
     except Retry as exc:
@@ -29,18 +68,16 @@ def reconcile_endpoint_task(self, endpoint_id: int) -> None:
             return
         raise self.retry(countdown=backoff(self.request.retries, exc.delay), exc=exc) from exc
     if outcome is not None and outcome.requeue_after:
-        reconcile_endpoint_task.apply_async(args=[endpoint_id], countdown=outcome.requeue_after, retry=False)
+        reconcile_schedule(endpoint_id, outcome.requeue_after)
 
 
 @shared_task(name="workers.reconcile_sweep", acks_late=True, ignore_result=True)
 def reconcile_sweep_task() -> int:
-    """Re-enqueue every endpoint that is not converged; returns how many. Catches lost messages."""
+    """Schedule a pass for every endpoint that is not converged and has none pending; returns how many.
+    Catches lost messages."""
     from deployments.reconcile import endpoints_unconverged
 
-    ids = endpoints_unconverged()
-    for endpoint_id in ids:
-        reconcile_endpoint_task.apply_async(args=[endpoint_id], retry=False)
-    return len(ids)
+    return sum(reconcile_schedule(endpoint_id) for endpoint_id in endpoints_unconverged())
 
 
 @shared_task(name="workers.drift_sweep", acks_late=True, ignore_result=True)
