@@ -1,9 +1,9 @@
-"""Request-wide middleware: request ids, paths that name nothing, and a clean 503 when the database is down."""
+"""Request-wide middleware: request ids, malformed requests, and a clean 503 when the database is down."""
 
 import logging
 import uuid
 
-from django.core.exceptions import SuspiciousOperation
+from django.core.exceptions import DisallowedHost, SuspiciousOperation
 from django.db import InterfaceError, OperationalError
 from django.http import Http404
 
@@ -27,14 +27,24 @@ class RequestIdMiddleware:
         return response
 
 
-class NulInPathMiddleware:
-    """A path with a NUL character names nothing that can exist (Postgres cannot store one, so a lookup
-    would fail with a DataError): 404 at once, in the error shape."""
+class MalformedRequestMiddleware:
+    """Requests refused before anything reads them, in the error shape rather than Django's HTML pages.
+
+    A Host header Django refuses (not a valid host name, or not in ALLOWED_HOSTS) is a 400: left to
+    CommonMiddleware it becomes Django's HTML "Bad Request (400)" page, since it is raised outside any
+    view. A path with a NUL character names nothing that can exist (Postgres cannot store one, so a
+    lookup would fail with a DataError): 404.
+    """
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
+        try:
+            request.get_host()
+        except DisallowedHost as exc:
+            log.warning("api.disallowed_host path=%s", request.path[:200])
+            return json_error_response(exc)
         if "\x00" in request.path:
             return json_error_response(Http404())
         return self.get_response(request)

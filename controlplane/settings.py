@@ -95,7 +95,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "controlplane.middleware.RequestIdMiddleware",
-    "controlplane.middleware.NulInPathMiddleware",
+    "controlplane.middleware.MalformedRequestMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "controlplane.middleware.DatabaseUnavailableMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -21,13 +21,14 @@ from .wire import iso_z
 
 
 def error_responses(*codes: int) -> dict:
-    """The error responses of an operation: its own ``codes`` plus those any request can meet."""
-    return {code: OpenApiResponse(ErrorSerializer, description="Error") for code in (401, 429, 503, *codes)}
+    """The error responses of an operation: its own ``codes`` plus those any request can meet (400 for a
+    malformed request, e.g. a Host header that is not a host name)."""
+    return {code: OpenApiResponse(ErrorSerializer, description="Error") for code in (400, 401, 429, 503, *codes)}
 
 
 def body_error_responses(*codes: int) -> dict:
-    """As ``error_responses``, for operations that read a JSON body (400 invalid, 413 too large)."""
-    return error_responses(400, 413, *codes)
+    """As ``error_responses``, for operations that read a JSON body (413 too large)."""
+    return error_responses(413, *codes)
 
 
 class WhoamiView(APIView):

@@ -190,6 +190,14 @@ def test_a_nul_in_the_tags_filter_is_a_400_naming_it(alice):
     assert r.status_code == 400 and "tags" in r.json()["fields"], r.content
 
 
+@pytest.mark.parametrize("host", ["td|c", "evil.example"])
+def test_a_host_django_refuses_is_a_json_400_not_an_html_page(alice, settings, host):
+    settings.ALLOWED_HOSTS = ["testserver"]  # "td|c" is not a host name at all; evil.example is not allowed
+    r = client_for(make_token(alice)).get("/v2/endpoint/alice", HTTP_HOST=host)
+    assert r.status_code == 400 and r["Content-Type"] == "application/json", (r["Content-Type"], r.content[:100])
+    assert r.json() == {"error": "Malformed request", "code": "bad_request"}
+
+
 def test_a_nul_in_a_path_is_a_404(alice):
     api = client_for(make_token(alice))
     for path in ("/v2/endpoint/ali%00ce", "/v2/endpoint/alice/ep%00", "/v2/quotas/%00"):

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, rule, run_state_machine_as_test
 
 from controlplane.errors import DomainError
+from controlplane.models import NAMESPACE_RE
 from deployments.names import dns_label, endpoint_object_name, host_id, namespace_name
 from endpoints import services
 from endpoints.models import Endpoint, Intent
@@ -146,7 +147,7 @@ def test_neither_argument_is_modified_and_the_result_shares_nothing_with_them(ba
 # ---------------------------------------------------------------- names
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 ENDPOINT_NAMES = st.from_regex(NAME_RE, fullmatch=True)
-ACCOUNT_SLUGS = st.from_regex(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?$", fullmatch=True)  # NAMESPACE_RE
+ACCOUNT_SLUGS = st.from_regex(NAMESPACE_RE, fullmatch=True)
 
 
 def assert_label(label: str) -> None:
