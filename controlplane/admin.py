@@ -7,33 +7,7 @@ from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from endpoints.routes import user_tokens_publish_on_commit
 
 from .models import Account, ApiToken, AuditEvent, Membership
-from .services import audit_record
-
-
-def _publish(obj) -> None:
-    """Edits here bypass the services: tell the endpoint gateway after commit, as the services do."""
-    from endpoints.routes import grant_publish_on_commit, token_publish_on_commit
-
-    if isinstance(obj, Membership):
-        grant_publish_on_commit(account=obj.account, user_id=obj.user_id)
-    elif isinstance(obj, ApiToken):
-        token_publish_on_commit(obj)
-
-
-class PublishesToGateway:
-    def save_model(self, request, obj, form, change):
-        super().save_model(request, obj, form, change)
-        _publish(obj)
-
-    def delete_model(self, request, obj):
-        super().delete_model(request, obj)
-        _publish(obj)
-
-    def delete_queryset(self, request, queryset):
-        objects = list(queryset)
-        super().delete_queryset(request, queryset)
-        for obj in objects:
-            _publish(obj)
+from .services import audit_record, membership_remove, membership_set
 
 
 class MembershipInline(admin.TabularInline):
@@ -55,31 +29,51 @@ class AccountAdmin(admin.ModelAdmin):
         return ["slug", "kind", "user", "created_at"] if obj else self.readonly_fields
 
     def save_formset(self, request, form, formset, change):
-        super().save_formset(request, form, formset, change)
-        changed = [obj for obj, _fields in getattr(formset, "changed_objects", [])]
-        for obj in [*getattr(formset, "new_objects", []), *changed, *getattr(formset, "deleted_objects", [])]:
-            _publish(obj)
+        """Membership rows edited inline go through the services (audited, told to the gateway)."""
+        if formset.model is not Membership:
+            return super().save_formset(request, form, formset, change)
+        for membership in formset.save(commit=False):
+            membership_set(account=membership.account, user=membership.user, role=membership.role,
+                           actor=request.user)
+        for membership in formset.deleted_objects:
+            membership_remove(account=membership.account, user=membership.user, actor=request.user)
 
 
 @admin.register(Membership)
-class MembershipAdmin(PublishesToGateway, admin.ModelAdmin):
+class MembershipAdmin(admin.ModelAdmin):
+    """Saved through the services, so every change is audited and reaches the endpoint gateway."""
+
     list_display = ["account", "user", "role", "created_at"]
     list_filter = ["role"]
     search_fields = ["account__slug", "user__username"]
 
+    def save_model(self, request, obj, form, change):
+        membership_set(account=obj.account, user=obj.user, role=obj.role, actor=request.user)
+
+    def delete_model(self, request, obj):
+        membership_remove(account=obj.account, user=obj.user, actor=request.user)
+
+    def delete_queryset(self, request, queryset):
+        for membership in queryset.select_related("account", "user"):
+            membership_remove(account=membership.account, user=membership.user, actor=request.user)
+
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(PublishesToGateway, admin.ModelAdmin):
+class ApiTokenAdmin(admin.ModelAdmin):
     """Tokens are created by their owners or ``create_token``; here they can be inspected and revoked."""
 
     list_display = ["prefix", "name", "user", "role", "created_at", "last_used_at", "expires_at", "revoked_at"]
     list_filter = ["role"]
     search_fields = ["name", "prefix", "user__username"]
     fields = ["user", "name", "role", "prefix", "created_at", "last_used_at", "expires_at", "revoked_at"]
-    readonly_fields = ["user", "name", "role", "prefix", "created_at", "last_used_at"]
+    # All read-only, no deletes: revocation goes through the action (audited, told to the gateway).
+    readonly_fields = fields
     actions = ["revoke"]
 
     def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
         return False
 
     @admin.action(description="Revoke selected tokens")

@@ -136,9 +136,11 @@ def membership_set(*, account: Account, user: AbstractBaseUser, role: str,
 
 @transaction.atomic
 def membership_remove(*, account: Account, user: AbstractBaseUser, actor: AbstractBaseUser | None = None) -> None:
+    role = Membership.objects.filter(account=account, user=user).values_list("role", flat=True).first()
     deleted, _ = Membership.objects.filter(account=account, user=user).delete()
     if deleted:
-        audit_record(actor=actor, action="membership.remove", account=account, target=user.get_username())
+        audit_record(actor=actor, action="membership.remove", account=account, target=user.get_username(),
+                     diff={"role": [role, None]})
         _publish_grant(account, user)
 
 
@@ -175,7 +177,7 @@ def token_revoke(*, user: AbstractBaseUser, token_id: int, actor: AbstractBaseUs
         token.save(update_fields=["revoked_at"])
         _publish_token(token)
         audit_record(actor=actor or user, action="token.revoke", account=getattr(user, "personal_account", None),
-                     target=f"{token.prefix}… {token.name}")
+                     target=f"{token.prefix}… {token.name}", diff={"revokedAt": [None, token.revoked_at.isoformat()]})
     return token
 
 

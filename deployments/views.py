@@ -24,7 +24,7 @@ class EndpointLogsView(APIView):
     @extend_schema(operation_id="endpoint_logs", tags=["endpoints"],
                    parameters=[OpenApiParameter("tail", int, description="Lines per replica (1-10000, default 200)"),
                                OpenApiParameter("replica", str, description="One replica (pod) only")],
-                   responses={200: OpenApiResponse(OpenApiTypes.STR, description="text/plain logs"),
+                   responses={(200, "text/plain"): OpenApiResponse(OpenApiTypes.STR, description="Logs, per replica"),
                               **error_responses(400, 403, 404)})
     def get(self, request: Request, namespace: str, name: str) -> HttpResponse:
         account = caller_account(request, namespace, Role.READ)

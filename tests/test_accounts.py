@@ -107,7 +107,7 @@ def test_membership_changes_are_audited(db):
                  .values_list("action", "diff", "actor_name"))
     assert trail == [("membership.set", {"role": [None, "read"]}, "own"),
                      ("membership.set", {"role": ["read", "write"]}, "own"),
-                     ("membership.remove", {}, "own")]
+                     ("membership.remove", {"role": ["write", None]}, "own")]
 
 
 def test_probes(db, client):
