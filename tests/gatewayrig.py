@@ -42,7 +42,7 @@ def free_port() -> int:
 
 
 def database_url() -> str:
-    """The test database as a URL for subprocesses (as tests/test_workers_e2e.py builds it)."""
+    """The test database as a URL for subprocesses (the gateway, Celery workers)."""
     s = connection.settings_dict
     auth = s["USER"] + (f":{s['PASSWORD']}" if s["PASSWORD"] else "")
     host = s["HOST"] or "127.0.0.1"

@@ -14,29 +14,20 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.db import connection
 
 from endpoints.models import Endpoint
 from tests.conftest import bearer_client
 from tests.factories import endpoint_spec, make_token, make_user
+from tests.gatewayrig import database_url
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def _database_url() -> str:
-    s = connection.settings_dict
-    auth = s["USER"] + (f":{s['PASSWORD']}" if s["PASSWORD"] else "")
-    host = s["HOST"] or "127.0.0.1"
-    query = f"?host={host}" if host.startswith("/") else ""
-    netloc = f"{auth}@{'localhost' if query else host}:{s['PORT'] or 5432}"
-    return f"postgres://{netloc}/{s['NAME']}{query}"
-
-
 @pytest.fixture
 def processes(broker, fake_hub, tmp_path):
     """Start worker/beat processes on demand, with the test database, broker and Hub; stop them after."""
-    env = {**os.environ, "DATABASE_URL": _database_url(), "REDIS_URL": settings.CELERY_BROKER_URL,
+    env = {**os.environ, "DATABASE_URL": database_url(), "REDIS_URL": settings.CELERY_BROKER_URL,
            "SECRETS_ENCRYPTION_KEY": settings.SECRETS_ENCRYPTION_KEY, "HF_HUB_URL": fake_hub.url,
            "RECONCILE_SWEEP_SECONDS": "1", "RECONCILE_MAX_BACKOFF_SECONDS": "1", "DJANGO_DEBUG": "true",
            "PYTHONUNBUFFERED": "1"}
