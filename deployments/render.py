@@ -9,6 +9,8 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
+from endpoints.catalog import DEFAULT_THRESHOLD, MANAGED_VARIANTS, image_health_route, image_port
+
 from .names import (
     ANNOTATION_SECRETS,
     ANNOTATION_TEMPLATE,
@@ -19,9 +21,6 @@ from .names import (
     private_lb_name,
 )
 
-MANAGED_VARIANTS = ("huggingface", "huggingfaceNeuron")
-ENGINE_DEFAULT_PORT = {"vLLM": 8000, "sGLang": 30000, "llamacpp": 8080}
-DEFAULT_THRESHOLD = {"hardwareUsage": 80.0, "pendingRequests": 1.5}
 REPOSITORY_DIR = "/repository"
 # Device resources mirrored into each namespace's ResourceQuota, per accelerator.
 DEVICE_RESOURCE = {"gpu": "nvidia.com/gpu", "neuron": "aws.amazon.com/neuron"}
@@ -125,18 +124,6 @@ def _variant(target: EndpointTarget) -> tuple[str, dict]:
     return variant, body or {}
 
 
-def container_port(target: EndpointTarget) -> int:
-    variant, body = _variant(target)
-    if variant in MANAGED_VARIANTS:
-        return 80
-    return body.get("port") or ENGINE_DEFAULT_PORT.get(variant, 80)
-
-
-def health_route(target: EndpointTarget) -> str:
-    variant, body = _variant(target)
-    return "/health" if variant in MANAGED_VARIANTS else body.get("healthRoute") or "/health"
-
-
 # Variant fields the renderer uses itself; every other scalar is an engine option passed as env.
 VARIANT_FIELDS = {"url", "healthRoute", "port", "credentials", "env"}
 ENGINE_ENV_PREFIX = {"llamacpp": "LLAMA_ARG_"}
@@ -175,7 +162,7 @@ def _resources(instance: InstanceSpec) -> dict:
 def _deployment(target: EndpointTarget, platform: Platform, labels: dict) -> dict:
     name = endpoint_object_name(target.name)
     variant, body = _variant(target)
-    port = container_port(target)
+    port = image_port(target.image)
     image = platform.managed_image if variant in MANAGED_VARIANTS else body["url"]
     container = {
         "name": "inference",
@@ -183,7 +170,7 @@ def _deployment(target: EndpointTarget, platform: Platform, labels: dict) -> dic
         "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
         "env": _env(target),
         "resources": _resources(target.instance),
-        "readinessProbe": {"httpGet": {"path": health_route(target), "port": port},
+        "readinessProbe": {"httpGet": {"path": image_health_route(target.image), "port": port},
                            "periodSeconds": 2, "timeoutSeconds": 2, "failureThreshold": 3},
         "volumeMounts": [{"name": "repository", "mountPath": REPOSITORY_DIR, "readOnly": True}],
     }

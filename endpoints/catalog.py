@@ -36,4 +36,23 @@ IMAGE_VARIANTS = MANAGED_VARIANTS + CONTAINER_VARIANTS
 # The health route and port each container engine listens on when the variant does not say.
 DEFAULT_HEALTH_ROUTE = "/health"
 DEFAULT_PORT = 80
-ENGINE_DEFAULT_PORT = {"tgi": 80, "tei": 80, "vLLM": 8000, "sGLang": 30000, "llamacpp": 8080, "hfServe": 80}
+ENGINE_DEFAULT_PORT = {"vLLM": 8000, "sGLang": 30000, "llamacpp": 8080}
+
+# Autoscaling thresholds when ``compute.scaling.measure`` gives none (API.md B§9).
+DEFAULT_THRESHOLD = {"hardwareUsage": 80.0, "pendingRequests": 1.5}
+
+
+def image_health_route(image: dict) -> str:
+    """The health route of a one-key ``model.image``: the managed image's, or the variant's own."""
+    (variant, body), = image.items()
+    if variant in MANAGED_VARIANTS:
+        return DEFAULT_HEALTH_ROUTE
+    return (body or {}).get("healthRoute") or DEFAULT_HEALTH_ROUTE
+
+
+def image_port(image: dict) -> int:
+    """The port the serving container listens on: 80 for the managed image, else the variant's or its engine's."""
+    (variant, body), = image.items()
+    if variant in MANAGED_VARIANTS:
+        return DEFAULT_PORT
+    return (body or {}).get("port") or ENGINE_DEFAULT_PORT.get(variant, DEFAULT_PORT)

@@ -9,7 +9,7 @@ from copy import deepcopy
 
 from controlplane.wire import iso_z
 
-from .catalog import DEFAULT_HEALTH_ROUTE, MANAGED_VARIANTS
+from .catalog import DEFAULT_THRESHOLD, image_health_route
 from .models import Endpoint
 from .serializers import MASK
 
@@ -17,7 +17,6 @@ REPLACED_WHOLE = frozenset({
     "model.image", "model.command", "model.args", "model.env", "model.secrets", "tags",
     "compute.scaling.measure", "privateService",
 })
-DEFAULT_THRESHOLD = {"hardwareUsage": 80.0, "pendingRequests": 1.5}
 
 
 def deep_merge(base: dict, patch: dict, _path: str = "") -> dict:
@@ -39,13 +38,6 @@ def scaling_measure(endpoint: Endpoint) -> tuple[str, float]:
     metric = endpoint.scaling_metric or "hardwareUsage"
     threshold = endpoint.scaling_threshold
     return metric, DEFAULT_THRESHOLD[metric] if threshold is None else threshold
-
-
-def health_route(image: dict) -> str:
-    (variant, body), = image.items()
-    if variant in MANAGED_VARIANTS:
-        return DEFAULT_HEALTH_ROUTE
-    return body.get("healthRoute") or DEFAULT_HEALTH_ROUTE
 
 
 def public_image(image: dict) -> dict:
@@ -127,7 +119,7 @@ def render(endpoint: Endpoint) -> dict:
     return {
         **spec,
         "accountId": None,
-        "healthRoute": health_route(endpoint.image),
+        "healthRoute": image_health_route(endpoint.image),
         "status": {
             "createdAt": iso_z(endpoint.created_at),
             "createdBy": _account_ref(endpoint.created_by),

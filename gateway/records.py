@@ -21,7 +21,7 @@ import json
 import re
 
 from deployments.names import endpoint_object_name, host_id, namespace_name
-from deployments.render import MANAGED_VARIANTS
+from endpoints.catalog import image_health_route
 
 KINDS = ("route", "token", "grant")
 FEED = "feed"
@@ -81,11 +81,6 @@ def parse_feed(message: bytes | str) -> tuple[str, str, int, dict | None]:
 
 
 # ---------------------------------------------------------------- record builders
-def health_route(image: dict) -> str:
-    (variant, body), = image.items()
-    return "/health" if variant in MANAGED_VARIANTS else (body or {}).get("healthRoute") or "/health"
-
-
 def route_record(row: dict) -> dict:
     """The route record of one endpoint row.
 
@@ -103,7 +98,7 @@ def route_record(row: dict) -> dict:
         "owner": row["account_user_id"] if row["account_kind"] == "user" else None,
         "name": row["name"], "host": host_id(row["account_slug"], row["name"]), "type": row["type"],
         "state": row["state"], "intent": row["intent"], "message": row["message"],
-        "upstream": upstream.rstrip("/") if upstream else None, "health": health_route(row["image"]),
+        "upstream": upstream.rstrip("/") if upstream else None, "health": image_health_route(row["image"]),
         "namespace": namespace or "", "object": service or endpoint_object_name(row["name"]),
     }
 
