@@ -2,6 +2,7 @@
 
 import logging
 import random
+from functools import lru_cache
 
 from celery import shared_task
 from django.conf import settings
@@ -15,22 +16,23 @@ def reconcile_schedule(endpoint_id: int, countdown: float = 0) -> bool:
     A Redis key (expiring on its own, should its pass be lost) marks the scheduled pass, so requeues and
     sweeps never stack chains of passes on one endpoint. Direct enqueues after a spec change bypass it.
     """
-    client = _redis()
-    try:
-        if not client.set(_scheduled_key(endpoint_id), "1", nx=True, ex=int(countdown) + 60):
-            return False
-    finally:
-        client.close()
+    if not _redis().set(_scheduled_key(endpoint_id), "1", nx=True, ex=int(countdown) + 60):
+        return False
     reconcile_endpoint_task.apply_async(args=[endpoint_id], kwargs={"scheduled": True}, countdown=countdown,
                                         retry=False)
     return True
 
 
 def _redis():
+    """A pooled client of the broker the tasks are published to (one pool per URL, reused by every pass)."""
+    return _redis_for(reconcile_endpoint_task.app.conf.broker_url)
+
+
+@lru_cache(maxsize=4)
+def _redis_for(url: str):
     import redis
 
-    conf = reconcile_endpoint_task.app.conf  # the broker the tasks are published to
-    return redis.Redis.from_url(conf.broker_url, socket_timeout=2, socket_connect_timeout=2)
+    return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
 
 
 def _scheduled_key(endpoint_id: int) -> str:
@@ -38,11 +40,7 @@ def _scheduled_key(endpoint_id: int) -> str:
 
 
 def _schedule_done(endpoint_id: int) -> None:
-    client = _redis()
-    try:
-        client.delete(_scheduled_key(endpoint_id))
-    finally:
-        client.close()
+    _redis().delete(_scheduled_key(endpoint_id))
 
 
 def backoff(retries: int, hint: float | None = None) -> float:
