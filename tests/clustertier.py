@@ -1,0 +1,186 @@
+"""The cluster test tier: a real Kubernetes control plane (``scripts.localcluster``) with simulated nodes, the
+worker acting as the ServiceAccount the Helm chart creates, bound to exactly the rules the chart renders,
+and real Celery worker and beat processes.
+
+Fixtures (loaded from ``tests/conftest.py``):
+
+- ``local_cluster`` (session): the cluster, started once per run in a temporary directory and removed at
+  the end. Building its binaries the first time takes minutes (``make kube-build``), then they are cached.
+- ``worker_kubeconfig`` (session): a kubeconfig for the chart's worker ServiceAccount (a bound token).
+- ``kube_cluster`` (test): that cluster registered as aws/us-east-1 with the worker's kubeconfig, and a
+  ``ClusterProbe`` to look at it as the admin and to read what the API server audited of the worker.
+- ``celery`` (test): start ``worker`` / ``beat`` processes against the test database, broker and Hub.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+from pathlib import Path
+
+import pytest
+import yaml
+from django.conf import settings
+
+REPO = Path(__file__).resolve().parent.parent
+CHART = REPO / "helm" / "controlplane"
+CHART_NAMESPACE = "cp-system"
+WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
+
+
+def wait_for(predicate, timeout: float = 60.0, what: str = "condition", interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+class ClusterProbe:
+    """The test's own view of the cluster, as its admin (never through the code under test)."""
+
+    def __init__(self, cluster, worker_user: str):
+        self.cluster = cluster
+        self.worker_user = worker_user
+
+    def get(self, path: str) -> dict | None:
+        try:
+            return self.cluster.request("GET", path)
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                return None
+            raise
+
+    def items(self, path: str) -> list[dict]:
+        return (self.get(path) or {}).get("items", [])
+
+    def send(self, method: str, path: str, body: dict | None = None) -> dict:
+        return self.cluster.request(method, path, body)
+
+    def audit_mark(self) -> int:
+        """A position in the audit log: ``worker_requests(since=mark)`` reads what came after."""
+        try:
+            return self.cluster.audit_log.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def worker_requests(self, since: int = 0) -> list[dict]:
+        """Every request the worker's ServiceAccount made, as the API server audited it (ResponseComplete)."""
+        try:
+            with open(self.cluster.audit_log, "rb") as f:
+                f.seek(since)
+                lines = f.read().splitlines()
+        except FileNotFoundError:
+            return []
+        out = []
+        for line in lines:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if event.get("stage") == "ResponseComplete" and event.get("user", {}).get("username") == self.worker_user:
+                out.append(event)
+        return out
+
+    def worker_writes(self, since: int = 0) -> list[str]:
+        return [f"{e['verb']} {e['requestURI']}" for e in self.worker_requests(since) if e["verb"] in WRITE_VERBS]
+
+
+@pytest.fixture(scope="session")
+def local_cluster(tmp_path_factory):
+    from scripts.localcluster import LocalCluster
+
+    cluster = LocalCluster(tmp_path_factory.mktemp("localcluster"))
+    cluster.up(quiet=True)
+    yield cluster
+    cluster.destroy()
+
+
+def chart_worker_rbac() -> list[dict]:
+    """The ServiceAccount, ClusterRole(s) and binding(s) the chart renders for the worker, as rendered."""
+    helm = REPO / ".tools" / "bin" / "helm"
+    result = subprocess.run([str(helm), "template", "cp", str(CHART), "--namespace", CHART_NAMESPACE,
+                             "--values", str(CHART / "ci" / "minimal-values.yaml")],
+                            capture_output=True, text=True, check=True)
+    kinds = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
+    return [o for o in yaml.safe_load_all(result.stdout) if o and o.get("kind") in kinds]
+
+
+@pytest.fixture(scope="session")
+def worker_kubeconfig(local_cluster) -> tuple[str, str]:
+    """(kubeconfig text, username) for the chart's worker ServiceAccount, bound to the chart's own rules."""
+    from scripts.localcluster import kubeconfig_text
+
+    paths = {"ServiceAccount": f"/api/v1/namespaces/{CHART_NAMESPACE}/serviceaccounts",
+             "ClusterRole": "/apis/rbac.authorization.k8s.io/v1/clusterroles",
+             "ClusterRoleBinding": "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+             "Role": f"/apis/rbac.authorization.k8s.io/v1/namespaces/{CHART_NAMESPACE}/roles",
+             "RoleBinding": f"/apis/rbac.authorization.k8s.io/v1/namespaces/{CHART_NAMESPACE}/rolebindings"}
+    local_cluster.request("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
+                                                         "metadata": {"name": CHART_NAMESPACE}})
+    accounts = []
+    for obj in chart_worker_rbac():
+        local_cluster.request("POST", paths[obj["kind"]], obj)
+        if obj["kind"] == "ServiceAccount":
+            accounts.append(obj["metadata"]["name"])
+    assert len(accounts) == 1, f"the chart should render one ServiceAccount, got {accounts}"
+    token = local_cluster.request(
+        "POST", f"/api/v1/namespaces/{CHART_NAMESPACE}/serviceaccounts/{accounts[0]}/token",
+        {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+         "spec": {"expirationSeconds": 6 * 3600}})["status"]["token"]
+    text = kubeconfig_text(server=local_cluster.server, ca=local_cluster.pki / "ca.crt", token=token)
+    return text, f"system:serviceaccount:{CHART_NAMESPACE}:{accounts[0]}"
+
+
+@pytest.fixture
+def kube_cluster(db, local_cluster, worker_kubeconfig):
+    """The local cluster registered as aws/us-east-1 (the worker's identity), and a probe to look at it."""
+    from deployments.services import cluster_register
+
+    text, user = worker_kubeconfig
+    cluster_register(name="local", vendor="aws", region="us-east-1", kubeconfig_text=text,
+                     ingress_domain="endpoints.test")
+    return ClusterProbe(local_cluster, user)
+
+
+@pytest.fixture
+def celery(broker, fake_hub, tmp_path):
+    """Start ``worker``/``beat`` processes on demand with the test database, broker and Hub; stopped after.
+    Keyword arguments become environment variables of the process."""
+    from tests.gatewayrig import database_url
+
+    base = {**os.environ, "DATABASE_URL": database_url(), "REDIS_URL": settings.CELERY_BROKER_URL,
+            "SECRETS_ENCRYPTION_KEY": settings.SECRETS_ENCRYPTION_KEY, "HF_HUB_URL": fake_hub.url,
+            "RECONCILE_SWEEP_SECONDS": "1", "RECONCILE_MAX_BACKOFF_SECONDS": "1", "DRIFT_SWEEP_SECONDS": "2",
+            "DJANGO_DEBUG": "true", "PYTHONUNBUFFERED": "1"}
+    base.pop("HF_HUB_TOKEN", None)
+    started: list[subprocess.Popen] = []
+
+    def start(kind: str, **env) -> subprocess.Popen:
+        args = {"worker": ["worker", "--pool", "solo", "--without-heartbeat", "--without-gossip",
+                           "--without-mingle"],
+                "beat": ["beat", "--schedule", str(tmp_path / f"beat-{len(started)}")]}[kind]
+        with open(tmp_path / f"{kind}-{len(started)}.log", "w") as log:
+            proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "controlplane", *args, "--loglevel", "INFO"],
+                                    cwd=REPO, env={**base, **{k: str(v) for k, v in env.items()}}, stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        started.append(proc)
+        return proc
+
+    yield start
+    for path in sorted(tmp_path.glob("*.log")):
+        print(f"----- {path.name}\n{path.read_text()[-4000:]}")
+    for proc in started:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+    for proc in started:
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
