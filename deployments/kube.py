@@ -42,7 +42,9 @@ def _error(exc: Exception) -> KubeError:
                 retry_after = float(exc.headers["Retry-After"])
             except ValueError:
                 retry_after = None
-        transient = exc.status in TRANSIENT_STATUS or exc.status == 0
+        # A namespace being finalised refuses new objects (403) until it is gone: a create then succeeds.
+        terminating = exc.status == 403 and "being terminated" in message
+        transient = exc.status in TRANSIENT_STATUS or exc.status == 0 or terminating
         return KubeError(f"Kubernetes API {exc.status}: {message}", status=exc.status, transient=transient,
                          retry_after=retry_after)
     return KubeError(f"Kubernetes API unreachable: {type(exc).__name__}", status=None, transient=True)

@@ -2,8 +2,10 @@
 
 Rules (first match wins), for an endpoint the user wants running:
 - no Deployment yet -> ``pending``;
-- pods of the *current* template failing (crash loop, image pull, unschedulable) or the rollout past its
-  progress deadline -> ``updateFailed`` while older pods still serve, else ``failed``; the message says which;
+- pods of the *current* template failing (crash loop, image pull, unschedulable), pods the cluster refuses
+  to create (the ReplicaSet's ``ReplicaFailure``, e.g. the namespace's ResourceQuota), or the rollout past
+  its progress deadline -> ``updateFailed`` while older pods still serve, else ``failed``; the message says
+  which;
 - the rollout complete (observed generation current, every replica updated) with a ready replica ->
   ``running``;
 - a rollout under way while older pods serve -> ``updating``;
@@ -69,6 +71,10 @@ def observe(*, deployment: dict | None, pods: list[dict], events: list[dict], te
     current = [p for p in pods if (p["metadata"].get("annotations") or {}).get(ANNOTATION_TEMPLATE) == template_hash]
     older_ready = [p for p in pods if p not in current and _is_ready(p)]
     problems = [problem for problem in (_pod_problem(p, events) for p in current) if problem]
+    refused = _condition(deployment, "ReplicaFailure")  # copied from the ReplicaSet by the deployment controller
+    if not problems and refused.get("status") == "True":
+        problems = [f"Kubernetes refuses to create its pods ({refused.get('reason') or 'FailedCreate'}): "
+                    f"{refused.get('message', '')}".rstrip(": ")]
     progressing = _condition(deployment, "Progressing")
     if not problems and progressing.get("reason") == "ProgressDeadlineExceeded":
         problems = [f"the rollout did not finish in time: {progressing.get('message', '')}".rstrip(": ")]

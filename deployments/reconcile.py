@@ -289,7 +289,9 @@ def _observe(kube: Kube, endpoint: Endpoint, target: EndpointTarget, desired: li
 
 
 def _teardown(endpoint: Endpoint, cluster: Cluster | None) -> Outcome | None:
-    """Delete the PrivateLink service if any, every owned object, then the row (its events go with it)."""
+    """Delete the PrivateLink service if any, every owned object (their pods and ReplicaSets go by garbage
+    collection), the account's namespace when no other endpoint of the account is left on the cluster, then
+    the row (its events go with it)."""
     if cluster is not None:  # objects are looked for even if no pass finished: one may have written some
         kube = kube_for(cluster)
         namespace = namespace_name(cluster.namespace_prefix, endpoint.account.slug)
@@ -309,6 +311,12 @@ def _teardown(endpoint: Endpoint, cluster: Cluster | None) -> Outcome | None:
             for kind in reversed(ENDPOINT_KINDS):
                 for name in live[kind]:
                     kube.delete(kind, namespace, name)
+            others = Endpoint.objects.filter(account=endpoint.account, instance__vendor=cluster.vendor,
+                                             instance__region=cluster.region).exclude(pk=endpoint.pk)
+            if endpoint.first_applied_at is not None and not others.exists():
+                # The account's last endpoint here: its namespace (quota, policies) goes too. An endpoint
+                # created meanwhile retries until the namespace is gone, then recreates it.
+                kube.delete("Namespace", None, namespace)
         except KubeError as exc:
             _note(endpoint, endpoint.generation, f"Deleting: Kubernetes API problem, retrying ({exc})")
             raise Retry(str(exc), delay=exc.retry_after) from exc

@@ -32,14 +32,15 @@ CHART_NAMESPACE = "cp-system"
 WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
 
 
-def wait_for(predicate, timeout: float = 60.0, what: str = "condition", interval: float = 0.2):
+def wait_for(predicate, timeout: float = 60.0, what="condition", interval: float = 0.2):
+    """Poll ``predicate`` until truthy (returned); ``what`` (a string, or a callable giving one) names it."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what() if callable(what) else what}")
 
 
 class ClusterProbe:
