@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 WITH_SERVICES := $(PY) -m scripts.devservices --
 
-.PHONY: install cluster cluster-down kube-build run test lint clean-data clean
+.PHONY: install cluster cluster-down kube-build run test bench bench-smoke lint clean-data clean
 
 install: $(VENV)/.installed
 	@bash scripts/install_tools.sh
@@ -33,6 +33,15 @@ run: install
 
 test: install
 	@$(WITH_SERVICES) $(PY) -m pytest $(PYTEST_ARGS)
+
+# Every benchmark prints its figures beside the yardstick they are compared with, from the same run; smoke
+# mode runs each on tiny sizes (the suite does too: tests/test_benches.py), so none rots.
+BENCHES := admission reconcile gateway cluster
+bench: install
+	@for b in $(BENCHES); do echo "== bench/$$b.py"; $(WITH_SERVICES) $(PY) bench/$$b.py $(BENCH_ARGS) || exit 1; done
+
+bench-smoke:
+	@$(MAKE) --no-print-directory bench BENCH_ARGS=--smoke
 
 lint: install
 	$(VENV)/bin/ruff check .

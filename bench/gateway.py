@@ -115,7 +115,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--serve-upstream", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, so CI runs every bench")
     args = parser.parse_args()
+    if args.smoke:
+        args.clients, args.seconds, args.processes = 4, 0.5, 1
     if args.serve_upstream:
         serve_upstream(args.serve_upstream)
         return

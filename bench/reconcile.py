@@ -79,7 +79,7 @@ def drift_at_scale(count: int) -> None:
     from tests.fakekube.resources import RESOURCES
 
     plurals = {"Secret": "secrets", "Deployment": "deployments", "Service": "services",
-               "HorizontalPodAutoscaler": "horizontalpodautoscalers"}
+               "HorizontalPodAutoscaler": "horizontalpodautoscalers", "NetworkPolicy": "networkpolicies"}
     # The fake's controllers would start 10,000 simulated rollouts; this measures the sweep alone.
     with FakeKube(controller_interval=3600) as kube, tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "kubeconfig"
@@ -115,7 +115,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--endpoints", type=int, default=30)
     parser.add_argument("--drift", type=int, default=10_000)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, so CI runs every bench")
     args = parser.parse_args()
+    if args.smoke:
+        args.endpoints, args.drift = 2, 20
     env = setup_django()
     create_to_applied(env, args.endpoints)
     drift_at_scale(args.drift)

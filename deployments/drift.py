@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from endpoints.models import Endpoint, Intent
 
-from .apply import live_hash, stamped
+from .apply import stamped, up_to_date
 from .kube import KubeError, kube_for
 from .models import Cluster
 from .names import LABEL_ID
@@ -59,10 +59,10 @@ def drift_sweep(*, enqueue) -> DriftReport:
                 live.pop(str(endpoint.pk), None)  # the convergence sweep owns these
                 continue
             report.endpoints_checked += 1
-            desired = {(o["kind"], o["metadata"]["name"]): live_hash(stamped(o))
+            desired = {(o["kind"], o["metadata"]["name"]): stamped(o)
                        for o in render_endpoint(target_for(endpoint, cluster), shared)}
-            actual = {key: live_hash(obj) for key, obj in live.pop(str(endpoint.pk), {}).items()}
-            if desired != actual:
+            actual = live.pop(str(endpoint.pk), {})
+            if desired.keys() != actual.keys() or not all(up_to_date(o, actual[k]) for k, o in desired.items()):
                 report.drifted.append(endpoint.pk)
                 enqueue(endpoint.pk)
         for owner, objects in live.items():

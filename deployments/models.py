@@ -19,6 +19,9 @@ class Cluster(models.Model):
     service_url_template = models.CharField(
         max_length=256, default="http://{service}.{namespace}.svc.cluster.local:{port}")
     enabled = models.BooleanField(default=True)
+    simulated = models.BooleanField(
+        default=False, help_text="Its nodes are simulated (the local development cluster): endpoints reach running, "
+                                 "but no container runs to answer their requests")
     # AWS access for PrivateLink and ECR pulls (vendor aws): keys (stored encrypted), a profile of the
     # worker's AWS config, or the worker's ambient credentials (IRSA, instance role). None set = no AWS.
     aws_credentials_encrypted = models.TextField(blank=True, default="", editable=False)

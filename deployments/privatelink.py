@@ -1,5 +1,5 @@
 """AWS PrivateLink for private endpoints with ``privateService``: a VPC endpoint service on the endpoint's
-internal NLB, open to the customer's AWS account (API.md B§10, DESIGN.md §5).
+internal NLB, open to the customer's AWS account.
 
 The renderer asks the AWS load-balancer controller for the NLB (a LoadBalancer Service named
 ``ep-<name>-private`` whose load balancer is named ``names.private_lb_name``); this module finds it and

@@ -16,14 +16,15 @@ def cluster_register(*, name: str, vendor: str, region: str, kubeconfig_text: st
                      ingress_domain: str = "", endpoint_url_template: str | None = None,
                      service_url_template: str | None = None, aws_access_key_id: str = "",
                      aws_secret_access_key: str = "", aws_session_token: str = "", aws_profile: str = "",
-                     aws_ambient: bool = False) -> Cluster:
+                     aws_ambient: bool = False, simulated: bool = False) -> Cluster:
     """Register (or update, by name) the cluster serving (vendor, region); the kubeconfig is stored encrypted.
 
     AWS access (PrivateLink, ECR pulls) is optional and given at most one way: access keys (stored
     encrypted), a profile name of the worker's AWS config, or the worker's ambient credentials.
     Raises InvalidSpec for an unreadable kubeconfig or unknown context, or conflicting AWS options;
     Conflict if another enabled cluster already serves (vendor, region). Pending endpoints there converge
-    on the next sweep.
+    on the next sweep. ``simulated`` marks a cluster of simulated nodes (the gateway answers its endpoints'
+    requests with 503: no container runs there).
     """
     aws_ways = [bool(aws_access_key_id or aws_secret_access_key), bool(aws_profile), aws_ambient]
     if sum(aws_ways) > 1:
@@ -49,7 +50,8 @@ def cluster_register(*, name: str, vendor: str, region: str, kubeconfig_text: st
         encrypted = encrypt_json(kubeconfig)
     defaults = {"vendor": vendor, "region": region, "kubeconfig_encrypted": encrypted, "context": context,
                 "in_cluster": in_cluster, "namespace_prefix": namespace_prefix, "ingress_domain": ingress_domain,
-                "enabled": True, "updated_at": timezone.now(), "aws_profile": aws_profile, "aws_ambient": aws_ambient,
+                "enabled": True, "simulated": simulated, "updated_at": timezone.now(), "aws_profile": aws_profile,
+                "aws_ambient": aws_ambient,
                 "aws_credentials_encrypted": encrypt_json({"accessKeyId": aws_access_key_id,
                                                            "secretAccessKey": aws_secret_access_key,
                                                            "sessionToken": aws_session_token or None})

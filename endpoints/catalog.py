@@ -38,7 +38,7 @@ DEFAULT_HEALTH_ROUTE = "/health"
 DEFAULT_PORT = 80
 ENGINE_DEFAULT_PORT = {"vLLM": 8000, "sGLang": 30000, "llamacpp": 8080}
 
-# Autoscaling thresholds when ``compute.scaling.measure`` gives none (API.md B§9).
+# Autoscaling thresholds when ``compute.scaling.measure`` gives none.
 DEFAULT_THRESHOLD = {"hardwareUsage": 80.0, "pendingRequests": 1.5}
 
 

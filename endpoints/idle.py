@@ -1,5 +1,5 @@
 """Idle scale-to-zero: endpoints with ``minReplica`` 0 and a ``scaleToZeroTimeout`` that saw no request
-for that many minutes are scaled to zero (API.md B§9); the gateway wakes them on the next request.
+for that many minutes are scaled to zero; the gateway wakes them on the next request.
 
 Idle time runs from the later of the last request the gateway recorded (``endpoints.routes.activity_get``)
 and the endpoint's last spec or intent change (a just-created or just-woken endpoint is not idle).

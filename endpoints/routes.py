@@ -70,8 +70,8 @@ def route_row(*, account_slug: str, name: str) -> dict | None:
     if row is None:
         return None
     cluster = (Cluster.objects.filter(vendor=row.pop("instance__vendor"), region=row.pop("instance__region"),
-                                      enabled=True).values("namespace_prefix", "service_url_template").first()
-               or {"namespace_prefix": "", "service_url_template": None})
+                                      enabled=True).values("namespace_prefix", "service_url_template", "simulated").first()
+               or {"namespace_prefix": "", "service_url_template": None, "simulated": False})
     return {**{k.replace("__", "_"): v for k, v in row.items()}, **cluster}
 
 

@@ -188,7 +188,7 @@ def endpoint_create(*, account: Account, spec: dict, actor: AbstractBaseUser | N
 
 @transaction.atomic
 def endpoint_update(*, account: Account, name: str, patch: dict, actor: AbstractBaseUser | None) -> Endpoint:
-    """Deep-merge ``patch`` into the stored spec (API.md B§4.6) and apply it.
+    """Deep-merge ``patch`` into the stored spec and apply it.
 
     ``{}`` or a patch that changes nothing writes nothing. A changed repository or revision is pinned
     again by the reconciler. Re-admits quota when the instance or maxReplica changes on an endpoint that

@@ -1,7 +1,7 @@
 """The endpoint spec in its wire form: deep merge for updates, rendering, and field diffs.
 
-A stored Endpoint renders to the HF v2 object (API.md B§3.2) with secret values masked. An update body
-is deep-merged into the stored spec (API.md B§4.6): objects merge key by key, while the keys in
+A stored Endpoint renders to the HF v2 object with secret values masked. An update body
+is deep-merged into the stored spec: objects merge key by key, while the keys in
 ``REPLACED_WHOLE`` are replaced as a unit.
 """
 
@@ -106,7 +106,7 @@ def _account_ref(user) -> dict | None:
 
 
 def render(endpoint: Endpoint) -> dict:
-    """The HF v2 Endpoint object: every key of API.md B§3.2, ``Z`` timestamps, secret values masked."""
+    """The HF v2 Endpoint object: every key of the HF wire format, ``Z`` timestamps, secret values masked."""
     spec = stored_spec(endpoint)
     metric, threshold = scaling_measure(endpoint)
     spec["compute"]["id"] = endpoint.instance.compute_id

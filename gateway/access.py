@@ -1,4 +1,4 @@
-"""Who may call an endpoint, decided from the cache (API.md Part A, access levels; DESIGN.md §5).
+"""Who may call an endpoint, decided from the cache.
 
 - ``public``: anyone; the request goes upstream as sent (its Authorization header included).
 - ``protected`` / ``authenticated``: a bearer token that exists, is not revoked or expired, and whose user

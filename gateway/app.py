@@ -166,6 +166,9 @@ class Gateway:
             return error(503, "endpoint_unavailable", "No cluster serves this endpoint yet", retry_after=RETRY_WAKING)
         if state == "failed":
             return error(503, "endpoint_failed", f"The endpoint failed: {route['message']}")
+        if route.get("simulated"):
+            return error(503, "simulated_node", "The endpoint runs on a simulated node (a local development "
+                         "cluster): no container runs there to answer requests")
         deadline = time.monotonic()
         if not serving(route):
             timeout = self._hold_timeout(request)

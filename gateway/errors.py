@@ -11,6 +11,6 @@ def error(status: int, code: str, message: str, *, retry_after: int | None = Non
     if retry_after is not None:
         extra["Retry-After"] = str(retry_after)
     if status == 403:
-        extra["X-Error-Message"] = message  # as the API does (API.md Part A, errors)
+        extra["X-Error-Message"] = message  # as the API does
     return web.Response(status=status, text=json.dumps({"error": message, "code": code}),
                         content_type="application/json", headers=extra)

@@ -85,8 +85,8 @@ def route_record(row: dict) -> dict:
     """The route record of one endpoint row.
 
     ``row`` keys: id, name, type, state, intent, message, image, account_id, account_slug, account_kind,
-    account_user_id, and the serving cluster's namespace_prefix and service_url_template (None when no
-    cluster serves the endpoint's region).
+    account_user_id, and the serving cluster's namespace_prefix, service_url_template and simulated (None
+    when no cluster serves the endpoint's region).
     """
     namespace = service = upstream = None
     if row.get("service_url_template"):
@@ -100,6 +100,7 @@ def route_record(row: dict) -> dict:
         "state": row["state"], "intent": row["intent"], "message": row["message"],
         "upstream": upstream.rstrip("/") if upstream else None, "health": image_health_route(row["image"]),
         "namespace": namespace or "", "object": service or endpoint_object_name(row["name"]),
+        "simulated": bool(row.get("simulated")),
     }
 
 

@@ -1,4 +1,4 @@
-"""The public Inference Endpoints price table (API.md B§11), as rows for the instance catalog.
+"""The public Inference Endpoints price table, as rows for the instance catalog.
 
 Used once by the seeding data migration; operators edit the catalog in the admin afterwards. vCPU and
 memory figures for accelerator instances are not in the public table: they are the usual cloud shapes

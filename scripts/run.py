@@ -7,12 +7,21 @@ so that ``status.url`` points there. Ctrl-C (or SIGTERM) stops every
 process; if any one of them exits, the others are stopped too and the exit code is passed on. On the
 first run of an empty database an ``admin`` operator is created and its password and an API token are
 printed once.
+
+The local cluster: when no cluster serves the default region (aws/us-east-1), or the one that does is the
+local cluster an earlier run registered, the local Kubernetes cluster (``scripts.localcluster``, data in
+``<data>/localcluster``) is started in the background (built from source on the very first run, which
+takes minutes; the API is up at once meanwhile) and registered as ``local``, marked simulated, with the
+worker acting as the Helm chart's ServiceAccount. Endpoints there reach ``running``; the gateway answers
+their requests with 503 (no container runs on a simulated node). A cluster this run started is stopped with
+it (its data is kept). ``LOCAL_CLUSTER=off`` skips all of this.
 """
 
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from urllib.parse import urlparse
@@ -61,6 +70,62 @@ def first_operator(url: str) -> None:
     print(f"run: created operator 'admin' (password {password}) and API token {token} — shown once", flush=True)
 
 
+DEFAULT_VENDOR, DEFAULT_REGION, LOCAL_NAME = "aws", "us-east-1", "local"
+
+
+class DefaultCluster:
+    """The local cluster behind the default region, started and registered in a background thread."""
+
+    def __init__(self, data: Path, gateway_port: str):
+        from scripts.localcluster import DEFAULT_DIR, LocalCluster
+
+        self.cluster = LocalCluster(data / DEFAULT_DIR)
+        self.gateway_port = gateway_port
+        self.started_here = False
+        self.thread = threading.Thread(target=self._bring_up, name="local-cluster", daemon=True)
+
+    @staticmethod
+    def wanted(url: str) -> bool:
+        """No cluster serves the default region, or the local one an earlier run registered does."""
+        import psycopg
+
+        if os.environ.get("LOCAL_CLUSTER", "").strip().lower() in {"0", "off", "false", "no"}:
+            return False
+        with psycopg.connect(url, connect_timeout=3) as conn:
+            row = conn.execute("SELECT name, simulated FROM deployments_cluster WHERE vendor = %s AND region = %s "
+                               "AND enabled", [DEFAULT_VENDOR, DEFAULT_REGION]).fetchone()
+        return row is None or (row[0] == LOCAL_NAME and row[1])
+
+    def _bring_up(self) -> None:
+        from scripts.localcluster.worker import worker_kubeconfig
+
+        try:
+            self.started_here = not self.cluster.running()
+            print(f"run: starting the local cluster for {DEFAULT_VENDOR}/{DEFAULT_REGION} in the background "
+                  f"(data {self.cluster.dir})", flush=True)
+            self.cluster.up()
+            text, _user = worker_kubeconfig(self.cluster, token_seconds=30 * 24 * 3600)
+            path = self.cluster.dir / "worker-kubeconfig"
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # a credential: owner only
+            with os.fdopen(fd, "w") as f:
+                os.fchmod(fd, 0o600)
+                f.write(text)
+            manage("register_cluster", "--name", LOCAL_NAME, "--vendor", DEFAULT_VENDOR, "--region", DEFAULT_REGION,
+                   "--kubeconfig", str(path), "--simulated", "--ingress-domain", f"127.0.0.1:{self.gateway_port}",
+                   "--endpoint-url-template", "http://{domain}/{account}/{name}", capture=True)
+        except Exception as exc:  # noqa: BLE001 - the API keeps serving; say why endpoints stay pending
+            print(f"run: the local cluster did not start ({exc}); endpoints in {DEFAULT_VENDOR}/{DEFAULT_REGION} "
+                  "stay pending until a cluster is registered", flush=True)
+            return
+        print(f"run: local cluster '{LOCAL_NAME}' (simulated nodes) serves {DEFAULT_VENDOR}/{DEFAULT_REGION}  ·  "
+              f"kubectl --kubeconfig {self.cluster.kubeconfig} get nodes,pods -A", flush=True)
+
+    def stop(self) -> None:
+        self.thread.join(timeout=30)
+        if self.started_here:
+            self.cluster.down()
+
+
 def main() -> int:
     from controlplane.settings import DATABASE_URL
 
@@ -81,6 +146,9 @@ def main() -> int:
     }
     env = {**os.environ, "GATEWAY_BIND": f"127.0.0.1:{gateway_port}"}
     procs = {name: subprocess.Popen(cmd, cwd=REPO, env=env) for name, cmd in commands.items()}
+    default_cluster = DefaultCluster(data, gateway_port) if DefaultCluster.wanted(DATABASE_URL) else None
+    if default_cluster:
+        default_cluster.thread.start()
     base = f"http://127.0.0.1:{port}"
     print(f"run: web {base}  ·  Swagger UI {base}/api/docs/  ·  admin {base}/admin/  ·  "
           f"HF client: INFERENCE_ENDPOINTS_ENDPOINT={base}/v2 HF_ENDPOINT={base}  ·  Ctrl-C stops all", flush=True)
@@ -112,6 +180,8 @@ def main() -> int:
             p.wait(timeout=max(deadline - time.monotonic(), 0.1))
         except subprocess.TimeoutExpired:
             p.kill()
+    if default_cluster:
+        default_cluster.stop()
     return code
 
 

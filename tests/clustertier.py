@@ -9,6 +9,7 @@ Fixtures (loaded from ``tests/conftest.py``):
 - ``worker_kubeconfig`` (session): a kubeconfig for the chart's worker ServiceAccount (a bound token).
 - ``kube_cluster`` (test): that cluster registered as aws/us-east-1 with the worker's kubeconfig, and a
   ``ClusterProbe`` to look at it as the admin and to read what the API server audited of the worker.
+- ``api`` (test): an API client for a fresh account of the test's own.
 - ``celery`` (test): start ``worker`` / ``beat`` processes against the test database, broker and Hub.
 """
 from __future__ import annotations
@@ -23,12 +24,9 @@ import urllib.error
 from pathlib import Path
 
 import pytest
-import yaml
 from django.conf import settings
 
 REPO = Path(__file__).resolve().parent.parent
-CHART = REPO / "helm" / "controlplane"
-CHART_NAMESPACE = "cp-system"
 WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
 
 
@@ -61,8 +59,8 @@ class ClusterProbe:
     def items(self, path: str) -> list[dict]:
         return (self.get(path) or {}).get("items", [])
 
-    def send(self, method: str, path: str, body: dict | None = None) -> dict:
-        return self.cluster.request(method, path, body)
+    def send(self, method: str, path: str, body: dict | None = None, content_type: str = "application/json") -> dict:
+        return self.cluster.request(method, path, body, content_type=content_type)
 
     def audit_mark(self) -> int:
         """A position in the audit log: ``worker_requests(since=mark)`` reads what came after."""
@@ -103,40 +101,12 @@ def local_cluster(tmp_path_factory):
     cluster.destroy()
 
 
-def chart_worker_rbac() -> list[dict]:
-    """The ServiceAccount, ClusterRole(s) and binding(s) the chart renders for the worker, as rendered."""
-    helm = REPO / ".tools" / "bin" / "helm"
-    result = subprocess.run([str(helm), "template", "cp", str(CHART), "--namespace", CHART_NAMESPACE,
-                             "--values", str(CHART / "ci" / "minimal-values.yaml")],
-                            capture_output=True, text=True, check=True)
-    kinds = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
-    return [o for o in yaml.safe_load_all(result.stdout) if o and o.get("kind") in kinds]
-
-
 @pytest.fixture(scope="session")
 def worker_kubeconfig(local_cluster) -> tuple[str, str]:
     """(kubeconfig text, username) for the chart's worker ServiceAccount, bound to the chart's own rules."""
-    from scripts.localcluster import kubeconfig_text
+    from scripts.localcluster.worker import worker_kubeconfig
 
-    paths = {"ServiceAccount": f"/api/v1/namespaces/{CHART_NAMESPACE}/serviceaccounts",
-             "ClusterRole": "/apis/rbac.authorization.k8s.io/v1/clusterroles",
-             "ClusterRoleBinding": "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
-             "Role": f"/apis/rbac.authorization.k8s.io/v1/namespaces/{CHART_NAMESPACE}/roles",
-             "RoleBinding": f"/apis/rbac.authorization.k8s.io/v1/namespaces/{CHART_NAMESPACE}/rolebindings"}
-    local_cluster.request("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
-                                                         "metadata": {"name": CHART_NAMESPACE}})
-    accounts = []
-    for obj in chart_worker_rbac():
-        local_cluster.request("POST", paths[obj["kind"]], obj)
-        if obj["kind"] == "ServiceAccount":
-            accounts.append(obj["metadata"]["name"])
-    assert len(accounts) == 1, f"the chart should render one ServiceAccount, got {accounts}"
-    token = local_cluster.request(
-        "POST", f"/api/v1/namespaces/{CHART_NAMESPACE}/serviceaccounts/{accounts[0]}/token",
-        {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-         "spec": {"expirationSeconds": 6 * 3600}})["status"]["token"]
-    text = kubeconfig_text(server=local_cluster.server, ca=local_cluster.pki / "ca.crt", token=token)
-    return text, f"system:serviceaccount:{CHART_NAMESPACE}:{accounts[0]}"
+    return worker_kubeconfig(local_cluster)
 
 
 @pytest.fixture
@@ -148,6 +118,21 @@ def kube_cluster(db, local_cluster, worker_kubeconfig):
     cluster_register(name="local", vendor="aws", region="us-east-1", kubeconfig_text=text,
                      ingress_domain="endpoints.test")
     return ClusterProbe(local_cluster, user)
+
+
+@pytest.fixture
+def api(db):
+    """A client for an account of this test's own (the cluster outlives each test's database rows, so
+    names are never reused), with ``.account`` and its namespace ``.ns``."""
+    import uuid
+
+    from tests.conftest import bearer_client
+    from tests.factories import make_token, make_user
+
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    client = bearer_client(make_token(make_user(name)))
+    client.account, client.ns = name, f"ie-{name}"
+    return client
 
 
 @pytest.fixture

@@ -35,7 +35,7 @@ def make_token(user, role: str = "write", *, expired: bool = False, revoked: boo
 
 
 def endpoint_spec(name: str = "my-endpoint", **overrides) -> dict:
-    """The body ``huggingface_hub`` 2.4.0 sends for a default create (API.md B§4.4), with overrides merged."""
+    """The body ``huggingface_hub`` 2.4.0 sends for a default create, with overrides merged."""
     from endpoints.spec import deep_merge
 
     spec = {

@@ -2,7 +2,6 @@
 Celery app pointed at it. Test modules wrap them in fixtures of their own (importing pytest fixtures
 across modules would shadow them)."""
 
-import shutil
 import socket
 import subprocess
 import time
@@ -10,6 +9,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import redis
+
+from scripts.devservices import redis_server_binary
 
 
 def free_port() -> int:
@@ -34,7 +35,7 @@ class RedisServer:
 
     def start(self) -> "RedisServer":
         self.process = subprocess.Popen(
-            [shutil.which("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+            [str(redis_server_binary()), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", str(self.directory)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10

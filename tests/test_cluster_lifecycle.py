@@ -2,14 +2,12 @@
 controller manager, scheduler and garbage collector, simulated nodes, the real Celery worker and beat, the
 worker acting as the Helm chart's ServiceAccount with exactly the chart's rules.
 """
-import uuid
 
 import pytest
 
 from endpoints.models import Endpoint, EndpointEvent
 from tests.clustertier import wait_for
-from tests.conftest import bearer_client
-from tests.factories import endpoint_spec, make_token, make_user
+from tests.factories import endpoint_spec
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 SHA = "1" * 40  # what the fake Hub pins every revision to
@@ -34,15 +32,6 @@ def running(name: str, api, timeout: float = 60) -> dict:
 def ns_path(namespace: str, resource: str, group: str = "") -> str:
     base = f"/apis/{group}" if group else "/api/v1"
     return f"{base}/namespaces/{namespace}/{resource}"
-
-
-@pytest.fixture
-def api():
-    """A client for an account of this test's own (the cluster outlives each test's database rows)."""
-    name = f"kube-{uuid.uuid4().hex[:6]}"
-    client = bearer_client(make_token(make_user(name)))
-    client.account, client.ns = name, f"ie-{name}"
-    return client
 
 
 def test_create_initializes_then_runs_with_real_pods_hpa_service_and_policies(api, kube_cluster, celery):
@@ -88,7 +77,8 @@ def test_update_rolls_out_and_a_bad_image_is_update_failed_while_the_old_version
     celery("worker")
     celery("beat")
     image = {"custom": {"url": "registry.example.com/team/server:1", "healthRoute": "/health", "port": 80}}
-    assert api.post(f"/v2/endpoint/{api.account}", endpoint_spec("web", model={"image": image}), format="json").status_code == 202
+    assert api.post(f"/v2/endpoint/{api.account}", endpoint_spec("web", model={"image": image}),
+                    format="json").status_code == 202
     running("web", api)
 
     patch = {"model": {"image": {"custom": {"url": "registry.example.com/team/server:2"}}, "revision": "main"},
@@ -116,8 +106,10 @@ def test_update_rolls_out_and_a_bad_image_is_update_failed_while_the_old_version
 def test_a_crash_looping_image_fails_with_the_reason_the_cluster_gives(api, kube_cluster, celery):
     celery("worker")
     image = {"custom": {"url": "simulated.invalid/crash-loop/server:1", "healthRoute": "/health", "port": 80}}
-    assert api.post(f"/v2/endpoint/{api.account}", endpoint_spec("web", model={"image": image}), format="json").status_code == 202
-    wait_for(lambda: state("web") == "failed", 60, lambda: f"failed, not {Endpoint.objects.values_list('state', 'message').first()}")
+    assert api.post(f"/v2/endpoint/{api.account}", endpoint_spec("web", model={"image": image}),
+                    format="json").status_code == 202
+    wait_for(lambda: state("web") == "failed", 60,
+             lambda: f"failed, not {Endpoint.objects.values_list('state', 'message').first()}")
     message = Endpoint.objects.get(name="web").message
     assert "CrashLoopBackOff" in message and "back-off" in message, message
 

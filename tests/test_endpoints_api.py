@@ -203,7 +203,7 @@ def test_oversize_body_is_413_not_500(alice_api):
     assert not Endpoint.objects.exists()
 
 
-# ---------------------------------------------------------------- update (deep merge, API.md B§4.6)
+# ---------------------------------------------------------------- update (deep merge)
 def update(api, patch, name="my-endpoint"):
     return api.put(f"/v2/endpoint/alice/{name}", patch, format="json")
 

@@ -1,6 +1,6 @@
 """The real, unmodified ``huggingface_hub`` 2.4.0 client and ``hf endpoints`` CLI against a live server.
 
-The library is redirected in-process (API.md B§1.1); the CLI runs as a subprocess with
+The library is redirected in-process; the CLI runs as a subprocess with
 ``scripts/hfclient/sitecustomize.py`` on ``PYTHONPATH`` (B§1.2 option 1). In both, the client's shared HTTP
 session refuses any request to a host other than the live server, so nothing leaves the machine.
 """
@@ -198,7 +198,7 @@ def test_library_full_lifecycle(hub, monkeypatch):
     assert zeroed.status == "scaledToZero"
     assert api.get_inference_endpoint("lib-ep").status == "scaledToZero"
 
-    # the client quirk (API.md B§2): objects returned by HfApi(token=...) carry no token and use the implicit one
+    # the client quirk: objects returned by HfApi(token=...) carry no token and use the implicit one
     with monkeypatch.context() as m:
         m.delenv("HF_TOKEN")
         assert api.get_inference_endpoint("org-ep", namespace="acme").name == "org-ep"  # explicit token

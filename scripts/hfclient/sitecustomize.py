@@ -1,4 +1,4 @@
-"""Point the unmodified ``hf`` CLI (huggingface_hub 2.4.0) at this control plane (API.md B§1.2, option 1).
+"""Point the unmodified ``hf`` CLI (huggingface_hub 2.4.0) at this control plane.
 
 Put this directory on ``PYTHONPATH``; Python imports ``sitecustomize`` at start-up. It does nothing unless
 ``HF_INFERENCE_ENDPOINTS_ENDPOINT`` is set. Environment:

@@ -116,6 +116,11 @@ class LocalCluster:
         entry = state.get("pids", {}).get(name)
         return bool(entry) and _executable(entry["pid"]) == entry["binary"]
 
+    def components(self) -> dict[str, bool]:
+        """Each component's name and whether its process runs."""
+        state = self._state()
+        return {name: self._alive(name, state) for name in COMPONENTS}
+
     def running(self) -> bool:
         """Every component runs and the API server answers ready."""
         state = self._state()
@@ -127,11 +132,13 @@ class LocalCluster:
         context.load_cert_chain(str(self.pki / "admin.crt"), str(self.pki / "admin.key"))
         return context
 
-    def request(self, method: str, path: str, body: dict | None = None, timeout: float = 5) -> dict:
-        """One call as the cluster admin; raises urllib.error.HTTPError on a non-2xx answer."""
+    def request(self, method: str, path: str, body: dict | None = None, timeout: float = 30,
+                content_type: str = "application/json") -> dict:
+        """One call as the cluster admin; raises urllib.error.HTTPError on a non-2xx answer. The timeout is
+        generous: just after a restart the API server is ready but can take seconds to fill its watch caches."""
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(self.server + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json", "Accept": "application/json"})
+                                     headers={"Content-Type": content_type, "Accept": "application/json"})
         with urllib.request.urlopen(req, context=self._ssl(), timeout=timeout) as response:
             raw = response.read()
         return json.loads(raw) if raw and raw[:1] in b"{[" else {"text": raw.decode(errors="replace")}
@@ -192,13 +199,7 @@ class LocalCluster:
         for name in reversed(COMPONENTS):
             if not self._alive(name, state):
                 continue
-            pid = state["pids"][name]["pid"]
-            os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + 15
-            while self._alive(name, state) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            if self._alive(name, state):
-                os.kill(pid, signal.SIGKILL)
+            self._terminate(name, state)
             stopped.append(name)
         for name in list(state.get("pids", {})):
             if not self._alive(name, state):
@@ -211,10 +212,21 @@ class LocalCluster:
         """Stop one component (for fault tests); ``up`` starts it again."""
         state = self._state()
         if self._alive(name, state):
-            os.kill(state["pids"][name]["pid"], signal.SIGTERM)
+            self._terminate(name, state)
+
+    def _terminate(self, name: str, state: dict) -> None:
+        """SIGTERM, then SIGKILL after 15 s; returns once the process is gone. (An API server whose etcd is
+        down can spend a minute draining requests; one still draining would answer ``up``'s readiness check
+        and then vanish.)"""
+        pid = state["pids"][name]["pid"]
+        os.kill(pid, signal.SIGTERM)
+        for sig in (signal.SIGKILL, None):
             deadline = time.monotonic() + 15
             while self._alive(name, state) and time.monotonic() < deadline:
                 time.sleep(0.05)
+            if sig is None or not self._alive(name, state):
+                return
+            os.kill(pid, sig)
 
     def destroy(self) -> None:
         """``down``, then remove every file of the cluster."""
@@ -249,6 +261,9 @@ class LocalCluster:
                     # Loopback only: no real advertise address for the kubernetes Service's endpoints.
                     "--endpoint-reconciler-type", "none",
                     "--allow-privileged=true", "--profiling=false",
+                    # New nodes would get a not-ready taint that only the node lifecycle controller (which
+                    # we do not run: see the controller manager) removes.
+                    "--disable-admission-plugins", "TaintNodesByCondition",
                     "--audit-policy-file", str(HERE / "audit-policy.yaml"), "--audit-log-path", str(self.audit_log),
                     "--audit-log-maxsize", "200", "--audit-log-maxbackup", "1", "--audit-log-format", "json",
                     "--v", "1"]
@@ -261,7 +276,10 @@ class LocalCluster:
                     "--root-ca-file", str(pki / "ca.crt"),
                     "--cluster-signing-cert-file", str(pki / "ca.crt"),
                     "--cluster-signing-key-file", str(pki / "ca.key"),
-                    "--controllers", "*,-nodeipam",
+                    # No node lifecycle controller: a simulated node never fails for real, but one whose lease
+                    # lapsed while the API server was down would have its pods marked not Ready, and KWOK
+                    # (unlike a kubelet) never marks them Ready again. Pod CIDRs are KWOK's (--cidr).
+                    "--controllers", "*,-nodeipam,-nodelifecycle",
                     "--horizontal-pod-autoscaler-sync-period", "5s", "--v", "1"]
         if name == "kube-scheduler":
             kubeconfig = str(kubeconfigs / "scheduler")
