@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 WITH_SERVICES := $(PY) -m scripts.devservices --
 
-.PHONY: install cluster cluster-down kube-build run test bench bench-smoke lint clean-data clean
+.PHONY: install cluster cluster-down kube-build run manage test bench bench-smoke lint clean-data clean
 
 install: $(VENV)/.installed
 	@bash scripts/install_tools.sh
@@ -28,17 +28,21 @@ cluster: install
 cluster-down:
 	@$(PY) -m scripts.localcluster down
 
+# Development paths turn DJANGO_DEBUG on (it defaults to off, the production-safe setting).
 run: install
-	@$(WITH_SERVICES) $(PY) -m scripts.run
+	@DJANGO_DEBUG=$${DJANGO_DEBUG:-true} $(WITH_SERVICES) $(PY) -m scripts.run
+
+manage: install
+	@DJANGO_DEBUG=$${DJANGO_DEBUG:-true} $(WITH_SERVICES) $(PY) manage.py $(ARGS)
 
 test: install
-	@$(WITH_SERVICES) $(PY) -m pytest $(PYTEST_ARGS)
+	@DJANGO_DEBUG=$${DJANGO_DEBUG:-true} $(WITH_SERVICES) $(PY) -m pytest $(PYTEST_ARGS)
 
 # Every benchmark prints its figures beside the yardstick they are compared with, from the same run; smoke
 # mode runs each on tiny sizes (the suite does too: tests/test_benches.py), so none rots.
 BENCHES := admission reconcile gateway cluster
 bench: install
-	@for b in $(BENCHES); do echo "== bench/$$b.py"; $(WITH_SERVICES) $(PY) bench/$$b.py $(BENCH_ARGS) || exit 1; done
+	@for b in $(BENCHES); do echo "== bench/$$b.py"; DJANGO_DEBUG=$${DJANGO_DEBUG:-true} $(WITH_SERVICES) $(PY) bench/$$b.py $(BENCH_ARGS) || exit 1; done
 
 bench-smoke:
 	@$(MAKE) --no-print-directory bench BENCH_ARGS=--smoke

@@ -78,7 +78,7 @@ def run(env: dict, endpoints: int, nodes: int) -> None:
             worker = subprocess.Popen(
                 [sys.executable, "-m", "celery", "-A", "controlplane", "worker", "--concurrency", "2",
                  "--loglevel", "WARNING", "--without-gossip", "--without-mingle", "--without-heartbeat"],
-                cwd=REPO, env=env)
+                cwd=REPO, env=env, stdout=subprocess.DEVNULL)
             time.sleep(3)  # worker start-up is not part of the figure
 
             started = time.monotonic()

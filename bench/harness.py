@@ -28,7 +28,8 @@ def setup_django() -> dict:
     redis = urlparse(os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0")
     env = {"DATABASE_URL": bench_url, "REDIS_URL": urlunparse(redis._replace(path="/14")),
            "CELERY_TASK_DEFAULT_QUEUE": f"bench-{uuid.uuid4().hex[:8]}", "DJANGO_SETTINGS_MODULE": "controlplane.settings",
-           "SECRETS_ENCRYPTION_KEY": "bench-key", "LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1"}
+           "SECRETS_ENCRYPTION_KEY": "bench-key", "LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1",
+           "DJANGO_DEBUG": "true"}
     os.environ.update(env)
     import django
 

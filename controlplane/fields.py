@@ -58,10 +58,12 @@ class StrictBooleanField(serializers.BooleanField):
 
 class StrictDictField(serializers.DictField):
     """A JSON object of environment variables (env, secrets): names as Kubernetes accepts them, string
-    values, both length-bounded."""
+    values, both length-bounded. ``refuse(name)`` true refuses a name with ``refuse_message``, keyed by it."""
 
-    def __init__(self, *, max_items: int = 100, key_max: int = 128, value_max: int = 8192, **kwargs):
+    def __init__(self, *, max_items: int = 100, key_max: int = 128, value_max: int = 8192, refuse=None,
+                 refuse_message: str = "This name is not allowed.", **kwargs):
         self.max_items, self.key_max, self.value_max = max_items, key_max, value_max
+        self.refuse, self.refuse_message = refuse, refuse_message
         super().__init__(child=StrictCharField(allow_blank=True, max_length=value_max, trim_whitespace=False), **kwargs)
 
     def to_internal_value(self, data):
@@ -72,9 +74,11 @@ class StrictDictField(serializers.DictField):
         for key in data:
             if not key or len(key) > self.key_max:
                 raise serializers.ValidationError(f"Keys must be 1 to {self.key_max} characters.")
-            if not ENV_NAME_RE.match(key):
+            if not ENV_NAME_RE.fullmatch(key):
                 raise serializers.ValidationError(
                     f"Invalid name {key[:64]!r}: use letters, digits, '_', '-' and '.', not starting with a digit.")
+            if self.refuse and self.refuse(key):
+                raise serializers.ValidationError({key: [self.refuse_message]})
         return super().to_internal_value(data)
 
 
@@ -89,6 +93,7 @@ class StrictDictFieldSchema(OpenApiSerializerFieldExtension):
     """Document the limits StrictDictField enforces (OpenAPI 3.0 cannot express the key pattern)."""
 
     target_class = StrictDictField
+    match_subclasses = True
 
     def map_serializer_field(self, auto_schema, direction):
         field = self.target

@@ -1,9 +1,10 @@
 """Accounts (users' personal namespaces and organisations), memberships, API tokens and the audit log."""
 
 from django.conf import settings
-from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
+
+from .validators import AccountNameValidator, FullMatchValidator
 
 # A namespace is a lowercase DNS label of at most 40 characters, so that the account's Kubernetes
 # namespace (a prefix of at most 20, then the slug) is the slug itself: no two accounts can share one.
@@ -27,7 +28,8 @@ class Account(models.Model):
         ORG = "org", "organisation"
 
     slug = models.CharField(max_length=96, unique=True, validators=[
-        RegexValidator(NAMESPACE_RE, "1 to 40 lowercase letters, digits and '-', not at either end")])
+        FullMatchValidator(NAMESPACE_RE, "1 to 40 lowercase letters, digits and '-', not at either end"),
+        AccountNameValidator()])
     kind = models.CharField(max_length=8, choices=Kind.choices)
     # Set for personal accounts only: the user whose namespace this is.
     user = models.OneToOneField(

@@ -61,7 +61,7 @@ def database_from_url(url: str) -> dict:
 
 
 # ---------------------------------------------------------------- core
-DEBUG = env_bool("DJANGO_DEBUG", True)
+DEBUG = env_bool("DJANGO_DEBUG", False)  # production-safe; make run and the suite turn it on
 SECRET_KEY = env_str("DJANGO_SECRET_KEY")
 SECRETS_ENCRYPTION_KEY = env_str("SECRETS_ENCRYPTION_KEY")
 if not DEBUG and (not SECRET_KEY or not SECRETS_ENCRYPTION_KEY):
@@ -234,7 +234,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer", "rest_framework.renderers.BrowsableAPIRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["controlplane.parsers.BoundedJSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "controlplane.errors.exception_handler",
     "DEFAULT_THROTTLE_CLASSES": ["controlplane.throttling.ApiRateThrottle"],

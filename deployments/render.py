@@ -9,7 +9,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
-from endpoints.catalog import DEFAULT_THRESHOLD, MANAGED_VARIANTS, image_health_route, image_port
+from endpoints.catalog import DEFAULT_THRESHOLD, MANAGED_VARIANTS, engine_env_name, image_health_route, image_port
 
 from .names import (
     ANNOTATION_SECRETS,
@@ -126,15 +126,6 @@ def _variant(target: EndpointTarget) -> tuple[str, dict]:
 
 # Variant fields the renderer uses itself; every other scalar is an engine option passed as env.
 VARIANT_FIELDS = {"url", "healthRoute", "port", "credentials", "env"}
-ENGINE_ENV_PREFIX = {"llamacpp": "LLAMA_ARG_"}
-
-
-def engine_env_name(variant: str, option: str) -> str:
-    """``maxInputLength`` -> ``MAX_INPUT_LENGTH`` (TGI, TEI, vLLM read these); llama.cpp's get ``LLAMA_ARG_``."""
-    snake = "".join(f"_{c}" if c.isupper() else c for c in option).upper().lstrip("_")
-    return ENGINE_ENV_PREFIX.get(variant, "") + snake
-
-
 def _env(target: EndpointTarget) -> list[dict]:
     variant, body = _variant(target)
     env = {

@@ -17,7 +17,7 @@ class RevisionError(Exception):
 
 def revision_resolve(*, repository: str, revision: str | None) -> str:
     """The 40-hex commit ``revision`` of ``repository`` points at. A full sha is returned without a call."""
-    if revision and SHA_RE.match(revision):
+    if revision and SHA_RE.fullmatch(revision):
         return revision
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError

@@ -1,5 +1,7 @@
 """Cluster registry writes."""
 
+import re
+
 import yaml
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -8,6 +10,8 @@ from controlplane.encryption import encrypt_json
 from controlplane.errors import Conflict, InvalidSpec
 
 from .models import Cluster
+
+NAMESPACE_PREFIX_RE = re.compile(r"[a-z][a-z0-9-]{0,19}")
 
 
 @transaction.atomic
@@ -33,6 +37,10 @@ def cluster_register(*, name: str, vendor: str, region: str, kubeconfig_text: st
     if aws_ways[0] and not (aws_access_key_id and aws_secret_access_key):
         raise InvalidSpec("AWS keys need both the access key id and the secret access key",
                           fields={"aws": ["incomplete keys"]})
+    if not NAMESPACE_PREFIX_RE.fullmatch(namespace_prefix or ""):
+        # An empty prefix would put tenants' namespaces beside the system ones (kube-system, default).
+        raise InvalidSpec("The namespace prefix must be 1 to 20 lowercase letters, digits or '-', starting with a "
+                          "letter", fields={"namespacePrefix": ["invalid or empty"]})
     if in_cluster == bool(kubeconfig_text):
         raise InvalidSpec("Give exactly one of a kubeconfig or in-cluster mode", fields={"kubeconfig": ["required"]})
     encrypted = ""

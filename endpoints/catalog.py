@@ -38,8 +38,30 @@ DEFAULT_HEALTH_ROUTE = "/health"
 DEFAULT_PORT = 80
 ENGINE_DEFAULT_PORT = {"vLLM": 8000, "sGLang": 30000, "llamacpp": 8080}
 
+# Engine options (``model.image.<variant>.<option>``) reach the container as environment variables.
+ENGINE_ENV_PREFIX = {"llamacpp": "LLAMA_ARG_"}
+
+# Environment variables that choose which devices a container sees. The GPU runtime reads them from the
+# container's environment, so a tenant setting one could reach GPUs its quota never admitted: refused in
+# model.env, model.secrets, the variant's env and (after conversion) engine options. Matched by prefix,
+# case-insensitively.
+DEVICE_ENV_DENYLIST = ("NVIDIA_", "CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "CUDA_MPS_", "HIP_VISIBLE_DEVICES",
+                       "ROCR_VISIBLE_DEVICES", "GPU_DEVICE_ORDINAL", "NEURON_RT_VISIBLE_CORES",
+                       "NEURON_RT_NUM_CORES", "HABANA_VISIBLE_", "TPU_VISIBLE_CHIPS")
+
 # Autoscaling thresholds when ``compute.scaling.measure`` gives none.
 DEFAULT_THRESHOLD = {"hardwareUsage": 80.0, "pendingRequests": 1.5}
+
+
+def engine_env_name(variant: str, option: str) -> str:
+    """``maxInputLength`` -> ``MAX_INPUT_LENGTH`` (TGI, TEI, vLLM read these); llama.cpp's get ``LLAMA_ARG_``."""
+    snake = "".join(f"_{c}" if c.isupper() else c for c in option).upper().lstrip("_")
+    return ENGINE_ENV_PREFIX.get(variant, "") + snake
+
+
+def device_env(name: str) -> bool:
+    """``name`` is a device-selection variable (``DEVICE_ENV_DENYLIST``) a tenant may not set."""
+    return name.upper().startswith(DEVICE_ENV_DENYLIST)
 
 
 def image_health_route(image: dict) -> str:

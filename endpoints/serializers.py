@@ -7,7 +7,6 @@ ignored for forward compatibility, as the HF API does.
 
 import re
 
-from django.core.validators import RegexValidator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -19,8 +18,9 @@ from controlplane.fields import (
     StrictListField,
     unstorable_text,
 )
+from controlplane.validators import FullMatchValidator
 
-from .catalog import CONTAINER_VARIANTS, FRAMEWORKS, IMAGE_VARIANTS
+from .catalog import CONTAINER_VARIANTS, FRAMEWORKS, IMAGE_VARIANTS, device_env, engine_env_name
 from .models import EndpointType
 
 NAME_RE = r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$"
@@ -28,6 +28,15 @@ MAX_REPLICA_LIMIT = 100
 MEASURES = {"hardwareUsage": (1.0, 100.0), "pendingRequests": (0.01, 10000.0)}
 MASK = "********"
 ENGINE_OPTION_RE = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,63}$")
+DEVICE_ENV_MESSAGE = ("Device-selection variables (NVIDIA_*, CUDA_VISIBLE_DEVICES and the like) are set by the "
+                      "platform from the admitted accelerator, never by the endpoint.")
+
+
+class EnvField(StrictDictField):
+    """Environment variables a tenant sets: device-selection names refused (``catalog.DEVICE_ENV_DENYLIST``)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(refuse=device_env, refuse_message=DEVICE_ENV_MESSAGE, **kwargs)
 
 
 class ProviderSerializer(serializers.Serializer):
@@ -93,13 +102,13 @@ class ImageVariantSerializer(serializers.Serializer):
     """Fields every container variant shares; engine options pass through untouched."""
 
     url = StrictCharField(max_length=512, required=False)
-    healthRoute = StrictCharField(max_length=256, required=False, allow_null=True,
-                                  validators=[RegexValidator(r"^/", "Must start with '/'.")])
+    healthRoute = StrictCharField(max_length=256, required=False, allow_null=True, validators=[
+        FullMatchValidator(r"^/[!-~]*$", "Must start with '/' (printable characters, no spaces).")])
     port = StrictIntegerField(min_value=1, max_value=65535, required=False, allow_null=True)
     credentials = CredentialsSerializer(required=False, allow_null=True)
     tensorParallelSize = StrictIntegerField(min_value=1, max_value=64, required=False, allow_null=True)
     dataParallelSize = StrictIntegerField(min_value=1, max_value=64, required=False, allow_null=True)
-    env = StrictDictField(required=False, max_items=100)
+    env = EnvField(required=False, max_items=100)
 
 
 def _variant_schema(variant: str) -> dict:
@@ -153,8 +162,10 @@ def validate_image(value) -> dict:
         raise serializers.ValidationError({variant: {"credentials": ["Only the custom variant takes credentials."]}})
     extra = {k: v for k, v in body.items() if k not in checked.fields}
     for key, value in extra.items():  # engine options become the engine's environment variables
-        if not ENGINE_OPTION_RE.match(key):
+        if not ENGINE_OPTION_RE.fullmatch(key):
             raise serializers.ValidationError({variant: {key: ["Engine option names are letters and digits."]}})
+        if device_env(engine_env_name(variant, key)):
+            raise serializers.ValidationError({variant: {key: [DEVICE_ENV_MESSAGE]}})
         if isinstance(value, str) and len(value) > 4096:
             raise serializers.ValidationError({variant: {key: ["At most 4096 characters."]}})
     return {variant: {**extra, **{k: v for k, v in checked.validated_data.items()}}}
@@ -162,13 +173,13 @@ def validate_image(value) -> dict:
 
 class ModelSerializer(serializers.Serializer):
     repository = StrictCharField(max_length=256, validators=[
-        RegexValidator(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$", "Must be a Hub repo id.")])
+        FullMatchValidator(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$", "Must be a Hub repo id.")])
     revision = StrictCharField(max_length=256, required=False, allow_null=True, default=None)
     framework = serializers.ChoiceField(choices=list(FRAMEWORKS))
     task = StrictCharField(max_length=64, required=False, allow_null=True, default=None)
     image = ImageField(required=False, default=lambda: {"huggingface": {}}, validators=[])
-    env = StrictDictField(required=False, default=dict, max_items=100)
-    secrets = StrictDictField(required=False, default=dict, max_items=100)
+    env = EnvField(required=False, default=dict, max_items=100)
+    secrets = EnvField(required=False, default=dict, max_items=100)
     command = StrictListField(child=StrictCharField(max_length=4096, trim_whitespace=False), required=False,
                               allow_null=True, default=None, max_length=64)
     args = StrictListField(child=StrictCharField(max_length=4096, trim_whitespace=False, allow_blank=True),
@@ -184,7 +195,7 @@ class RouteSerializer(serializers.Serializer):
 
 
 class PrivateServiceSerializer(serializers.Serializer):
-    accountId = StrictCharField(validators=[RegexValidator(r"^\d{12}$", "Must be a 12-digit AWS account id.")])
+    accountId = StrictCharField(validators=[FullMatchValidator(r"^\d{12}$", "Must be a 12-digit AWS account id.")])
     region = serializers.ChoiceField(choices=["us-east-1", "eu-west-1"])
     shared = StrictBooleanField(required=False, default=False)
 
@@ -193,7 +204,7 @@ class EndpointSpecSerializer(serializers.Serializer):
     """A whole endpoint spec: the create body, and an update body once merged into the stored spec."""
 
     name = StrictCharField(max_length=32, validators=[
-        RegexValidator(NAME_RE, "Lowercase letters, digits and '-', starting and ending with a letter or digit.")])
+        FullMatchValidator(NAME_RE, "Lowercase letters, digits and '-', starting and ending with a letter or digit.")])
     type = serializers.ChoiceField(choices=EndpointType.values, default=EndpointType.AUTHENTICATED)
     provider = ProviderSerializer()
     compute = ComputeSerializer()

