@@ -146,17 +146,33 @@ def membership_remove(*, account: Account, user: AbstractBaseUser, actor: Abstra
 
 @transaction.atomic
 def token_create(*, user: AbstractBaseUser, name: str, role: str = ApiToken.TokenRole.WRITE,
-                 expires_at: datetime | None = None, actor: AbstractBaseUser | None = None) -> tuple[ApiToken, str]:
-    """Create a token; returns it with its secret, which is never retrievable again."""
+                 expires_at: datetime | None = None, parent: ApiToken | None = None,
+                 actor: AbstractBaseUser | None = None) -> tuple[ApiToken, str]:
+    """Create a token; returns it with its secret, which is never retrievable again.
+
+    ``parent`` is the token the request came with (API calls): the new token expires when it does at the
+    latest (no expiry given = its expiry) and is revoked with it. A user holds at most
+    ``MAX_TOKENS_PER_USER`` live tokens (Conflict ``token_limit``). Raises InvalidSpec naming the field."""
     if role not in ApiToken.TokenRole.values:
         raise InvalidSpec(f"Unknown token role '{role}'", fields={"role": ["one of read, write"]})
-    if expires_at is not None and expires_at <= timezone.now():
+    now = timezone.now()
+    if expires_at is not None and expires_at <= now:
         raise InvalidSpec("The expiry must be in the future", fields={"expiresAt": ["must be in the future"]})
+    if parent is not None and parent.expires_at is not None:
+        if expires_at is not None and expires_at > parent.expires_at:
+            raise InvalidSpec("A token cannot outlive the token that creates it",
+                              fields={"expiresAt": [f"at the latest {parent.expires_at.isoformat()}"]})
+        expires_at = expires_at or parent.expires_at
+    get_user_model().objects.select_for_update().filter(pk=user.pk).first()  # serialise this user's creates
+    live = ApiToken.objects.filter(user=user, revoked_at__isnull=True).exclude(expires_at__lte=now).count()
+    if live >= settings.MAX_TOKENS_PER_USER:
+        raise Conflict(f"You already have the maximum of {settings.MAX_TOKENS_PER_USER} live tokens; revoke one",
+                       code="token_limit")
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     try:
         with transaction.atomic():
             token = ApiToken.objects.create(user=user, name=name, role=role, digest=token_digest(secret),
-                                            prefix=secret[:10], expires_at=expires_at)
+                                            prefix=secret[:10], expires_at=expires_at, parent=parent)
     except IntegrityError as exc:  # a digest collision: astronomically unlikely, never silently wrong
         raise Conflict("Token generation collided; retry") from exc
     _publish_token(token)
@@ -168,16 +184,22 @@ def token_create(*, user: AbstractBaseUser, name: str, role: str = ApiToken.Toke
 
 @transaction.atomic
 def token_revoke(*, user: AbstractBaseUser, token_id: int, actor: AbstractBaseUser | None = None) -> ApiToken:
-    """Revoke one of ``user``'s tokens. Idempotent; another user's token is NotFound."""
+    """Revoke one of ``user``'s tokens and every token created with it (children, theirs, ...).
+    Idempotent; another user's token is NotFound."""
     token = ApiToken.objects.select_for_update().filter(user=user, pk=token_id).first()
     if token is None:
         raise NotFound("Token not found")
-    if token.revoked_at is None:
-        token.revoked_at = timezone.now()
-        token.save(update_fields=["revoked_at"])
-        _publish_token(token)
-        audit_record(actor=actor or user, action="token.revoke", account=getattr(user, "personal_account", None),
-                     target=f"{token.prefix}… {token.name}", diff={"revokedAt": [None, token.revoked_at.isoformat()]})
+    now, pending = timezone.now(), [token]
+    while pending:
+        current = pending.pop()
+        if current.revoked_at is None:
+            current.revoked_at = now
+            current.save(update_fields=["revoked_at"])
+            _publish_token(current)
+            audit_record(actor=actor or user, action="token.revoke", account=getattr(user, "personal_account", None),
+                         target=f"{current.prefix}… {current.name}", diff={"revokedAt": [None, now.isoformat()]})
+        pending.extend(ApiToken.objects.select_for_update().filter(parent=current))
+    token.refresh_from_db()
     return token
 
 

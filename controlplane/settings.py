@@ -173,6 +173,7 @@ DEFAULT_QUOTA_GPU = env_int("DEFAULT_QUOTA_GPU", 4)
 DEFAULT_QUOTA_NEURON = env_int("DEFAULT_QUOTA_NEURON", 0)
 TOKEN_LAST_USED_RESOLUTION_SECONDS = env_int("TOKEN_LAST_USED_RESOLUTION_SECONDS", 60)
 MAX_ENDPOINTS_PER_ACCOUNT = env_int("MAX_ENDPOINTS_PER_ACCOUNT", 100)
+MAX_TOKENS_PER_USER = env_int("MAX_TOKENS_PER_USER", 100)  # live (unrevoked, unexpired) API tokens
 # The managed image per library for `model.image.huggingface`; the task catalog picks the library.
 MANAGED_IMAGE = env_str(
     "MANAGED_IMAGE", "registry.hf.space/huggingface-inference-toolkit:latest"

@@ -76,7 +76,8 @@ class TokenListView(APIView):
         _require_write_token(request)
         token, secret = services.token_create(user=request.user, name=data.validated_data["name"],
                                               role=data.validated_data["role"],
-                                              expires_at=data.validated_data["expiresAt"])
+                                              expires_at=data.validated_data["expiresAt"],
+                                              parent=request.auth if isinstance(request.auth, ApiToken) else None)
         return Response({**token_body(token), "token": secret}, status=201)
 
 

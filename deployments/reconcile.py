@@ -21,6 +21,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from controlplane.encryption import decrypt_json
+from endpoints.catalog import image_registry
 from endpoints.locks import endpoint_lock_key
 from endpoints.models import Endpoint, EndpointEvent, Intent, State
 from endpoints.routes import route_publish_on_commit
@@ -96,12 +97,6 @@ def platform() -> Platform:
                     private_cidrs=tuple(settings.PRIVATE_ALLOWED_CIDRS))
 
 
-def _registry_server(image_url: str) -> str:
-    first = image_url.split("/", 1)[0]
-    return first if "/" in image_url and ("." in first or ":" in first or first == "localhost") \
-        else "https://index.docker.io/v1/"
-
-
 def _secrets_version(secrets: dict | None) -> str:
     """A keyed digest of the secret values (HMAC, so the annotation reveals nothing about them)."""
     if not secrets:
@@ -120,7 +115,7 @@ def target_for(endpoint: Endpoint, cluster: Cluster, *, refresh_registry: bool =
     credentials = (body or {}).get("credentials")
     registry = None
     if credentials:
-        registry = {"server": _registry_server(body["url"]), "username": credentials["username"],
+        registry = {"server": image_registry(body["url"]), "username": credentials["username"],
                     "password": bundle.get("registryPassword") or ""}
     elif (body or {}).get("url"):
         registry = registry_credentials(cluster=cluster, image_url=body["url"], refresh=refresh_registry)

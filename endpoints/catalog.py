@@ -53,6 +53,16 @@ DEVICE_ENV_DENYLIST = ("NVIDIA_", "CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "
 DEFAULT_THRESHOLD = {"hardwareUsage": 80.0, "pendingRequests": 1.5}
 
 
+DOCKER_HUB = "https://index.docker.io/v1/"
+
+
+def image_registry(image_url: str) -> str:
+    """The registry an image reference pulls from, as a docker config names it: ``ghcr.io/x/y:1`` ->
+    ``ghcr.io``, ``localhost:5000/y`` -> ``localhost:5000``, ``team/y`` or ``y`` -> Docker Hub."""
+    first = image_url.split("/", 1)[0]
+    return first if "/" in image_url and ("." in first or ":" in first or first == "localhost") else DOCKER_HUB
+
+
 def engine_env_name(variant: str, option: str) -> str:
     """``maxInputLength`` -> ``MAX_INPUT_LENGTH`` (TGI, TEI, vLLM read these); llama.cpp's get ``LLAMA_ARG_``."""
     snake = "".join(f"_{c}" if c.isupper() else c for c in option).upper().lstrip("_")

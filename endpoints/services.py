@@ -24,7 +24,7 @@ from controlplane.services import audit_record
 from quotas.selectors import instance_get
 from quotas.services import account_lock, quota_reserve
 
-from .catalog import MANAGED_TASKS, MANAGED_VARIANTS
+from .catalog import MANAGED_TASKS, MANAGED_VARIANTS, image_registry
 from .errors import EndpointNotFound, StateConflict
 from .locks import endpoint_lock_key
 from .models import Endpoint, EndpointEvent, Intent, State
@@ -84,14 +84,21 @@ def _check_task(model: dict) -> None:
         raise InvalidSpec(message, code="unsupported_task", fields={"model.task": [message]})
 
 
-def _split_registry_password(image: dict, old_password: str | None) -> tuple[dict, str | None]:
-    """Take the registry password out of the image (it is stored encrypted); the mask keeps the old one."""
+def _split_registry_password(image: dict, old_password: str | None,
+                              old_image: dict | None = None) -> tuple[dict, str | None]:
+    """Take the registry password out of the image (it is stored encrypted); the mask keeps the old one,
+    unless the image now pulls from another registry than ``old_image`` did (the stored password was
+    given for that registry only: InvalidSpec naming the field)."""
     (variant, body), = image.items()
     credentials = body.get("credentials")
     if not credentials:
         return image, None
     password = credentials.get("password")
     if password == MASK:
+        (_old_variant, old_body), = (old_image or {"": {}}).items()
+        if old_password and image_registry(body.get("url") or "") != image_registry(old_body.get("url") or ""):
+            raise InvalidSpec("The image now pulls from another registry: give its password again",
+                              fields={f"model.image.{variant}.credentials.password": ["required for a new registry"]})
         password = old_password
     # The stored image keeps the mask in the password's place, so it renders and diffs without the secret.
     masked = {"username": credentials["username"], **({"password": MASK} if password else {})}
@@ -215,7 +222,7 @@ def endpoint_update(*, account: Account, name: str, patch: dict, actor: Abstract
         secrets = {k: old_secrets.get(k, "") if v == MASK else v for k, v in spec["model"]["secrets"].items()}
     else:
         secrets = old_secrets
-    image, password = _split_registry_password(spec["model"]["image"], old_password)
+    image, password = _split_registry_password(spec["model"]["image"], old_password, endpoint.image)
     spec["model"]["image"] = image
 
     diff = spec_diff(old_spec, _comparable(spec))

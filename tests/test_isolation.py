@@ -4,16 +4,20 @@ named by it (docs/security.md lists them all)."""
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.utils import timezone
 
 from controlplane.errors import InvalidSpec
-from controlplane.models import Account
-from controlplane.services import org_create, user_create
+from controlplane.models import Account, ApiToken
+from controlplane.services import org_create, token_create, user_create
 from deployments.models import Cluster
 from deployments.services import cluster_register
 from endpoints.models import Endpoint
+from endpoints.services import endpoint_secrets
+from tests.conftest import bearer_client
 from tests.factories import endpoint_spec
 
 pytestmark = pytest.mark.django_db
@@ -131,3 +135,69 @@ def test_item11_deeply_nested_json_is_a_400_naming_the_limit(alice_api, depth):
     assert r.status_code == 400, r.content[:200]
     assert "nested deeper than 32 levels" in r.json()["error"]
     assert not Endpoint.objects.exists()
+
+
+# ---------------------------------------------------------------- item 10: child tokens
+def test_item10_a_child_token_never_outlives_its_parents_expiry(alice):
+    parent_expiry = timezone.now() + timedelta(hours=1)
+    _token, secret = token_create(user=alice, name="short", expires_at=parent_expiry)
+    api = bearer_client(secret)
+    r = api.post("/v2/tokens", {"name": "child"}, format="json")
+    assert r.status_code == 201, r.json()
+    assert ApiToken.objects.get(name="child").expires_at == parent_expiry  # no expiry asked: the parent's
+    later = (parent_expiry + timedelta(days=30)).isoformat()
+    r = api.post("/v2/tokens", {"name": "longer", "expiresAt": later}, format="json")
+    assert r.status_code == 400 and "expiresAt" in r.json()["fields"], r.json()
+    assert not ApiToken.objects.filter(name="longer").exists()
+
+
+def test_item10_revoking_a_token_revokes_every_token_it_made(alice):
+    parent, secret = token_create(user=alice, name="parent")
+    child_secret = bearer_client(secret).post("/v2/tokens", {"name": "child"}, format="json").json()["token"]
+    grandchild_secret = bearer_client(child_secret).post("/v2/tokens", {"name": "grandchild"},
+                                                         format="json").json()["token"]
+    assert bearer_client(grandchild_secret).get("/api/whoami-v2").status_code == 200
+    _other, other_secret = token_create(user=alice, name="unrelated")
+    r = bearer_client(other_secret).delete(f"/v2/tokens/{parent.pk}")
+    assert r.status_code == 200, r.json()
+    for revoked in (secret, child_secret, grandchild_secret):
+        assert bearer_client(revoked).get("/api/whoami-v2").status_code == 401
+    assert bearer_client(other_secret).get("/api/whoami-v2").status_code == 200
+    assert set(ApiToken.objects.filter(revoked_at__isnull=False).values_list("name", flat=True)) == {
+        "parent", "child", "grandchild"}
+
+
+def test_item10_a_user_holds_a_bounded_number_of_live_tokens(alice, settings):
+    settings.MAX_TOKENS_PER_USER = 3
+    _token, secret = token_create(user=alice, name="first")
+    api = bearer_client(secret)
+    assert [api.post("/v2/tokens", {"name": f"t{i}"}, format="json").status_code for i in range(3)] == [201, 201, 409]
+    r = api.post("/v2/tokens", {"name": "again"}, format="json")
+    assert r.status_code == 409 and r.json()["code"] == "token_limit", r.json()
+    assert ApiToken.objects.filter(user=alice).count() == 3
+
+
+# ---------------------------------------------------------------- item 6: the masked password and a new registry
+def custom_image(url: str, password: str) -> dict:
+    return {"image": {"custom": {"url": url, "credentials": {"username": "bot", "password": password}}}}
+
+
+def test_item06_a_new_registry_needs_the_password_again(alice_api):
+    assert create(alice_api, model=custom_image("registry.acme.example/team/app:1", "s3cret")).status_code == 202
+    stolen = {"model": custom_image("attacker.example/app:1", "********")}
+    r = alice_api.put("/v2/endpoint/alice/my-endpoint", stolen, format="json")
+    assert r.status_code == 400, r.json()
+    assert "model.image.custom.credentials.password" in r.json()["fields"], r.json()
+    endpoint = Endpoint.objects.get(name="my-endpoint")
+    assert endpoint.image["custom"]["url"] == "registry.acme.example/team/app:1"  # nothing half-written
+    assert endpoint_secrets(endpoint=endpoint)[1] == "s3cret"
+
+
+def test_item06_the_mask_keeps_the_password_on_the_same_registry(alice_api):
+    assert create(alice_api, model=custom_image("registry.acme.example/team/app:1", "s3cret")).status_code == 202
+    same = {"model": custom_image("registry.acme.example/team/app:2", "********")}
+    assert alice_api.put("/v2/endpoint/alice/my-endpoint", same, format="json").status_code == 200
+    assert endpoint_secrets(endpoint=Endpoint.objects.get(name="my-endpoint"))[1] == "s3cret"
+    moved = {"model": custom_image("mirror.acme.example/team/app:2", "n3w")}  # a new password: accepted
+    assert alice_api.put("/v2/endpoint/alice/my-endpoint", moved, format="json").status_code == 200
+    assert endpoint_secrets(endpoint=Endpoint.objects.get(name="my-endpoint"))[1] == "n3w"

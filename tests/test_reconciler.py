@@ -58,7 +58,11 @@ def test_updates_roll_replicas_and_instance(alice, cluster, fake_kube, fake_hub)
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 3)
     container = deployment(fake_kube)["spec"]["template"]["spec"]["containers"][0]
     assert container["resources"]["requests"]["cpu"] == "3600m"
-    assert endpoint.ready_replica >= 2
+    assert deployment(fake_kube)["spec"]["replicas"] == 2  # the raised minimum is part of the rollout itself
+    deadline = time.monotonic() + 15
+    while endpoint.ready_replica < 2:  # running once the new version serves; the second replica follows
+        assert time.monotonic() < deadline, endpoint.message
+        endpoint = converge(endpoint.pk, "running")
 
 
 def test_crash_looping_update_is_update_failed_while_old_pods_serve(alice, cluster, fake_kube, fake_hub):
