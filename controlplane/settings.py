@@ -214,6 +214,16 @@ GATEWAY_POD_LABELS = dict(item.split("=", 1) for item in env_list("GATEWAY_POD_L
                                                                   ["app.kubernetes.io/component=gateway"]))
 # Sources admitted to private endpoints' pods (e.g. the VPC CIDR their PrivateLink NLB sends from).
 PRIVATE_ALLOWED_CIDRS = env_list("PRIVATE_ALLOWED_CIDRS", [])
+# Tenant pods: pull every image on each start (true), or only images that need credentials (the default),
+# and the size limit of the volume the model is downloaded into.
+IMAGE_PULL_ALWAYS = env_bool("IMAGE_PULL_ALWAYS", False)
+# Tenant egress: an egress NetworkPolicy in every tenant namespace admits DNS and the internet but these
+# ranges (private networks holding pods, services, nodes and the control plane; link-local metadata).
+TENANT_EGRESS_POLICY = env_bool("TENANT_EGRESS_POLICY", True)
+TENANT_EGRESS_DENIED_CIDRS = env_list("TENANT_EGRESS_DENIED_CIDRS", [
+    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16",
+    "fc00::/7", "fe80::/10"])
+REPOSITORY_VOLUME_SIZE_LIMIT = env_str("REPOSITORY_VOLUME_SIZE_LIMIT", "200Gi")
 GATEWAY_IDLE_SWEEP_SECONDS = env_int("GATEWAY_IDLE_SWEEP_SECONDS", 60)
 
 # ---------------------------------------------------------------- AWS (PrivateLink, ECR), per cluster

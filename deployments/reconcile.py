@@ -94,7 +94,8 @@ def platform() -> Platform:
                     progress_deadline_seconds=settings.DEPLOYMENT_PROGRESS_DEADLINE_SECONDS,
                     gateway_namespace=settings.GATEWAY_NAMESPACE,
                     gateway_pod_labels=tuple(sorted(settings.GATEWAY_POD_LABELS.items())),
-                    private_cidrs=tuple(settings.PRIVATE_ALLOWED_CIDRS))
+                    private_cidrs=tuple(settings.PRIVATE_ALLOWED_CIDRS), pull_always=settings.IMAGE_PULL_ALWAYS,
+                    repository_size_limit=settings.REPOSITORY_VOLUME_SIZE_LIMIT)
 
 
 def _secrets_version(secrets: dict | None) -> str:
@@ -128,7 +129,8 @@ def target_for(endpoint: Endpoint, cluster: Cluster, *, refresh_registry: bool =
         task=endpoint.task, image=endpoint.image,
         instance=InstanceSpec(accelerator=it.accelerator, accelerator_count=it.accelerator_count,
                               accelerator_resource=it.accelerator_resource, cpu_request=it.cpu_request,
-                              memory_request=it.memory_request, cpu_limit=it.cpu_limit, memory_limit=it.memory_limit,
+                              memory_request=it.memory_request, memory_limit=it.memory_limit,
+                              cpu_limit=it.cpu_limit or str(it.vcpus),  # never unbounded: the instance's size
                               node_selector=it.node_selector, tolerations=it.tolerations),
         min_replica=endpoint.min_replica, max_replica=endpoint.max_replica,
         scaling_metric=endpoint.scaling_metric or "hardwareUsage", scaling_threshold=endpoint.scaling_threshold,
@@ -250,7 +252,9 @@ def _unlink_if_unwanted(endpoint: Endpoint, cluster: Cluster, target: EndpointTa
 def _ensure_account(kube: Kube, endpoint: Endpoint, namespace: str) -> int:
     """Namespace, ResourceQuota, NetworkPolicy (and Hub token Secret) for the endpoint's account."""
     objects = render_account(namespace=namespace, account_label=dns_label(endpoint.account.slug),
-                             quota=quota_limits(account=endpoint.account), hub_token=settings.HF_HUB_TOKEN)
+                             quota=quota_limits(account=endpoint.account), hub_token=settings.HF_HUB_TOKEN,
+                             egress_denied=tuple(settings.TENANT_EGRESS_DENIED_CIDRS)
+                             if settings.TENANT_EGRESS_POLICY else None)
     result = ApplyResult()
     for obj in objects:
         apply_one(kube, obj, kube.get(obj["kind"], obj["metadata"].get("namespace"), obj["metadata"]["name"]),

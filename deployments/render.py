@@ -55,6 +55,11 @@ class Platform:
     gateway_pod_labels: tuple[tuple[str, str], ...] = (("app.kubernetes.io/component", "gateway"),)
     # Sources admitted to private endpoints (e.g. the VPC CIDR their PrivateLink NLB sends from).
     private_cidrs: tuple[str, ...] = ()
+    # Pull every tenant image on each start (True), or only those that need credentials (False): a cached
+    # private image must never start for a tenant that could not pull it.
+    pull_always: bool = False
+    # The repository volume's size limit (an unbounded emptyDir could fill the node's disk).
+    repository_size_limit: str = "200Gi"
 
 
 @dataclass(frozen=True)
@@ -95,15 +100,23 @@ def _b64(value: str) -> str:
 
 
 # ---------------------------------------------------------------- per account
-def render_account(*, namespace: str, account_label: str, quota: dict[str, int], hub_token: str | None) -> list[dict]:
-    """Namespace, ResourceQuota (twice the quota, so rolling updates can surge: admission holds the real
-    line; this is the backstop), default-deny ingress NetworkPolicy, and the Hub token Secret if any."""
+# Pod Security admission on tenant namespaces: baseline enforced (no privileged pods, host namespaces or
+# host paths; GPUs need nothing more), restricted reported as warnings and in the audit log.
+POD_SECURITY = {"pod-security.kubernetes.io/enforce": "baseline", "pod-security.kubernetes.io/enforce-version": "latest",
+                "pod-security.kubernetes.io/warn": "restricted", "pod-security.kubernetes.io/audit": "restricted"}
+
+
+def render_account(*, namespace: str, account_label: str, quota: dict[str, int], hub_token: str | None,
+                   egress_denied: tuple[str, ...] | None = None) -> list[dict]:
+    """Namespace (Pod Security labelled), ResourceQuota (twice the quota, so rolling updates can surge:
+    admission holds the real line; this is the backstop), default-deny ingress NetworkPolicy, the egress
+    NetworkPolicy unless ``egress_denied`` is None, and the Hub token Secret if any."""
     labels = account_labels(account_label)
     devices = {DEVICE_RESOURCE[acc]: quota.get(acc, 0) for acc in DEVICE_RESOURCE}
     cpus = quota.get("cpu", 0) + CPUS_PER_DEVICE * sum(devices.values())
     hard = {"requests.cpu": str(2 * cpus), **{f"requests.{res}": str(2 * n) for res, n in devices.items()}}
     objects = [
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "labels": labels}},
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "labels": {**labels, **POD_SECURITY}}},
         {"apiVersion": "v1", "kind": "ResourceQuota",
          "metadata": {"name": "endpoints-quota", "namespace": namespace, "labels": labels},
          "spec": {"hard": hard}},
@@ -111,11 +124,30 @@ def render_account(*, namespace: str, account_label: str, quota: dict[str, int],
          "metadata": {"name": "default-deny-ingress", "namespace": namespace, "labels": labels},
          "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}},
     ]
+    if egress_denied is not None:
+        objects.append(_egress_policy(namespace, labels, egress_denied))
     if hub_token:
         objects.append({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
                         "metadata": {"name": "hub-token", "namespace": namespace, "labels": labels},
                         "data": {"token": _b64(hub_token)}})
     return objects
+
+
+def _egress_policy(namespace: str, labels: dict, denied: tuple[str, ...]) -> dict:
+    """Tenant pods may reach the cluster DNS and the internet (the Hub, their own services), never the
+    ``denied`` ranges: the pod, service and node networks (other tenants, the control plane, Redis and
+    Postgres) and the node metadata address. An ipBlock is the only destination admitted, so no pod is
+    selected as a peer, whatever the CNI makes of pod IPs."""
+    v6 = tuple(c for c in denied if ":" in c)
+    v4 = tuple(c for c in denied if ":" not in c)
+    dns_ports = [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": "tenant-egress", "namespace": namespace, "labels": labels},
+            "spec": {"podSelector": {}, "policyTypes": ["Egress"], "egress": [
+                {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                         "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}], "ports": dns_ports},
+                {"to": [{"ipBlock": {"cidr": "0.0.0.0/0", **({"except": list(v4)} if v4 else {})}},
+                        {"ipBlock": {"cidr": "::/0", **({"except": list(v6)} if v6 else {})}}]}]}}
 
 
 # ---------------------------------------------------------------- per endpoint
@@ -150,6 +182,14 @@ def _resources(instance: InstanceSpec) -> dict:
     return {"requests": requests, **({"limits": limits} if limits else {})}
 
 
+# Every tenant container: no privilege escalation, no capabilities but binding a low port (the managed image
+# serves on 80), the runtime's default seccomp profile. Not runAsNonRoot: many serving images run as root,
+# which the namespace's baseline Pod Security level allows (restricted is warned and audited).
+CONTAINER_SECURITY = {"allowPrivilegeEscalation": False, "seccompProfile": {"type": "RuntimeDefault"},
+                      "capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}}
+FETCHER_UID = 1000  # the model fetcher is our image: it runs as a plain user
+
+
 def _deployment(target: EndpointTarget, platform: Platform, labels: dict) -> dict:
     name = endpoint_object_name(target.name)
     variant, body = _variant(target)
@@ -158,6 +198,8 @@ def _deployment(target: EndpointTarget, platform: Platform, labels: dict) -> dic
     container = {
         "name": "inference",
         "image": image,
+        "imagePullPolicy": "Always" if target.registry or platform.pull_always else "IfNotPresent",
+        "securityContext": CONTAINER_SECURITY,
         "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
         "env": _env(target),
         "resources": _resources(target.instance),
@@ -181,13 +223,16 @@ def _deployment(target: EndpointTarget, platform: Platform, labels: dict) -> dic
         "command": ["hf", "download", target.repository, "--revision", target.revision,
                     "--local-dir", REPOSITORY_DIR],
         "env": fetcher_env,
-        "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}},
+        "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
+        "securityContext": {**CONTAINER_SECURITY, "capabilities": {"drop": ["ALL"]}, "runAsNonRoot": True,
+                            "runAsUser": FETCHER_UID, "runAsGroup": FETCHER_UID},
         "volumeMounts": [{"name": "repository", "mountPath": REPOSITORY_DIR}],
     }
     pod_spec = {
         "initContainers": [fetcher],
         "containers": [container],
-        "volumes": [{"name": "repository", "emptyDir": {}}],
+        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+        "volumes": [{"name": "repository", "emptyDir": {"sizeLimit": platform.repository_size_limit}}],
         "enableServiceLinks": False,
         "automountServiceAccountToken": False,
     }

@@ -87,7 +87,8 @@ def test_render_endpoint_matches_golden(case):
 
 def test_render_account_matches_golden():
     _check("account", render_account(namespace="ie-acme", account_label="acme",
-                                     quota={"cpu": 32, "gpu": 4, "neuron": 0}, hub_token="hf_operator_token"))
+                                     quota={"cpu": 32, "gpu": 4, "neuron": 0}, hub_token="hf_operator_token",
+                                     egress_denied=("10.0.0.0/8", "169.254.0.0/16", "fd00::/8")))
 
 
 def test_render_is_pure_and_deterministic():
