@@ -15,7 +15,7 @@ class Kind(NamedTuple):
     verbs: tuple[str, ...]
 
 
-WRITE = ("get", "list", "create", "update", "patch", "delete")
+WRITE = ("get", "list", "create", "update", "delete")  # apply replaces whole objects: no patch
 READ = ("get", "list")
 
 KINDS: tuple[Kind, ...] = (
@@ -29,5 +29,4 @@ KINDS: tuple[Kind, ...] = (
     Kind("", "v1", "pods", "Pod", True, READ),
     Kind("", "v1", "pods/log", "Pod log", True, ("get",)),
     Kind("", "v1", "events", "Event", True, READ),
-    Kind("apps", "v1", "replicasets", "ReplicaSet", True, READ),
 )

@@ -44,6 +44,7 @@ SETTLED = (State.RUNNING, State.PAUSED, State.SCALED_TO_ZERO, State.FAILED, Stat
 ENDPOINT_KINDS = ("Secret", "Deployment", "Service", "HorizontalPodAutoscaler", "NetworkPolicy")
 REQUEUE_SECONDS = 2.0  # while pods start or roll
 RECHECK_FAILED_SECONDS = 30.0  # a failure read from pods (unschedulable, deadline) may clear on its own
+RECHECK_SCALING_SECONDS = 5.0  # running with replicas still starting: keep readyReplica current
 
 
 class Retry(Exception):
@@ -232,7 +233,10 @@ def _reconcile(endpoint_id: int) -> Outcome | None:
              observation.state, writes + result.writes)
     requeue = {State.INITIALIZING: REQUEUE_SECONDS, State.UPDATING: REQUEUE_SECONDS,
                State.FAILED: RECHECK_FAILED_SECONDS, State.UPDATE_FAILED: RECHECK_FAILED_SECONDS}
-    return Outcome(observation.state, writes + result.writes, requeue.get(observation.state))
+    delay = requeue.get(observation.state)
+    if observation.state == State.RUNNING and observation.ready < observation.target:
+        delay = RECHECK_SCALING_SECONDS
+    return Outcome(observation.state, writes + result.writes, delay)
 
 
 _WANTED = object()  # "this endpoint should have PrivateLink"

@@ -62,3 +62,39 @@ def test_item03_the_tenant_egress_policy_is_accepted_and_selects_every_pod(api, 
     peers = [peer for rule in policy["spec"]["egress"] for peer in rule["to"] if "ipBlock" not in peer]
     assert peers == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
                       "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}]
+
+
+def as_worker(worker_kubeconfig):
+    """The official client with the worker's own credentials (the chart's ServiceAccount)."""
+    import kubernetes
+    import yaml
+
+    return kubernetes.client.CoreV1Api(kubernetes.config.new_client_from_config_dict(
+        yaml.safe_load(worker_kubeconfig[0])))
+
+
+def test_item05_the_worker_writes_only_in_namespaces_it_manages(api, kube_cluster, worker_kubeconfig, celery):
+    from kubernetes.client.exceptions import ApiException
+
+    celery("worker")
+    assert api.post(f"/v2/endpoint/{api.account}", endpoint_spec("web"), format="json").status_code == 202
+    running(api)  # the whole create path went through the policy
+    core = as_worker(worker_kubeconfig)
+    bystander = f"bystander-{api.account}"  # another team's namespace on the same cluster
+    kube_cluster.send("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
+                                                     "metadata": {"name": bystander}})
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "planted"}, "stringData": {"k": "v"}}
+    for attempt in (lambda: core.create_namespaced_secret("default", secret),
+                    lambda: core.create_namespaced_secret("kube-system", secret),
+                    lambda: core.create_namespace({"metadata": {"name": "ie-unlabelled"}}),
+                    lambda: core.create_namespace({"metadata": {"name": "victim", "labels": {
+                        "app.kubernetes.io/managed-by": "controlplane"}}}),
+                    lambda: core.delete_namespace(bystander)):
+        with pytest.raises(ApiException) as refused:
+            attempt()
+        assert refused.value.status == 403, refused.value.body
+        assert "writes only in namespaces it manages" in refused.value.body
+    assert kube_cluster.get("/api/v1/namespaces/default/secrets/planted") is None
+    assert kube_cluster.get(f"/api/v1/namespaces/{bystander}")["status"]["phase"] == "Active"
+    # In a namespace it manages, the same write is admitted.
+    assert core.create_namespaced_secret(api.ns, secret).metadata.name == "planted"

@@ -548,14 +548,14 @@ def test_rbac_check_catches_a_verb_too_many_and_one_too_few(helm, tmp_path):
     chart = copy_chart(tmp_path)
     role = chart / "templates" / "clusterrole.yaml"
     text = role.read_text()
-    for resource, verbs, broken in (("pods/log", '["get"]', '["get", "watch"]'),
-                                    ("replicasets", '["get", "list"]', '["get"]')):
-        rule = f'resources: ["{resource}"]\n    verbs: '
+    for resources, verbs, broken in (('"pods/log"', '["get"]', '["get", "watch"]'),
+                                     ('"pods", "events"', '["get", "list"]', '["get"]')):
+        rule = f'resources: [{resources}]\n    verbs: '
         assert rule + verbs in text
         text = text.replace(rule + verbs, rule + broken)
     role.write_text(text)
     missing, extra = rbac_difference(render(helm, chart, CHART / "ci" / "minimal-values.yaml"))
-    assert missing == {("apps", "replicasets", "list")}
+    assert missing == {("", "pods", "list"), ("", "events", "list")}
     assert extra == {("", "pods/log", "watch")}
 
 

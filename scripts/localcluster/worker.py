@@ -1,6 +1,6 @@
-"""The control plane's worker identity on a local cluster: the ServiceAccount, roles and bindings the Helm
-chart renders (so the worker gets exactly the rules a production install grants it, never the admin's
-certificate), applied idempotently, and a kubeconfig holding a bound token for that ServiceAccount.
+"""The control plane's worker identity on a local cluster: the ServiceAccount, roles, bindings and admission
+policy the Helm chart renders (so the worker gets exactly the rules a production install grants it, never
+the admin's certificate), applied idempotently, and a kubeconfig holding a bound token for that ServiceAccount.
 """
 from __future__ import annotations
 
@@ -15,11 +15,13 @@ from .cluster import LocalCluster, kubeconfig_text
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "controlplane"
 CHART_NAMESPACE = "cp-system"
-RBAC_KINDS = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
+RBAC_KINDS = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
+              "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
 
 
 def chart_worker_rbac() -> list[dict]:
-    """The ServiceAccount, ClusterRole(s) and binding(s) the chart renders for the worker, as rendered."""
+    """The ServiceAccount, ClusterRole(s), binding(s) and admission policy the chart renders for the worker,
+    as rendered."""
     helm = REPO / ".tools" / "bin" / "helm"
     result = subprocess.run([str(helm), "template", "cp", str(CHART), "--namespace", CHART_NAMESPACE,
                              "--values", str(CHART / "ci" / "minimal-values.yaml")],
@@ -28,9 +30,13 @@ def chart_worker_rbac() -> list[dict]:
 
 
 def _collection(kind: str) -> str:
-    group = "/api/v1" if kind == "ServiceAccount" else "/apis/rbac.authorization.k8s.io/v1"
+    group = {"ServiceAccount": "/api/v1", "ValidatingAdmissionPolicy": "/apis/admissionregistration.k8s.io/v1",
+             "ValidatingAdmissionPolicyBinding": "/apis/admissionregistration.k8s.io/v1"}.get(
+        kind, "/apis/rbac.authorization.k8s.io/v1")
     plural = {"ServiceAccount": "serviceaccounts", "ClusterRole": "clusterroles",
-              "ClusterRoleBinding": "clusterrolebindings", "Role": "roles", "RoleBinding": "rolebindings"}[kind]
+              "ClusterRoleBinding": "clusterrolebindings", "Role": "roles", "RoleBinding": "rolebindings",
+              "ValidatingAdmissionPolicy": "validatingadmissionpolicies",
+              "ValidatingAdmissionPolicyBinding": "validatingadmissionpolicybindings"}[kind]
     namespaced = kind in ("ServiceAccount", "Role", "RoleBinding")
     return f"{group}/namespaces/{CHART_NAMESPACE}/{plural}" if namespaced else f"{group}/{plural}"
 
