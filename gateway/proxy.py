@@ -1,7 +1,8 @@
 """Streaming one request to an endpoint's Service and its response back, both ways unbuffered.
 
 Method, path, query and end-to-end headers pass through; hop-by-hop headers (RFC 9110 §7.6.1, plus any
-named in ``Connection``) do not. The request body is streamed upstream as it arrives and the response
+named in ``Connection``) do not, nor do our API tokens or the client's forwarding headers
+(``request_headers`` says which). The request body is streamed upstream as it arrives and the response
 body is written to the client chunk by chunk as the upstream produces it (SSE events arrive one by one).
 Bodies are never decompressed or re-encoded. The upstream connection pool is the shared session's.
 """

@@ -116,7 +116,7 @@ def test_item_9_unknown_tokens_and_hosts_are_remembered_and_misses_are_limited_p
     token = make_token(alice)
     deploy(alice.personal_account, "svc", "protected", alice)
     # A long absent-answer TTL: an answer that went away quickly below was cleared by the feed.
-    gw = gateway(GATEWAY_MISS_BURST="40", GATEWAY_MISS_RATE="1", GATEWAY_NEGATIVE_TTL_SECONDS="60")
+    gw = gateway(GATEWAY_MISS_BURST="25", GATEWAY_MISS_RATE="1", GATEWAY_NEGATIVE_TTL_SECONDS="60")
     assert gw.get("/alice/svc/x", token=token).status_code == 200
     queries = gw.metric("gateway_db_queries_total")
     nowhere = "nothere-0123456789abcdef.endpoints.test"
@@ -127,7 +127,7 @@ def test_item_9_unknown_tokens_and_hosts_are_remembered_and_misses_are_limited_p
 
     client = redis_client()
     before = gateway_keys(client)
-    for i in range(10):  # random tokens leave nothing behind in Redis
+    for i in range(5):  # random tokens leave nothing behind in Redis
         assert gw.get("/alice/svc/x", token=f"cpt_random_{i}").status_code == 401
     assert gateway_keys(client) == before
     client.close()
@@ -141,11 +141,12 @@ def test_item_9_unknown_tokens_and_hosts_are_remembered_and_misses_are_limited_p
         assert time.monotonic() < deadline, "the absent answer outlived the route's publication"
         time.sleep(0.05)
 
-    statuses = [gw.get("/alice/svc/x", token=f"cpt_more_{i}").status_code for i in range(40)]
-    assert set(statuses) == {401, 429} and statuses[-1] == 429
-    r = gw.get("/alice/svc/x", token="cpt_one_more")
-    assert error_of(r) == (429, "too_many_lookups") and int(r.headers["Retry-After"]) >= 1
-    assert gw.metric("gateway_misses_refused_total") >= 2
+    # About 14 misses are left (plus one a second): 60 more random tokens overdraw the budget.
+    answers = [gw.get("/alice/svc/x", token=f"cpt_more_{i}") for i in range(60)]
+    refused = [r for r in answers if r.status_code == 429]
+    assert refused and {r.status_code for r in answers} == {401, 429}
+    assert error_of(refused[-1]) == (429, "too_many_lookups") and int(refused[-1].headers["Retry-After"]) >= 1
+    assert gw.metric("gateway_misses_refused_total") == len(refused)
     # What the client's address already knows is answered from memory, whatever its budget.
     assert gw.get("/alice/svc/x", token=token).status_code == 200
     assert error_of(gw.get("/alice/svc/x", token="cpt_unknown")) == (401, "invalid_token")
@@ -254,5 +255,8 @@ def test_item_22_domains_forwarding_headers_asterisk_and_logged_queries(gateway,
 
     with pytest.raises(requests.RequestException):  # the upstream breaks mid-body: logged by the gateway
         gw.get("/alice/web/broken?api_key=query-secret-1")
-    time.sleep(0.3)
-    assert "gateway.upstream_broke" in gw.log() and "query-secret-1" not in gw.log()
+    deadline = time.monotonic() + 5
+    while "gateway.upstream_broke" not in gw.log():
+        assert time.monotonic() < deadline, "the broken upstream was not logged"
+        time.sleep(0.05)
+    assert "query-secret-1" not in gw.log()
