@@ -1,4 +1,4 @@
-"""The gateway's Prometheus metrics, on its own registry (served at ``/metrics``).
+"""The gateway's Prometheus metrics, on its own registry (served at ``/metrics`` for the metrics token only).
 
 ``gateway_pending_requests{namespace,endpoint}`` counts requests in flight plus held (waiting for a
 replica): the series behind the ``pendingRequests`` autoscaling metric (docs/autoscaling.md). The

@@ -86,6 +86,30 @@ def test_item_3a_unsigned_and_badly_signed_records_and_feed_messages_are_ignored
     client.close()
 
 
+def test_item_3a_production_always_has_a_record_key_of_its_own():
+    import os
+    import subprocess
+    import sys
+
+    from tests.gatewayrig import REPO
+
+    def settings_in_production(**env: str) -> subprocess.CompletedProcess:
+        full = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "GATEWAY_", "SECRETS_"))}
+        full |= {"DJANGO_DEBUG": "false", **env}
+        code = "from controlplane import settings as s; print(s.GATEWAY_RECORD_KEY)"
+        return subprocess.run([sys.executable, "-c", code], cwd=REPO, env=full, capture_output=True, text=True,
+                              timeout=60)
+
+    keys = {"DJANGO_SECRET_KEY": "k" * 50, "SECRETS_ENCRYPTION_KEY": "e" * 50}
+    assert settings_in_production().returncode != 0  # no secret at all: refuses to start
+    derived = settings_in_production(**keys)
+    assert derived.returncode == 0, derived.stderr
+    assert len(derived.stdout.strip()) == 64 and "k" * 50 not in derived.stdout  # derived, not the Django key
+    assert settings_in_production(**(keys | {"DJANGO_SECRET_KEY": "j" * 50})).stdout != derived.stdout
+    short = settings_in_production(**keys, GATEWAY_RECORD_KEY="short")
+    assert short.returncode != 0 and "GATEWAY_RECORD_KEY" in short.stderr and "short" not in short.stderr
+
+
 def victim_host(endpoint) -> str:
     return host_id(endpoint.account.slug, endpoint.name)
 
