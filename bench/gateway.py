@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.harness import REPO, percentiles, setup_django  # noqa: E402
 
 BODY = b'{"generated_text": "hello"}'
+METRICS_TOKEN = "bench-metrics-token"  # the gateway serves its metrics only for a token
 
 
 def free_port() -> int:
@@ -105,7 +106,9 @@ def measure(url: str, headers: dict, clients: int, seconds: float, processes: in
 def gateway_queries(port: int) -> float:
     import urllib.request
 
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/_gateway/metrics", timeout=5).read().decode()
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/_gateway/metrics",
+                                     headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+    text = urllib.request.urlopen(request, timeout=5).read().decode()
     return next(float(line.split()[-1]) for line in text.splitlines() if line.startswith("gateway_db_queries_total"))
 
 
@@ -141,7 +144,8 @@ def main() -> None:
 
     children = [subprocess.Popen([sys.executable, __file__, "--serve-upstream", str(upstream_port)], cwd=REPO, env=env),
                 subprocess.Popen([sys.executable, "-m", "gateway"], cwd=REPO,
-                                 env={**env, "GATEWAY_BIND": f"127.0.0.1:{gateway_port}", "LOG_LEVEL": "WARNING"})]
+                                 env={**env, "GATEWAY_BIND": f"127.0.0.1:{gateway_port}", "LOG_LEVEL": "WARNING",
+                                      "GATEWAY_METRICS_TOKEN": METRICS_TOKEN})]
     try:
         wait_port(upstream_port)
         wait_port(gateway_port)

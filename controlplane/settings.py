@@ -4,6 +4,8 @@ Every value comes through the small readers below. Development defaults point at
 Redis; with ``DJANGO_DEBUG`` off, a missing production secret stops the process at start-up.
 """
 
+import hashlib
+import hmac
 import os
 import re
 from pathlib import Path
@@ -225,6 +227,33 @@ TENANT_EGRESS_DENIED_CIDRS = env_list("TENANT_EGRESS_DENIED_CIDRS", [
     "fc00::/7", "fe80::/10"])
 REPOSITORY_VOLUME_SIZE_LIMIT = env_str("REPOSITORY_VOLUME_SIZE_LIMIT", "200Gi")
 GATEWAY_IDLE_SWEEP_SECONDS = env_int("GATEWAY_IDLE_SWEEP_SECONDS", 60)
+# The HMAC key that signs every route/token/grant record and feed message (gateway.records): Redis is
+# not trusted to say who may call what. The gateway and every web and worker process must share it. By
+# default it is derived from DJANGO_SECRET_KEY (every process has it, and production refuses to start
+# without it), under a label of its own, so the Django key itself never signs anything readable in Redis.
+GATEWAY_RECORD_KEY = env_str("GATEWAY_RECORD_KEY") or hmac.new(
+    SECRET_KEY.encode(), b"controlplane gateway records", hashlib.sha256).hexdigest()
+if not DEBUG and len(GATEWAY_RECORD_KEY) < 32:
+    raise ImproperlyConfigured("GATEWAY_RECORD_KEY must be at least 32 characters when DJANGO_DEBUG is off")
+# /metrics (and /_gateway/metrics) answer only "Authorization: Bearer <this>"; unset = never served, 404.
+GATEWAY_METRICS_TOKEN = env_str("GATEWAY_METRICS_TOKEN")
+# Proxies in front of the gateway (the Ingress controller) whose X-Forwarded-For/-Proto are trusted for the
+# client's address and scheme; 0 = the peer address is the client and every X-Forwarded-* is the client's.
+GATEWAY_TRUSTED_PROXIES = env_int("GATEWAY_TRUSTED_PROXIES", 0)
+# Seconds a client may take to send a request's headers once it started (slowloris); idle keep-alive
+# connections close after GATEWAY_KEEPALIVE_SECONDS (above the usual ingress upstream keep-alive of 60 s).
+GATEWAY_HEADER_TIMEOUT = env_int("GATEWAY_HEADER_TIMEOUT", 10)
+GATEWAY_KEEPALIVE_SECONDS = env_int("GATEWAY_KEEPALIVE_SECONDS", 75)
+# Requests one client address may have held (waiting for a waking endpoint) at once; more get 429.
+GATEWAY_CLIENT_HOLD_LIMIT = env_int("GATEWAY_CLIENT_HOLD_LIMIT", 100)
+# Unknown tokens and hosts are remembered as absent this long (at most this many per kind), so a repeated
+# one costs neither Redis nor the database; the feed clears one as soon as the record appears.
+GATEWAY_NEGATIVE_TTL_SECONDS = env_int("GATEWAY_NEGATIVE_TTL_SECONDS", 10)
+GATEWAY_NEGATIVE_CACHE_SIZE = env_int("GATEWAY_NEGATIVE_CACHE_SIZE", 20_000)
+# Lookups that miss memory (each a Redis read, perhaps a SQL query) per client address: a burst of
+# GATEWAY_MISS_BURST, refilled at GATEWAY_MISS_RATE per second; past that, 429.
+GATEWAY_MISS_RATE = env_int("GATEWAY_MISS_RATE", 20)
+GATEWAY_MISS_BURST = env_int("GATEWAY_MISS_BURST", 200)
 
 # ---------------------------------------------------------------- AWS (PrivateLink, ECR), per cluster
 # Points every boto3 client at another endpoint (a local moto server in tests).

@@ -2,9 +2,10 @@
 
 Services call the ``*_publish_on_commit`` functions inside their transaction; the publication runs after
 the commit, reads the committed rows afresh and writes them with ``gateway.records.CAS_SET`` (newer
-versions win, every write is broadcast on the feed channel), so each gateway sees the change within
-milliseconds. A failed publication (Redis down) is logged, never raised: the write already committed,
-and the gateway re-reads records older than ``GATEWAY_RECORD_TTL_SECONDS`` from the database.
+versions win, every write is broadcast on the feed channel; each record signed with
+``GATEWAY_RECORD_KEY``), so each gateway sees the change within milliseconds. A failed publication
+(Redis down) is logged, never raised: the write already committed, and the gateway re-reads records
+older than ``GATEWAY_RECORD_TTL_SECONDS`` from the database.
 
 ``activity_get`` reads the last-request times the gateway records, for the idle sweep.
 """
@@ -56,7 +57,8 @@ def _quiet(publish):
 
 def _write(kind: str, key: str, version: int, record: dict | None) -> None:
     keys, args = cas_args(settings.GATEWAY_REDIS_PREFIX, kind, key, version, record,
-                          settings.GATEWAY_RECORD_TTL_SECONDS, publish=True)
+                          settings.GATEWAY_RECORD_TTL_SECONDS, publish=True,
+                          signing_key=settings.GATEWAY_RECORD_KEY.encode())
     try:
         redis_client().eval(CAS_SET, len(keys), *keys, *args)
     except redis.RedisError as exc:
@@ -70,8 +72,9 @@ def route_row(*, account_slug: str, name: str) -> dict | None:
     if row is None:
         return None
     cluster = (Cluster.objects.filter(vendor=row.pop("instance__vendor"), region=row.pop("instance__region"),
-                                      enabled=True).values("namespace_prefix", "service_url_template", "simulated").first()
-               or {"namespace_prefix": "", "service_url_template": None, "simulated": False})
+                                      enabled=True).values("namespace_prefix", "service_url_template", "ingress_domain",
+                                                           "simulated").first()
+               or {"namespace_prefix": "", "service_url_template": None, "ingress_domain": "", "simulated": False})
     return {**{k.replace("__", "_"): v for k, v in row.items()}, **cluster}
 
 

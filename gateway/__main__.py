@@ -8,6 +8,7 @@ from aiohttp import web
 
 from .app import Gateway
 from .config import Config, from_settings
+from .server import Server
 
 log = logging.getLogger("gateway")
 DRAIN_SECONDS = 50.0  # under the chart's terminationGracePeriodSeconds (60)
@@ -18,7 +19,8 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None, stop: asy
     await gateway.start()
     # A client that gives up (while held, say) cancels its handler: it leaves the hold queue and the
     # pending count at once instead of waiting out the hold.
-    server = web.Server(gateway.handle, access_log=None, handler_cancellation=True)
+    server = Server(gateway.handle, access_log=None, handler_cancellation=True, header_timeout=config.header_timeout,
+                    keepalive_timeout=config.keepalive_timeout)
     runner = web.ServerRunner(server, shutdown_timeout=DRAIN_SECONDS)
     await runner.setup()
     host, port = config.host_port

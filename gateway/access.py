@@ -26,22 +26,23 @@ def bearer(header: str | None) -> str | None:
     return secret if scheme.lower() == "bearer" and secret else None
 
 
-async def authorize(route: dict, authorization: str | None, cache) -> web.Response | None:
-    """None when the caller may pass, else the error response. Raises cache.Unverifiable."""
+async def authorize(route: dict, authorization: str | None, cache, client: str | None = None) -> web.Response | None:
+    """None when the caller may pass, else the error response. Raises cache.Unverifiable, and
+    cache.TooManyMisses when ``client`` has spent its budget of unknown lookups."""
     if route["type"] == OPEN:
         return None
     secret = bearer(authorization)
     if secret is None:
         return error(401, "unauthorized", "This endpoint needs a token: send 'Authorization: Bearer <token>'",
                      headers={"WWW-Authenticate": 'Bearer realm="endpoints"'})
-    token = await cache.get("token", hashlib.sha256(secret.encode()).hexdigest())
+    token = await cache.get("token", hashlib.sha256(secret.encode()).hexdigest(), client)
     if token is None or token["revoked"] or (token["expires"] is not None and token["expires"] <= time.time()):
         return error(401, "invalid_token", "The token is invalid, expired or revoked",
                      headers={"WWW-Authenticate": 'Bearer realm="endpoints", error="invalid_token"'})
     if route["owner"] is not None:
         allowed = route["owner"] == token["user"]
     else:
-        grant = await cache.get("grant", f"{route['accountId']}:{token['user']}")
+        grant = await cache.get("grant", f"{route['accountId']}:{token['user']}", client)
         allowed = bool(grant and grant["role"])
     if not allowed:
         return error(403, "forbidden", f"Your token does not give access to '{route['account']}/{route['name']}'")

@@ -2,13 +2,15 @@
 
 Addressing (checked in this order):
 
+0. A request target that is not a path (``OPTIONS *``, ``CONNECT host:port``) -> 400.
 1. ``/_gateway/healthz``, ``/_gateway/readyz``, ``/_gateway/metrics``: the gateway's own routes, on any
-   Host (the ``/_gateway/`` prefix is reserved: endpoints never see it).
-2. Host style: ``Host: <host id>.<domain>`` (``deployments.names.host_id``) -> that endpoint, path as sent.
+   Host (the ``/_gateway/`` prefix is reserved: endpoints never see it). Metrics need the metrics token.
+2. Host style: ``Host: <host id>.<domain>`` (``deployments.names.host_id``) -> that endpoint, path as sent,
+   only when ``<domain>`` is the ingress domain of the endpoint's cluster (the route's ``domain``).
 3. ``/healthz``, ``/readyz``, ``/metrics`` when the Host is not an endpoint's (probes and scrapes reach the
    pod by IP).
 4. Path style: ``/<account>/<name>/<rest>`` -> that endpoint, upstream path ``/<rest>`` (prefix stripped,
-   sent as ``X-Forwarded-Prefix``).
+   sent as ``X-Forwarded-Prefix``), on any Host that is not an endpoint's.
 
 Then: private -> 404 (never served here); access by type (``gateway.access``); paused -> 503;
 scaled to zero or starting -> woken and held (``gateway.hold``); otherwise streamed (``gateway.proxy``).
@@ -16,6 +18,7 @@ scaled to zero or starting -> woken and held (``gateway.hold``); otherwise strea
 
 import asyncio
 import functools
+import hmac
 import json
 import logging
 import re
@@ -31,13 +34,14 @@ from yarl import URL
 from deployments.names import host_id
 
 from . import metrics, records
-from .access import authorize
+from .access import authorize, bearer
 from .activity import Activity
-from .cache import Cache, Unverifiable
+from .cache import Cache, TooManyMisses, Unverifiable
+from .clients import MissBudget, client_address
 from .config import Config
 from .db import Database
 from .errors import error
-from .hold import Holds, QueueFull, Waker, serving
+from .hold import ClientQueueFull, Holds, QueueFull, Waker, serving
 from .proxy import UpstreamUnreachable, forward, request_headers
 
 log = logging.getLogger(__name__)
@@ -49,6 +53,7 @@ ACCOUNT_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?$")
 RETRY_QUEUE_FULL = 5
 CLIENT_CLOSED = 499  # counted (as 4xx) for requests whose client hung up first, as nginx logs them
 RETRY_WAKING = 10
+RETRY_MISSES = 1
 
 
 # Path-style requests name (account, name) on every call: hash them once, not per request.
@@ -59,6 +64,8 @@ class Gateway:
     """One gateway process: ``start()``, then ``handle`` every request, then ``stop()``."""
 
     def __init__(self, config: Config):
+        if not config.record_key:
+            raise ValueError("the gateway needs the record key (GATEWAY_RECORD_KEY) to trust anything in Redis")
         self.config = config
         self._tasks: list[asyncio.Task] = []
 
@@ -75,10 +82,12 @@ class Gateway:
         self.db = Database(c.conninfo(), c.db_connections)
         self.holds = Holds(session=self.session, waker=Waker(c.broker_url, c.task_queue),
                            lookup=lambda host: self.cache.peek("route", host), limit=c.queue_limit,
-                           probe_interval=c.probe_interval, resend=c.wake_resend_seconds)
-        self.cache = Cache(redis=self.redis, db=self.db, prefix=c.prefix, max_age=c.cache_max_age,
-                           stale_seconds=c.stale_seconds, size=c.cache_size, record_ttl=c.record_ttl,
-                           on_route=self.holds.notify)
+                           client_limit=c.client_hold_limit, probe_interval=c.probe_interval,
+                           resend=c.wake_resend_seconds)
+        self.cache = Cache(redis=self.redis, db=self.db, prefix=c.prefix, signing_key=c.record_key,
+                           max_age=c.cache_max_age, stale_seconds=c.stale_seconds, size=c.cache_size,
+                           record_ttl=c.record_ttl, negative_ttl=c.negative_ttl, negative_size=c.negative_size,
+                           misses=MissBudget(c.miss_rate, c.miss_burst), on_route=self.holds.notify)
         self.activity = Activity(self.redis, c.prefix, c.activity_seconds)
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self.cache.run_feed()), loop.create_task(self.activity.run())]
@@ -94,19 +103,27 @@ class Gateway:
     # ---------------------------------------------------------------- entry point
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         path = request.rel_url.raw_path
+        if not path.startswith("/"):
+            return self._count(metrics.NO_ENDPOINT, error(400, "bad_request", "The request target must be a path"))
         if path.startswith(RESERVED):
-            return self._own(path[len(RESERVED) - 1:])
+            return self._own(request, path[len(RESERVED) - 1:])
+        client = client_address(request, self.config.trusted_proxies)
         try:
-            target = await self._resolve(request, path)
+            target = await self._resolve(request, path, client)
             if target is None:
                 if path in OWN:
-                    return self._own(path)
+                    return self._own(request, path)
                 return self._count(metrics.NO_ENDPOINT, error(404, "endpoint_not_found", "No endpoint at this address"))
             route, upstream_path, prefix = target
             if route["type"] == "private":
                 return self._count(metrics.NO_ENDPOINT, error(404, "endpoint_not_found", "No endpoint at this address"))
             m = metrics.for_endpoint(route["namespace"], route["object"])
-            denied = await authorize(route, request.headers.get("Authorization"), self.cache)
+            denied = await authorize(route, request.headers.get("Authorization"), self.cache, client)
+        except TooManyMisses:
+            metrics.MISSES_REFUSED.inc()
+            return self._count(metrics.NO_ENDPOINT, error(
+                429, "too_many_lookups", "Too many requests for unknown tokens or endpoints from your address",
+                retry_after=RETRY_MISSES))
         except Unverifiable as exc:
             metrics.UNVERIFIABLE.inc()
             log.warning("gateway.unverifiable error=%s", exc)
@@ -119,7 +136,7 @@ class Gateway:
         m.pending.inc()
         self.activity.begin(route["id"])
         try:
-            response = await self._serve(request, route, upstream_path, prefix, m)
+            response = await self._serve(request, route, upstream_path, prefix, m, client)
         except asyncio.CancelledError:
             m.answered(CLIENT_CLOSED)
             raise
@@ -134,13 +151,12 @@ class Gateway:
         m.answered(response.status)
         return response
 
-    async def _resolve(self, request: web.BaseRequest, path: str) -> tuple[dict, str, str] | None:
+    async def _resolve(self, request: web.BaseRequest, path: str, client: str) -> tuple[dict, str, str] | None:
         host = (request.host or "").lower()
-        label = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-        label = label.partition(".")[0]
+        label, _, domain = host.partition(".")
         if records.host_name_candidate(label):
-            route = await self.cache.get("route", label)
-            if route is not None:
+            route = await self.cache.get("route", label, client)
+            if route is not None and route.get("domain") in (domain, _without_port(domain)):
                 return route, path, ""
         segments = path.split("/", 3)
         if len(segments) < 3:
@@ -148,7 +164,7 @@ class Gateway:
         account, name = unquote(segments[1]), unquote(segments[2])
         if not (NAME_RE.match(name) and ACCOUNT_RE.match(account)):
             return None
-        route = await self.cache.get("route", cached_host_id(account, name))
+        route = await self.cache.get("route", cached_host_id(account, name), client)
         if route is None or route["account"] != account or route["name"] != name:
             return None
         rest = "/" + segments[3] if len(segments) == 4 else "/"
@@ -156,7 +172,7 @@ class Gateway:
 
     # ---------------------------------------------------------------- serving one endpoint
     async def _serve(self, request: web.BaseRequest, route: dict, path: str, prefix: str,
-                     m: metrics.EndpointMetrics) -> web.StreamResponse:
+                     m: metrics.EndpointMetrics, client: str) -> web.StreamResponse:
         intent, state = route["intent"], route["state"]
         if intent == "delete" or state == "deleting":
             return error(404, "endpoint_not_found", "The endpoint is being deleted")
@@ -175,10 +191,13 @@ class Gateway:
             deadline += timeout
             m.held.inc()
             try:
-                ready = await self.holds.hold(route, timeout)
+                ready = await self.holds.hold(route, timeout, client)
             except QueueFull:
                 return error(429, "too_many_waiting", f"{self.config.queue_limit} requests already wait for this "
                              "endpoint to wake up", retry_after=RETRY_QUEUE_FULL)
+            except ClientQueueFull:
+                return error(429, "too_many_waiting", f"{self.config.client_hold_limit} requests from your address "
+                             "already wait for endpoints to wake up", retry_after=RETRY_QUEUE_FULL)
             finally:
                 m.held.dec()
             if not ready:
@@ -188,7 +207,8 @@ class Gateway:
         query = request.rel_url.raw_query_string
         # Already percent-encoded as the client sent it: passed on byte for byte, never re-quoted.
         url = URL(route["upstream"] + path + (f"?{query}" if query else ""), encoded=True)
-        headers = request_headers(request, forward_authorization=route["type"] == "public", prefix=prefix)
+        headers = request_headers(request, forward_authorization=route["type"] == "public", prefix=prefix,
+                                  trusted_proxies=self.config.trusted_proxies)
         while True:
             try:
                 return await forward(request, self.session, url, headers)
@@ -212,7 +232,7 @@ class Gateway:
         return timeout
 
     # ---------------------------------------------------------------- the gateway's own routes
-    def _own(self, path: str) -> web.Response:
+    def _own(self, request: web.BaseRequest, path: str) -> web.Response:
         if path == "/healthz":
             return web.json_response({"status": "ok"})
         if path == "/readyz":
@@ -222,5 +242,23 @@ class Gateway:
             body = {"status": "ok" if ok else "unavailable", "feed": "connected" if self.cache.connected else "down"}
             return web.Response(status=200 if ok else 503, text=json.dumps(body), content_type="application/json")
         if path == "/metrics":
-            return web.Response(body=generate_latest(metrics.REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
+            return self._metrics(request)
         return error(404, "not_found", "Unknown gateway route")
+
+    def _metrics(self, request: web.BaseRequest) -> web.Response:
+        """The metrics name every endpoint and its traffic: only for ``Bearer <GATEWAY_METRICS_TOKEN>``.
+        Without a configured token they are not served at all (404, as if absent)."""
+        expected = self.config.metrics_token
+        if not expected:
+            return error(404, "not_found", "Unknown gateway route")
+        sent = bearer(request.headers.get("Authorization"))
+        if sent is None or not hmac.compare_digest(sent.encode(), expected.encode()):
+            return error(401, "unauthorized", "The metrics need 'Authorization: Bearer <metrics token>'",
+                         headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
+        return web.Response(body=generate_latest(metrics.REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _without_port(host: str) -> str:
+    """``host`` without a trailing ``:<port>`` (an IPv6 literal's colons are inside brackets)."""
+    name, colon, port = host.rpartition(":")
+    return name if colon and port.isdigit() and not name.endswith(":") else host

@@ -27,6 +27,16 @@ class Config:
     db_connections: int = 4
     probe_interval: float = 1.0
     wake_resend_seconds: float = 10.0
+    record_key: bytes = b""  # GATEWAY_RECORD_KEY: required (the gateway refuses to start without it)
+    metrics_token: str | None = None  # None: metrics are never served
+    trusted_proxies: int = 0
+    header_timeout: float = 10.0
+    keepalive_timeout: float = 75.0
+    client_hold_limit: int = 100
+    negative_ttl: float = 10.0
+    negative_size: int = 20_000
+    miss_rate: float = 20.0
+    miss_burst: int = 200
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -55,4 +65,9 @@ def from_settings() -> Config:
         upstream_connect_timeout=float(s.GATEWAY_UPSTREAM_CONNECT_TIMEOUT),
         upstream_read_timeout=float(s.GATEWAY_UPSTREAM_READ_TIMEOUT),
         upstream_connections=s.GATEWAY_UPSTREAM_CONNECTIONS, db_connections=s.GATEWAY_DB_CONNECTIONS,
+        record_key=s.GATEWAY_RECORD_KEY.encode(), metrics_token=s.GATEWAY_METRICS_TOKEN,
+        trusted_proxies=s.GATEWAY_TRUSTED_PROXIES, header_timeout=float(s.GATEWAY_HEADER_TIMEOUT),
+        keepalive_timeout=float(s.GATEWAY_KEEPALIVE_SECONDS), client_hold_limit=s.GATEWAY_CLIENT_HOLD_LIMIT,
+        negative_ttl=float(s.GATEWAY_NEGATIVE_TTL_SECONDS), negative_size=s.GATEWAY_NEGATIVE_CACHE_SIZE,
+        miss_rate=float(s.GATEWAY_MISS_RATE), miss_burst=s.GATEWAY_MISS_BURST,
     )

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 ROUTE_SQL = """
 SELECT e.id, e.name, e.type, e.state, e.intent, e.message, e.image,
        a.id AS account_id, a.slug AS account_slug, a.kind AS account_kind, a.user_id AS account_user_id,
-       c.namespace_prefix, c.service_url_template, c.simulated
+       c.namespace_prefix, c.service_url_template, c.ingress_domain, c.simulated
 FROM endpoints_endpoint e
 JOIN controlplane_account a ON a.id = e.account_id
 JOIN quotas_instancetype i ON i.id = e.instance_id
@@ -78,7 +78,8 @@ class Database:
             if name is None:
                 return None
             columns = ("id", "name", "type", "state", "intent", "message", "image", "account_id", "account_slug",
-                       "account_kind", "account_user_id", "namespace_prefix", "service_url_template", "simulated")
+                       "account_kind", "account_user_id", "namespace_prefix", "service_url_template", "ingress_domain",
+                       "simulated")
             for row in await self._fetch(ROUTE_SQL, (name,)):
                 values = dict(zip(columns, row, strict=True))
                 if host_id(values["account_slug"], values["name"]) == key:

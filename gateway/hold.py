@@ -3,9 +3,11 @@
 A request for an endpoint that has no replica yet waits in its endpoint's queue until one is ready,
 then goes upstream; nothing is dropped while the cold start lasts.
 
-- ``Holds.hold(route, timeout)`` waits. True once a replica is ready; False when ``timeout`` passes
-  (the caller answers 503 with Retry-After); raises ``QueueFull`` when ``limit`` requests already wait
-  for this endpoint (the caller answers 429).
+- ``Holds.hold(route, timeout, client)`` waits. True once a replica is ready; False when ``timeout``
+  passes (the caller answers 503 with Retry-After); raises ``QueueFull`` when ``limit`` requests already
+  wait for this endpoint, and ``ClientQueueFull`` when ``client_limit`` requests from the same client
+  address already wait (for any endpoint), so anonymous callers of a public endpoint cannot fill its
+  queue alone (the caller answers 429 to both). Only addresses with a request held are remembered.
 - Ready means: the feed reports the endpoint ``running`` (or ``updating`` / ``updateFailed``, whose older
   replicas serve), or, once the wake has been taken (intent back to run), the endpoint's health route
   answers 200 through its Service. The probe usually wins: it does not wait for the reconciler's
@@ -30,6 +32,10 @@ WAKE_TASK = "workers.endpoint_wake"
 
 
 class QueueFull(Exception):
+    pass
+
+
+class ClientQueueFull(Exception):
     pass
 
 
@@ -65,12 +71,13 @@ class _Queue:
 
 
 class Holds:
-    def __init__(self, *, session: aiohttp.ClientSession, waker: Waker, lookup, limit: int,
+    def __init__(self, *, session: aiohttp.ClientSession, waker: Waker, lookup, limit: int, client_limit: int,
                  probe_interval: float = 1.0, resend: float = 10.0):
         """``lookup(host)`` returns the current route (from memory) or None."""
         self.session, self.waker, self.lookup = session, waker, lookup
-        self.limit, self.probe_interval, self.resend = limit, probe_interval, resend
+        self.limit, self.client_limit, self.probe_interval, self.resend = limit, client_limit, probe_interval, resend
         self._queues: dict[int, _Queue] = {}
+        self._by_client: dict[str, int] = {}
         self._last_wake: dict[int, float] = {}
         self._sending: set[asyncio.Task] = set()
 
@@ -99,14 +106,18 @@ class Holds:
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
 
-    async def hold(self, route: dict, timeout: float) -> bool:
+    async def hold(self, route: dict, timeout: float, client: str) -> bool:
         self.kick(route)
+        held_by_client = self._by_client.get(client, 0)
+        if held_by_client >= self.client_limit:
+            raise ClientQueueFull()
         queue = self._queues.get(route["id"])
         if queue is None:
             queue = self._queues[route["id"]] = _Queue()
         if queue.count >= self.limit:
             raise QueueFull()
         queue.count += 1
+        self._by_client[client] = held_by_client + 1
         try:
             if queue.probe is None or queue.probe.done():
                 queue.probe = asyncio.get_running_loop().create_task(self._watch(route["host"], queue))
@@ -116,6 +127,11 @@ class Holds:
             except TimeoutError:
                 return False
         finally:
+            left = self._by_client[client] - 1
+            if left:
+                self._by_client[client] = left
+            else:
+                del self._by_client[client]
             queue.count -= 1
             if queue.count == 0:
                 if queue.probe is not None:

@@ -1,4 +1,4 @@
-"""The gateway's Prometheus metrics, on its own registry (served at ``/metrics``).
+"""The gateway's Prometheus metrics, on its own registry (served at ``/metrics`` for the metrics token only).
 
 ``gateway_pending_requests{namespace,endpoint}`` counts requests in flight plus held (waiting for a
 replica): the series behind the ``pendingRequests`` autoscaling metric (docs/autoscaling.md). The
@@ -23,6 +23,13 @@ DB_QUERIES = Counter("gateway_db_queries", "SQL statements the gateway ran (cold
 LOOKUPS = Counter("gateway_cache_lookups", "Route/token/grant lookups by where the answer came from",
                   ["kind", "source"], registry=REGISTRY)
 FEED_CONNECTED = Gauge("gateway_feed_connected", "1 while the Redis route feed is subscribed", registry=REGISTRY)
+RECORDS_REJECTED = Counter("gateway_records_rejected", "Records and feed messages ignored: unsigned, badly signed "
+                           "or malformed (someone writes to Redis without the record key)", ["source"],
+                           registry=REGISTRY)
+MISSES_REFUSED = Counter("gateway_misses_refused", "Requests refused (429) because their client looked up too "
+                         "many unknown tokens or hosts", registry=REGISTRY)
+HEADER_TIMEOUTS = Counter("gateway_header_timeouts", "Connections closed for sending request headers too slowly",
+                          registry=REGISTRY)
 UNVERIFIABLE = Counter("gateway_unverifiable", "Requests refused because nothing fresh enough could be read",
                        registry=REGISTRY)
 

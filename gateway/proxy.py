@@ -1,16 +1,19 @@
 """Streaming one request to an endpoint's Service and its response back, both ways unbuffered.
 
 Method, path, query and end-to-end headers pass through; hop-by-hop headers (RFC 9110 §7.6.1, plus any
-named in ``Connection``) do not. The request body is streamed upstream as it arrives and the response
+named in ``Connection``) do not, nor do our API tokens or the client's forwarding headers
+(``request_headers`` says which). The request body is streamed upstream as it arrives and the response
 body is written to the client chunk by chunk as the upstream produces it (SSE events arrive one by one).
 Bodies are never decompressed or re-encoded. The upstream connection pool is the shared session's.
 """
 
+import base64
 import logging
 
 import aiohttp
 from aiohttp import web
 
+from .clients import forwarded_chain
 from .errors import error
 from .records import TOKEN_PREFIX
 
@@ -20,6 +23,10 @@ HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy
                         "te", "trailer", "trailers", "transfer-encoding", "upgrade"})
 # Never forwarded upstream: the gateway sets Host itself, and answers Expect and X-Scale-Up-Timeout itself.
 REQUEST_DROPPED = HOP_BY_HOP | {"host", "x-scale-up-timeout", "expect"}
+# Besides every X-Forwarded-*: what a client could send to pass itself off as another address or scheme.
+CLIENT_FORWARDING = frozenset({"forwarded", "x-real-ip"})
+# Where a caller may put one of our API tokens (checked value by value, every header of the name).
+CREDENTIAL_HEADERS = frozenset({"authorization", "x-api-key"})
 # Bodies with a declared length up to this size are passed in one piece (one write instead of a header
 # write plus chunk writes: a third fewer system calls on typical JSON calls). Anything longer, and every
 # body without a length (SSE, chunked uploads), is streamed as it arrives.
@@ -34,28 +41,50 @@ def _connection_tokens(headers) -> set[str]:
     return {t.strip().lower() for v in headers.getall("Connection", ()) for t in v.split(",") if t.strip()}
 
 
-def _is_control_plane_token(authorization: str | None) -> bool:
-    scheme, _, secret = (authorization or "").partition(" ")
-    return scheme.lower() == "bearer" and secret.strip().startswith(TOKEN_PREFIX)
+def carries_control_plane_token(value: str) -> bool:
+    """True when a credential header's value holds one of our API tokens in any form: after any scheme
+    or none (``Bearer cpt_…``, ``token cpt_…``, ``cpt_…``), in a list, or inside Basic credentials."""
+    if TOKEN_PREFIX in value.lower():
+        return True
+    scheme, _, rest = value.strip().partition(" ")
+    if scheme.lower() == "basic":
+        try:
+            decoded = base64.b64decode(rest.strip(), validate=True).decode("utf-8", "replace")
+        except ValueError:
+            return False
+        return TOKEN_PREFIX in decoded.lower()
+    return False
 
 
-def request_headers(request: web.BaseRequest, *, forward_authorization: bool, prefix: str = "") -> dict:
+def request_headers(request: web.BaseRequest, *, forward_authorization: bool, prefix: str = "",
+                    trusted_proxies: int = 0) -> dict:
+    """The headers sent upstream.
+
+    - ``Authorization`` only to public endpoints, and never a value that carries one of our API tokens
+      (``carries_control_plane_token``): the HF client sends the caller's control-plane token on
+      inference calls, and a public endpoint's server is someone else's code. Other values pass through.
+      ``X-Api-Key`` values carrying one of our tokens are dropped too, for every endpoint type.
+    - ``X-Forwarded-*``, ``Forwarded`` and ``X-Real-IP`` from the client are dropped: the gateway sets
+      ``X-Forwarded-For`` (the addresses our ``trusted_proxies`` vouch for, then the peer), ``-Proto``
+      (the nearest trusted proxy's, else the gateway's own scheme), ``-Host`` and, for path-style calls,
+      ``-Prefix``.
+    """
     dropped = REQUEST_DROPPED | _connection_tokens(request.headers)
-    if not forward_authorization or _is_control_plane_token(request.headers.get("Authorization")):
-        # The HF client sends the caller's control-plane token on inference calls; a public endpoint's
-        # server (someone else's code) must never receive it. Other schemes pass through.
+    if not forward_authorization:
         dropped = dropped | {"authorization"}
     headers = {}
     for name, value in request.headers.items():
         lower = name.lower()
-        if lower in dropped:
+        if lower in dropped or lower.startswith("x-forwarded-") or lower in CLIENT_FORWARDING:
+            continue
+        if lower in CREDENTIAL_HEADERS and carries_control_plane_token(value):
             continue
         headers[name] = f"{headers[name]}, {value}" if name in headers else value
-    peer = request.remote or ""
-    prior = request.headers.get("X-Forwarded-For")
-    headers["X-Forwarded-For"] = f"{prior}, {peer}" if prior else peer
-    headers.setdefault("X-Forwarded-Proto", request.headers.get("X-Forwarded-Proto") or request.scheme)
-    headers.setdefault("X-Forwarded-Host", request.host)
+    headers["X-Forwarded-For"] = ", ".join(forwarded_chain(request, trusted_proxies))
+    sent_proto = request.headers.getall("X-Forwarded-Proto", ()) if trusted_proxies > 0 else ()
+    proto = sent_proto[-1].rpartition(",")[2].strip().lower() if sent_proto else ""
+    headers["X-Forwarded-Proto"] = proto if proto in ("http", "https") else request.scheme
+    headers["X-Forwarded-Host"] = request.host
     if prefix:
         headers["X-Forwarded-Prefix"] = prefix
     return headers
@@ -81,7 +110,7 @@ async def forward(request: web.BaseRequest, session: aiohttp.ClientSession, url,
     except TimeoutError:
         return error(504, "upstream_timeout", "The endpoint did not answer in time")
     except aiohttp.ClientError as exc:
-        log.info("gateway.upstream_failed url=%s error=%s", url, type(exc).__name__)
+        log.info("gateway.upstream_failed url=%s error=%s", url.with_query(None), type(exc).__name__)
         return error(502, "upstream_error", "The endpoint closed the connection without answering")
     try:
         length = upstream.content_length
@@ -108,7 +137,7 @@ async def forward(request: web.BaseRequest, session: aiohttp.ClientSession, url,
             return response  # the client went away mid-response: stop; the upstream connection is dropped
         # The upstream failed mid-body: the status line is gone, so the only signal left is to cut the
         # stream (a clean end would pass a truncated body off as complete).
-        log.info("gateway.upstream_broke url=%s error=%s", url, type(exc).__name__)
+        log.info("gateway.upstream_broke url=%s error=%s", url.with_query(None), type(exc).__name__)
         transport.close()
         return response
     finally:

@@ -152,8 +152,9 @@ def main() -> int:
     base = f"http://127.0.0.1:{port}"
     print(f"run: web {base}  ·  Swagger UI {base}/api/docs/  ·  admin {base}/admin/  ·  "
           f"HF client: INFERENCE_ENDPOINTS_ENDPOINT={base}/v2 HF_ENDPOINT={base}  ·  Ctrl-C stops all", flush=True)
-    print(f"run: gateway http://127.0.0.1:{gateway_port}/<account>/<endpoint>/...  ·  "
-          f"its metrics http://127.0.0.1:{gateway_port}/metrics", flush=True)
+    metrics = (f"its metrics http://127.0.0.1:{gateway_port}/metrics with 'Authorization: Bearer $GATEWAY_METRICS_TOKEN'"
+               if os.environ.get("GATEWAY_METRICS_TOKEN") else "its metrics: set GATEWAY_METRICS_TOKEN to serve them")
+    print(f"run: gateway http://127.0.0.1:{gateway_port}/<account>/<endpoint>/...  ·  {metrics}", flush=True)
 
     stopping = False
 

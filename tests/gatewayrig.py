@@ -33,6 +33,7 @@ from endpoints.models import Endpoint
 from tests.factories import endpoint_spec
 
 REPO = Path(__file__).resolve().parent.parent
+METRICS_TOKEN = "rig-metrics-token"  # what GatewayProcess sets GATEWAY_METRICS_TOKEN to unless told otherwise
 
 
 def free_port() -> int:
@@ -216,7 +217,8 @@ class Relay(_LoopThread):
 
 
 class GatewayProcess:
-    """``python -m gateway`` on a free port, pointed at the test database and Redis (or ``redis_url``)."""
+    """``python -m gateway`` on a free port, pointed at the test database and Redis (or ``redis_url``), with
+    this test process's record key and ``METRICS_TOKEN`` (keyword arguments override any variable)."""
 
     def __init__(self, log_path: Path, redis_url: str | None = None, **env: str):
         self.port = free_port()
@@ -226,8 +228,10 @@ class GatewayProcess:
                 "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
                 "CELERY_TASK_DEFAULT_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE,
                 "GATEWAY_REDIS_PREFIX": settings.GATEWAY_REDIS_PREFIX, "GATEWAY_BIND": f"127.0.0.1:{self.port}",
+                "GATEWAY_RECORD_KEY": settings.GATEWAY_RECORD_KEY, "GATEWAY_METRICS_TOKEN": METRICS_TOKEN,
                 "SECRETS_ENCRYPTION_KEY": settings.SECRETS_ENCRYPTION_KEY, "DJANGO_DEBUG": "true",
                 "PYTHONUNBUFFERED": "1", **env}
+        self.metrics_token = full["GATEWAY_METRICS_TOKEN"]
         with open(log_path, "w") as log:
             self.proc = subprocess.Popen([sys.executable, "-m", "gateway"], cwd=REPO, env=full, stdout=log,
                                          stderr=subprocess.STDOUT, start_new_session=True)
@@ -258,12 +262,17 @@ class GatewayProcess:
         """The value of one series in /_gateway/metrics (None when absent)."""
         from prometheus_client.parser import text_string_to_metric_families
 
-        text = requests.get(f"{self.url}/_gateway/metrics", timeout=5).text
+        text = self.metrics_text()
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
                 if sample.name == name and sample.labels == labels:
                     return sample.value
         return None
+
+    def metrics_text(self, path: str = "/_gateway/metrics") -> str:
+        r = requests.get(self.url + path, headers={"Authorization": f"Bearer {self.metrics_token}"}, timeout=5)
+        assert r.status_code == 200, r.text
+        return r.text
 
     def stop(self) -> None:
         if self.proc.poll() is None:

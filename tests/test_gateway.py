@@ -136,7 +136,7 @@ def test_gateway_routes_answer_on_reserved_prefix_and_on_non_endpoint_hosts(gate
     assert gw.get("/_gateway/healthz", host=host(endpoint)).json() == {"status": "ok"}
     assert gw.get("/healthz").json() == {"status": "ok"}
     assert gw.get("/readyz").json()["status"] == "ok"
-    assert "gateway_requests_total" in gw.get("/metrics").text
+    assert "gateway_requests_total" in gw.metrics_text("/metrics")
     # On an endpoint's host, /healthz is the endpoint's own.
     assert gw.get("/healthz", host=host(endpoint)).json()["path"] == "/healthz"
 

@@ -21,7 +21,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def stored(kind: str, key: str):
     client = redis.Redis.from_url(settings.REDIS_URL)
     try:
-        return records.parse_stored(client.get(records.record_key(settings.GATEWAY_REDIS_PREFIX, kind, key)))
+        return records.parse_stored(client.get(records.record_key(settings.GATEWAY_REDIS_PREFIX, kind, key)),
+                                    f"{kind}:{key}", signing_key=settings.GATEWAY_RECORD_KEY.encode())
     finally:
         client.close()
 
@@ -61,14 +62,16 @@ def test_an_older_publication_never_overwrites_a_newer_one(gateway_prefix):
     pubsub.get_message(timeout=1)
 
     def write(version: int, record) -> int:
-        keys, args = records.cas_args(settings.GATEWAY_REDIS_PREFIX, "token", "d1", version, record, 60, True)
+        keys, args = records.cas_args(settings.GATEWAY_REDIS_PREFIX, "token", "d1", version, record, 60, True,
+                                      signing_key=settings.GATEWAY_RECORD_KEY.encode())
         return client.eval(records.CAS_SET, len(keys), *keys, *args)
 
     assert write(200, {"user": 1, "expires": None, "revoked": True}) == 1
     assert write(100, {"user": 1, "expires": None, "revoked": False}) == 0  # read earlier: refused
     assert stored("token", "d1") == (200, {"user": 1, "expires": None, "revoked": True})
     message = pubsub.get_message(timeout=1)
-    assert records.parse_feed(message["data"]) == ("token", "d1", 200, {"user": 1, "expires": None, "revoked": True})
+    assert records.parse_feed(message["data"], signing_key=settings.GATEWAY_RECORD_KEY.encode()) == (
+        "token", "d1", 200, {"user": 1, "expires": None, "revoked": True})
     assert pubsub.get_message(timeout=0.2) is None  # the refused write published nothing
     pubsub.close()
     client.close()

@@ -375,6 +375,12 @@ def test_configuration_is_production_and_in_cluster_by_default():
     assert dict(p.split("=") for p in config["GATEWAY_POD_LABELS"].split(",")).items() <= gateway_pods.items()
     secret = one(objects, "Secret", "config")
     assert set(secret["data"]) == {"DATABASE_URL", "REDIS_URL", "DJANGO_SECRET_KEY", "SECRETS_ENCRYPTION_KEY"}
+    # Without an Ingress or HTTPRoute in front, the gateway's peer is the client: no proxy is trusted.
+    assert "GATEWAY_TRUSTED_PROXIES" not in config
+    # The gateway serves metrics only for the token Prometheus sends; the Secret may hold it, or not.
+    (gateway,) = containers(one(objects, "Deployment", "gateway"))
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in gateway["env"] if "valueFrom" in e}
+    assert refs["GATEWAY_METRICS_TOKEN"]["optional"] is True and refs["GATEWAY_RECORD_KEY"]["optional"] is True
 
 
 def test_ingress_values_route_the_api_host_and_the_gateway_wildcard():
@@ -388,6 +394,7 @@ def test_ingress_values_route_the_api_host_and_the_gateway_wildcard():
     assert "endpoints-api.example.com" in config["DJANGO_ALLOWED_HOSTS"].split(",")
     assert "https://endpoints-api.example.com" in config["DJANGO_CSRF_TRUSTED_ORIGINS"].split(",")
     assert not find(objects, "HTTPRoute")
+    assert config["GATEWAY_TRUSTED_PROXIES"] == "1"  # the ingress controller's X-Forwarded-For names the client
 
 
 def test_httproute_values_attach_the_gateway_wildcard_to_the_named_gateway():

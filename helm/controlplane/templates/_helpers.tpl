@@ -107,6 +107,12 @@ GATEWAY_HOLD_TIMEOUT: {{ . | toString | quote }}
 {{- with .Values.gateway.queueLimit }}
 GATEWAY_QUEUE_LIMIT: {{ . | toString | quote }}
 {{- end }}
+{{- /* Behind the chart's Ingress or HTTPRoute the peer is the proxy: trust its X-Forwarded-For. */}}
+{{- if ne (toString .Values.gateway.trustedProxies) "" }}
+GATEWAY_TRUSTED_PROXIES: {{ .Values.gateway.trustedProxies | toString | quote }}
+{{- else if or .Values.gateway.ingress.enabled .Values.gateway.httpRoute.enabled }}
+GATEWAY_TRUSTED_PROXIES: "1"
+{{- end }}
 {{- /* The reconciler's per-endpoint NetworkPolicy admits exactly these pods: this release's gateway. */}}
 GATEWAY_NAMESPACE: {{ .Release.Namespace | quote }}
 GATEWAY_POD_LABELS: {{ printf "app.kubernetes.io/component=gateway,app.kubernetes.io/instance=%s" .Release.Name | quote }}
@@ -122,7 +128,7 @@ lint tolerates a failed `fail` and `required`, so lint with default values still
 {{- define "controlplane.validate" -}}
 {{- $v := .Values }}
 {{- if $v.existingSecret }}
-{{- if or $v.database.url $v.redis.url $v.redis.brokerUrl $v.secrets.djangoSecretKey $v.secrets.secretsEncryptionKey $v.secrets.hfHubToken }}
+{{- if or $v.database.url $v.redis.url $v.redis.brokerUrl $v.secrets.djangoSecretKey $v.secrets.secretsEncryptionKey $v.secrets.hfHubToken $v.secrets.gatewayMetricsToken $v.secrets.gatewayRecordKey }}
 {{- fail "existingSecret is set, so the chart creates no Secret: put DATABASE_URL, REDIS_URL and the keys in that Secret (or use database.existingSecret / redis.existingSecret) and leave database.url, redis.url, redis.brokerUrl and secrets.* empty" }}
 {{- end }}
 {{- else }}
@@ -162,6 +168,12 @@ DJANGO_SECRET_KEY: {{ .Values.secrets.djangoSecretKey | b64enc | quote }}
 SECRETS_ENCRYPTION_KEY: {{ .Values.secrets.secretsEncryptionKey | b64enc | quote }}
 {{- with .Values.secrets.hfHubToken }}
 HF_HUB_TOKEN: {{ . | b64enc | quote }}
+{{- end }}
+{{- with .Values.secrets.gatewayMetricsToken }}
+GATEWAY_METRICS_TOKEN: {{ . | b64enc | quote }}
+{{- end }}
+{{- with .Values.secrets.gatewayRecordKey }}
+GATEWAY_RECORD_KEY: {{ . | b64enc | quote }}
 {{- end }}
 {{- end }}
 
@@ -213,6 +225,18 @@ migrate hook's copy, or existingSecret).
     secretKeyRef:
       name: {{ .secretName }}
       key: HF_HUB_TOKEN
+      optional: true
+- name: GATEWAY_METRICS_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ .secretName }}
+      key: GATEWAY_METRICS_TOKEN
+      optional: true
+- name: GATEWAY_RECORD_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ .secretName }}
+      key: GATEWAY_RECORD_KEY
       optional: true
 {{- end }}
 
