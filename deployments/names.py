@@ -3,6 +3,8 @@
 import hashlib
 import re
 
+from endpoints.catalog import OBJECT_NAME_SUFFIXES
+
 MANAGED_BY = "controlplane"
 LABEL_ID = "endpoints.controlplane.dev/id"
 LABEL_ACCOUNT = "endpoints.controlplane.dev/account"
@@ -34,7 +36,10 @@ def namespace_name(prefix: str, account_slug: str) -> str:
 
 
 def endpoint_object_name(endpoint_name: str, suffix: str = "") -> str:
-    """``ep-<name>[-suffix]``: starts with a letter (Services need DNS-1035) and fits in 63 characters."""
+    """``ep-<name>[-suffix]``: starts with a letter (Services need DNS-1035) and fits in 63 characters.
+    ``suffix`` is one of ``OBJECT_NAME_SUFFIXES``, which endpoint names may not end with (no collisions)."""
+    if suffix and suffix not in OBJECT_NAME_SUFFIXES:
+        raise ValueError(f"unknown object name suffix {suffix!r}")
     return dns_label(f"ep-{endpoint_name}{'-' + suffix if suffix else ''}")
 
 

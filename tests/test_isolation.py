@@ -201,3 +201,22 @@ def test_item06_the_mask_keeps_the_password_on_the_same_registry(alice_api):
     moved = {"model": custom_image("mirror.acme.example/team/app:2", "n3w")}  # a new password: accepted
     assert alice_api.put("/v2/endpoint/alice/my-endpoint", moved, format="json").status_code == 200
     assert endpoint_secrets(endpoint=Endpoint.objects.get(name="my-endpoint"))[1] == "n3w"
+
+
+# ---------------------------------------------------------------- item 20: object name collisions
+@pytest.mark.parametrize("name", ["foo-private", "foo-secrets", "foo-registry"])
+def test_item20_names_that_would_take_another_endpoints_objects_are_refused(alice_api, name):
+    r = create(alice_api, name=name)
+    assert r.status_code == 400 and "name" in r.json()["fields"], r.json()
+    assert "reserved" in r.json()["fields"]["name"][0]
+
+
+def test_item20_every_object_of_two_endpoints_has_its_own_name():
+    from deployments.names import endpoint_object_name
+    from endpoints.catalog import OBJECT_NAME_SUFFIXES
+
+    names = ["foo", "foo-bar", "private", "secrets-x", "a"]
+    objects = [endpoint_object_name(n, s) for n in names for s in ("", *OBJECT_NAME_SUFFIXES)]
+    assert len(objects) == len(set(objects))
+    with pytest.raises(ValueError):
+        endpoint_object_name("foo", "other")
