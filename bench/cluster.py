@@ -52,7 +52,10 @@ def seconds(samples: list[float]) -> str:
 
 
 def run(env: dict, endpoints: int, nodes: int) -> None:
-    from deployments.drift import MANAGED, drift_sweep
+    from django.conf import settings
+
+    from deployments.drift import drift_sweep
+    from deployments.names import owned_selector
     from deployments.services import cluster_register
     from endpoints.models import Endpoint, EndpointEvent
     from endpoints.services import endpoint_create
@@ -67,7 +70,7 @@ def run(env: dict, endpoints: int, nodes: int) -> None:
         worker = None
         try:
             text, user = worker_kubeconfig(cluster)
-            cluster_register(name="bench", vendor="aws", region="us-east-1", kubeconfig_text=text,
+            registered = cluster_register(name="bench", vendor="aws", region="us-east-1", kubeconfig_text=text,
                              ingress_domain="bench.test")
             accounts = []
             for i in range((endpoints + 99) // 100):
@@ -122,9 +125,10 @@ def run(env: dict, endpoints: int, nodes: int) -> None:
             time.sleep(1)  # the audit log is written asynchronously
             requests = audited(cluster, user, mark)
             writes = [e for e in requests if e["verb"] in WRITE_VERBS]
+            owned = owned_selector(settings.INSTALLATION_ID, registered.pk)
             t0 = time.perf_counter()
             for path in ENDPOINT_PATHS:
-                cluster.request("GET", f"{path}?labelSelector={MANAGED}", timeout=120)
+                cluster.request("GET", f"{path}?labelSelector={owned}", timeout=120)
             bare = time.perf_counter() - t0
             print(f"drift sweep over {report.endpoints_checked} converged endpoints: {sweep:.2f} s wall · "
                   f"{len(requests)} requests · {len(writes)} writes · {len(report.drifted)} drifted")

@@ -75,6 +75,13 @@ if not DEBUG and (not SECRET_KEY or not SECRETS_ENCRYPTION_KEY):
 SECRET_KEY = SECRET_KEY or "dev-insecure-secret-key-do-not-use-in-production"
 SECRETS_ENCRYPTION_KEY = SECRETS_ENCRYPTION_KEY or "dev-insecure-encryption-key"
 
+# This installation's id, labelled on every endpoint object it creates so that it prunes only its own (two
+# installations may share a cluster). Set it explicitly in production (the chart does); the fallback is
+# derived from DJANGO_SECRET_KEY, so it changes with that key.
+INSTALLATION_ID = env_str("INSTALLATION_ID") or hashlib.sha256(f"installation:{SECRET_KEY}".encode()).hexdigest()[:12]
+if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?", INSTALLATION_ID):
+    raise ImproperlyConfigured("INSTALLATION_ID must be a Kubernetes label value (1 to 63 letters, digits, '.', '_', '-')")
+
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["*"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("DJANGO_BEHIND_TLS_PROXY", False) else None

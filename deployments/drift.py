@@ -8,17 +8,18 @@ objects whose endpoint row no longer exists are deleted.
 import logging
 from dataclasses import dataclass, field
 
+from django.conf import settings
+
 from endpoints.models import Endpoint, Intent
 
 from .apply import stamped, up_to_date
 from .kube import KubeError, kube_for
 from .models import Cluster
-from .names import LABEL_ID
+from .names import LABEL_ID, owned_selector
 from .reconcile import ENDPOINT_KINDS, platform, target_for
 from .render import render_endpoint
 
 log = logging.getLogger(__name__)
-MANAGED = f"app.kubernetes.io/managed-by=controlplane,{LABEL_ID}"
 
 
 @dataclass
@@ -42,7 +43,7 @@ def drift_sweep(*, enqueue) -> DriftReport:
         try:
             for kind in ENDPOINT_KINDS:
                 report.list_calls += 1
-                for obj in kube.list(kind, None, MANAGED):
+                for obj in kube.list(kind, None, owned_selector(settings.INSTALLATION_ID, cluster.pk)):
                     owner = obj["metadata"]["labels"][LABEL_ID]
                     live.setdefault(owner, {})[(kind, obj["metadata"]["name"])] = obj
         except KubeError as exc:

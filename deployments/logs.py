@@ -1,10 +1,12 @@
 """Container logs of an endpoint's replicas, read from its cluster."""
 
+from django.conf import settings
+
 from controlplane.errors import NotFound, ServiceUnavailable
 from endpoints.models import Endpoint
 
 from .kube import KubeError, kube_for
-from .names import LABEL_ID, namespace_name, selector
+from .names import namespace_name, owned_selector
 from .reconcile import cluster_for
 
 
@@ -17,7 +19,8 @@ def endpoint_logs(*, endpoint: Endpoint, tail: int, replica: str | None = None) 
     kube = kube_for(cluster)
     namespace = namespace_name(cluster.namespace_prefix, endpoint.account.slug)
     try:
-        pods = sorted(p["metadata"]["name"] for p in kube.list("Pod", namespace, selector(**{LABEL_ID: str(endpoint.pk)})))
+        owned = owned_selector(settings.INSTALLATION_ID, cluster.pk, endpoint.pk)
+        pods = sorted(p["metadata"]["name"] for p in kube.list("Pod", namespace, owned))
         if replica is not None:
             if replica not in pods:
                 raise NotFound(f"No replica '{replica}' (replicas: {', '.join(pods) or 'none'})")

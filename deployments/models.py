@@ -19,6 +19,8 @@ class Cluster(models.Model):
     service_url_template = models.CharField(
         max_length=256, default="http://{service}.{namespace}.svc.cluster.local:{port}")
     enabled = models.BooleanField(default=True)
+    api_server = models.CharField(max_length=512, blank=True, editable=False,
+                                  help_text="The API server URL, from the kubeconfig (in-cluster: the pod's own)")
     simulated = models.BooleanField(
         default=False, help_text="Its nodes are simulated (the local development cluster): endpoints reach running, "
                                  "but no container runs to answer their requests")

@@ -31,7 +31,7 @@ from .apply import ApplyResult, apply_all, apply_one
 from .aws import AwsError
 from .kube import Kube, KubeError, kube_for
 from .models import Cluster
-from .names import ANNOTATION_TEMPLATE, LABEL_ID, dns_label, endpoint_object_name, host_id, namespace_name, selector
+from .names import ANNOTATION_TEMPLATE, dns_label, endpoint_object_name, host_id, namespace_name, owned_selector
 from .observe import Observation, observe
 from .privatelink import PrivateLinkPending, privatelink_ensure, privatelink_remove
 from .registry import registry_credentials
@@ -96,7 +96,7 @@ def platform() -> Platform:
                     gateway_namespace=settings.GATEWAY_NAMESPACE,
                     gateway_pod_labels=tuple(sorted(settings.GATEWAY_POD_LABELS.items())),
                     private_cidrs=tuple(settings.PRIVATE_ALLOWED_CIDRS), pull_always=settings.IMAGE_PULL_ALWAYS,
-                    repository_size_limit=settings.REPOSITORY_VOLUME_SIZE_LIMIT)
+                    repository_size_limit=settings.REPOSITORY_VOLUME_SIZE_LIMIT, installation=settings.INSTALLATION_ID)
 
 
 def _secrets_version(secrets: dict | None) -> str:
@@ -138,7 +138,7 @@ def target_for(endpoint: Endpoint, cluster: Cluster, *, refresh_registry: bool =
         command=endpoint.command, args=endpoint.args, env=dict(endpoint.env),
         secrets=bundle.get("secrets") or {}, secrets_version=_secrets_version(bundle.get("secrets")),
         registry=registry, access=endpoint.type,
-        private_service=dict(endpoint.private_service) if endpoint.private_service else None,
+        private_service=dict(endpoint.private_service) if endpoint.private_service else None, cluster_id=cluster.pk,
     )
 
 
@@ -193,7 +193,7 @@ def _reconcile(endpoint_id: int) -> Outcome | None:
         target = target_for(endpoint, cluster, refresh_registry=True)
         writes = _ensure_account(kube, endpoint, target.namespace)
         desired = render_endpoint(target, platform())
-        live = _live_objects(kube, target.namespace, endpoint.pk)
+        live = _live_objects(kube, cluster, target.namespace, endpoint.pk)
         link = _unlink_if_unwanted(endpoint, cluster, target)  # before the NLB's Service is pruned
         result = apply_all(kube, desired, live, ENDPOINT_KINDS)
         observation = _observe(kube, endpoint, target, desired, result)
@@ -266,8 +266,8 @@ def _ensure_account(kube: Kube, endpoint: Endpoint, namespace: str) -> int:
     return result.writes
 
 
-def _live_objects(kube: Kube, namespace: str, endpoint_id: int) -> dict[str, dict[str, dict]]:
-    labels = selector(**{LABEL_ID: str(endpoint_id)})
+def _live_objects(kube: Kube, cluster: Cluster, namespace: str, endpoint_id: int) -> dict[str, dict[str, dict]]:
+    labels = owned_selector(settings.INSTALLATION_ID, cluster.pk, endpoint_id)
     return {kind: {o["metadata"]["name"]: o for o in kube.list(kind, namespace, labels)} for kind in ENDPOINT_KINDS}
 
 
@@ -283,7 +283,7 @@ def _observe(kube: Kube, endpoint: Endpoint, target: EndpointTarget, desired: li
     if endpoint.intent == Intent.SCALE_TO_ZERO:
         return Observation(State.SCALED_TO_ZERO, "Endpoint scaled to zero; the next request wakes it", ready, 0)
     template_hash = deployment_spec["spec"]["template"]["metadata"]["annotations"][ANNOTATION_TEMPLATE]
-    pods = kube.list("Pod", target.namespace, selector(**{LABEL_ID: str(endpoint.pk)}))
+    pods = kube.list("Pod", target.namespace, owned_selector(settings.INSTALLATION_ID, target.cluster_id, endpoint.pk))
     observation = observe(deployment=deployment, pods=pods, events=[], template_hash=template_hash)
     if "Unschedulable" in observation.message:
         events = kube.list("Event", target.namespace)
@@ -310,7 +310,7 @@ def _teardown(endpoint: Endpoint, cluster: Cluster | None) -> Outcome | None:
                 log.error("privatelink.orphaned endpoint=%s service=%s error=%s", endpoint.pk,
                           endpoint.private_service_name, exc)
         try:
-            live = _live_objects(kube, namespace, endpoint.pk)
+            live = _live_objects(kube, cluster, namespace, endpoint.pk)
             for kind in reversed(ENDPOINT_KINDS):
                 for name in live[kind]:
                     kube.delete(kind, namespace, name)

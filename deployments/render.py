@@ -60,6 +60,8 @@ class Platform:
     pull_always: bool = False
     # The repository volume's size limit (an unbounded emptyDir could fill the node's disk).
     repository_size_limit: str = "200Gi"
+    # This installation's id, labelled on every endpoint object with the cluster registration's id.
+    installation: str = "default"
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,7 @@ class EndpointTarget:
     registry: dict | None = None  # {"server", "username", "password"}
     access: str = "authenticated"  # the endpoint's type: public | protected | authenticated | private
     private_service: dict | None = None  # {"accountId", "region"}: PrivateLink through an internal NLB
+    cluster_id: int = 0  # the cluster registration (Cluster row) the objects go to
 
 
 def digest(obj) -> str:
@@ -365,7 +368,8 @@ def render_endpoint(target: EndpointTarget, platform: Platform) -> list[dict]:
 
     Pause and scale-to-zero render zero replicas and no HPA (the HPA would scale a paused endpoint back up).
     """
-    labels = endpoint_labels(target.id, target.name, target.account_label)
+    labels = endpoint_labels(target.id, target.name, target.account_label, installation=platform.installation,
+                             cluster_id=target.cluster_id)
     objects = []
     if target.secrets:
         objects.append(_secret(target, labels))

@@ -12,6 +12,16 @@ from controlplane.errors import Conflict, InvalidSpec
 from .models import Cluster
 
 NAMESPACE_PREFIX_RE = re.compile(r"[a-z][a-z0-9-]{0,19}")
+IN_CLUSTER_SERVER = "https://kubernetes.default.svc"
+
+
+def _api_server(kubeconfig: dict, context: str) -> str:
+    """The server URL the kubeconfig's ``context`` (or current context) points at; "" if it names none."""
+    name = context or kubeconfig.get("current-context") or ""
+    contexts = {c.get("name"): c.get("context") or {} for c in kubeconfig.get("contexts") or []}
+    cluster_name = (contexts.get(name) or next(iter(contexts.values()), {})).get("cluster")
+    clusters = {c.get("name"): c.get("cluster") or {} for c in kubeconfig.get("clusters") or []}
+    return str((clusters.get(cluster_name) or {}).get("server") or "").rstrip("/")
 
 
 @transaction.atomic
@@ -20,7 +30,7 @@ def cluster_register(*, name: str, vendor: str, region: str, kubeconfig_text: st
                      ingress_domain: str = "", endpoint_url_template: str | None = None,
                      service_url_template: str | None = None, aws_access_key_id: str = "",
                      aws_secret_access_key: str = "", aws_session_token: str = "", aws_profile: str = "",
-                     aws_ambient: bool = False, simulated: bool = False) -> Cluster:
+                     aws_ambient: bool = False, simulated: bool = False, force: bool = False) -> Cluster:
     """Register (or update, by name) the cluster serving (vendor, region); the kubeconfig is stored encrypted.
 
     AWS access (PrivateLink, ECR pulls) is optional and given at most one way: access keys (stored
@@ -28,7 +38,9 @@ def cluster_register(*, name: str, vendor: str, region: str, kubeconfig_text: st
     Raises InvalidSpec for an unreadable kubeconfig or unknown context, or conflicting AWS options;
     Conflict if another enabled cluster already serves (vendor, region). Pending endpoints there converge
     on the next sweep. ``simulated`` marks a cluster of simulated nodes (the gateway answers its endpoints'
-    requests with 503: no container runs there).
+    requests with 503: no container runs there). An API server another registration already uses is a
+    Conflict (``cluster_duplicate``) unless ``force``: two registrations of one cluster would each see the
+    other's namespaces as theirs.
     """
     aws_ways = [bool(aws_access_key_id or aws_secret_access_key), bool(aws_profile), aws_ambient]
     if sum(aws_ways) > 1:
@@ -56,7 +68,16 @@ def cluster_register(*, name: str, vendor: str, region: str, kubeconfig_text: st
             raise InvalidSpec(f"No context '{context}' in the kubeconfig (has: {', '.join(contexts)})",
                               fields={"context": ["unknown"]})
         encrypted = encrypt_json(kubeconfig)
+        api_server = _api_server(kubeconfig, context)
+    else:
+        api_server = IN_CLUSTER_SERVER
+    twin = Cluster.objects.filter(api_server=api_server).exclude(name=name).exclude(api_server="").first()
+    unchanged = Cluster.objects.filter(name=name, api_server=api_server).exists()  # an update of a known sharer
+    if twin and not force and not unchanged:
+        raise Conflict(f"Cluster '{twin.name}' is registered with the same API server ({api_server}); register it "
+                       "once, or pass force to share it", code="cluster_duplicate", fields={"kubeconfig": ["duplicate"]})
     defaults = {"vendor": vendor, "region": region, "kubeconfig_encrypted": encrypted, "context": context,
+                "api_server": api_server,
                 "in_cluster": in_cluster, "namespace_prefix": namespace_prefix, "ingress_domain": ingress_domain,
                 "enabled": True, "simulated": simulated, "updated_at": timezone.now(), "aws_profile": aws_profile,
                 "aws_ambient": aws_ambient,

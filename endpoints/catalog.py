@@ -56,7 +56,7 @@ DEFAULT_THRESHOLD = {"hardwareUsage": 80.0, "pendingRequests": 1.5}
 # An endpoint's Kubernetes objects are named ``ep-<name>`` and ``ep-<name>-<suffix>``: an endpoint name ending
 # in ``-<suffix>`` could take another endpoint's object (a private ``foo``'s Service is ``ep-foo-private``,
 # the Service of an endpoint ``foo-private`` would be too), so such names are refused.
-OBJECT_NAME_SUFFIXES = ("private", "secrets", "registry")
+OBJECT_NAME_SUFFIXES = ("private", "secrets", "registry", "gateway")
 
 DOCKER_HUB = "https://index.docker.io/v1/"
 

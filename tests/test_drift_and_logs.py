@@ -1,6 +1,9 @@
 """The drift sweep (one LIST per kind per cluster, zero writes when converged) and the logs API."""
 
+from django.conf import settings
+
 from deployments.drift import drift_sweep
+from deployments.names import owner_labels
 from deployments.reconcile import ENDPOINT_KINDS
 from tests.conftest import bearer_client
 from tests.factories import make_token
@@ -25,13 +28,19 @@ def test_drift_is_found_and_orphans_are_removed(alice, cluster, fake_kube, fake_
     kube = __import__("kubernetes").client
     core = kube.CoreV1Api(fake_kube.api_client())
     core.delete_namespaced_service("ep-b", NS)
-    fake_kube.seed("services", {"metadata": {"name": "ep-ghost", "namespace": NS, "labels": {
-        "app.kubernetes.io/managed-by": "controlplane", "endpoints.controlplane.dev/id": "999999"}},
-        "spec": {"ports": [{"port": 80}]}})
+    ours = owner_labels(settings.INSTALLATION_ID, cluster.pk)
+    for name, owner in (("ep-ghost", ours), ("ep-theirs", owner_labels("another-install", cluster.pk)),
+                        ("ep-twin", owner_labels(settings.INSTALLATION_ID, cluster.pk + 1))):
+        fake_kube.seed("services", {"metadata": {"name": name, "namespace": NS, "labels": {
+            "app.kubernetes.io/managed-by": "controlplane", "endpoints.controlplane.dev/id": "999999", **owner}},
+            "spec": {"ports": [{"port": 80}]}})
     queued = []
     report = drift_sweep(enqueue=queued.append)
     assert queued == [b.pk] and a.pk not in report.drifted
+    # Only this installation's, this registration's orphan goes (item 7 of the isolation review): another
+    # installation's objects, or another registration's of the same cluster, are never pruned.
     assert report.orphans_deleted == ["Service/ep-ghost"]
+    assert fake_kube.get_object("services", NS, "ep-theirs") and fake_kube.get_object("services", NS, "ep-twin")
     converge(b.pk, "running")
     assert fake_kube.get_object("services", NS, "ep-b") is not None
 

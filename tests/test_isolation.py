@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
-from controlplane.errors import InvalidSpec
+from controlplane.errors import Conflict, InvalidSpec
 from controlplane.models import Account, ApiToken
 from controlplane.services import org_create, token_create, user_create
 from deployments.models import Cluster
@@ -204,7 +204,7 @@ def test_item06_the_mask_keeps_the_password_on_the_same_registry(alice_api):
 
 
 # ---------------------------------------------------------------- item 20: object name collisions
-@pytest.mark.parametrize("name", ["foo-private", "foo-secrets", "foo-registry"])
+@pytest.mark.parametrize("name", ["foo-private", "foo-secrets", "foo-registry", "foo-gateway"])
 def test_item20_names_that_would_take_another_endpoints_objects_are_refused(alice_api, name):
     r = create(alice_api, name=name)
     assert r.status_code == 400 and "name" in r.json()["fields"], r.json()
@@ -220,3 +220,23 @@ def test_item20_every_object_of_two_endpoints_has_its_own_name():
     assert len(objects) == len(set(objects))
     with pytest.raises(ValueError):
         endpoint_object_name("foo", "other")
+
+
+# ---------------------------------------------------------------- item 7: shared clusters
+def kubeconfig_for(server: str) -> str:
+    return (f"apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters: [{{name: k, cluster: {{server: '{server}'}}}}]\n"
+            "users: [{name: u, user: {token: t}}]\ncontexts: [{name: c, context: {cluster: k, user: u}}]\n")
+
+
+def test_item07_one_api_server_is_registered_once_unless_forced():
+    cluster_register(name="east", vendor="aws", region="us-east-1", kubeconfig_text=kubeconfig_for("https://k8s:6443"))
+    with pytest.raises(Conflict) as twin:
+        cluster_register(name="west", vendor="aws", region="eu-west-1",
+                         kubeconfig_text=kubeconfig_for("https://k8s:6443/"))
+    assert twin.value.code == "cluster_duplicate" and "east" in twin.value.message
+    assert not Cluster.objects.filter(name="west").exists()
+    cluster_register(name="west", vendor="aws", region="eu-west-1", kubeconfig_text=kubeconfig_for("https://k8s:6443"),
+                     force=True)
+    cluster_register(name="east", vendor="aws", region="us-east-1",  # re-registering itself is an update
+                     kubeconfig_text=kubeconfig_for("https://k8s:6443"))
+    assert Cluster.objects.count() == 2

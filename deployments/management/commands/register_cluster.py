@@ -29,6 +29,8 @@ class Command(BaseCommand):
         parser.add_argument("--ingress-domain", default="")
         parser.add_argument("--endpoint-url-template", default=None)
         parser.add_argument("--service-url-template", default=None)
+        parser.add_argument("--force", action="store_true",
+                            help="Register even if another registration uses the same API server")
         parser.add_argument("--simulated", action="store_true",
                             help="Its nodes are simulated (no container runs): the gateway answers 503")
         aws = parser.add_mutually_exclusive_group()
@@ -53,7 +55,7 @@ class Command(BaseCommand):
                 aws_access_key_id=o["aws_access_key_id"],
                 aws_secret_access_key=os.environ.get("CLUSTER_AWS_SECRET_ACCESS_KEY", "") if o["aws_access_key_id"] else "",
                 aws_session_token=os.environ.get("CLUSTER_AWS_SESSION_TOKEN", "") if o["aws_access_key_id"] else "",
-                aws_profile=o["aws_profile"], aws_ambient=o["aws_ambient"], simulated=o["simulated"])
+                aws_profile=o["aws_profile"], aws_ambient=o["aws_ambient"], simulated=o["simulated"], force=o["force"])
         except DomainError as exc:
             raise CommandError(exc.message) from exc
         from workers.tasks import reconcile_sweep_task

@@ -115,6 +115,8 @@ GATEWAY_TRUSTED_PROXIES: "1"
 {{- end }}
 {{- /* The reconciler's per-endpoint NetworkPolicy admits exactly these pods: this release's gateway. */}}
 GATEWAY_NAMESPACE: {{ .Release.Namespace | quote }}
+{{- /* Labelled on every endpoint object: this release prunes only its own, even on a shared cluster. */}}
+INSTALLATION_ID: {{ printf "%s.%s" .Release.Namespace .Release.Name | trunc 63 | trimSuffix "." | quote }}
 GATEWAY_POD_LABELS: {{ printf "app.kubernetes.io/component=gateway,app.kubernetes.io/instance=%s" .Release.Name | quote }}
 {{- range $name, $value := .Values.config.extraEnv }}
 {{ $name }}: {{ $value | toString | quote }}
