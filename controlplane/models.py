@@ -36,6 +36,12 @@ class Account(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="personal_account"
     )
     created_at = models.DateTimeField(default=timezone.now)
+    # The account's own Hub token (encrypted): what its endpoints resolve and download private or gated
+    # repositories with. The platform's token never serves a tenant.
+    hub_token_encrypted = models.TextField(blank=True, default="", editable=False)
+    # Cloud registries (e.g. 123456789012.dkr.ecr.us-east-1.amazonaws.com) an operator lets the cluster's own
+    # cloud identity pull from for this account; any other private registry needs the tenant's credentials.
+    granted_registries = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["slug"]

@@ -59,3 +59,10 @@ def user_orgs(*, user: AbstractBaseUser) -> list[tuple[Account, str]]:
 
 def token_list(*, user: AbstractBaseUser) -> list[ApiToken]:
     return list(ApiToken.objects.filter(user=user).order_by("-created_at"))
+
+
+def account_hub_token(*, account: Account) -> str | None:
+    """The account's own Hub token, decrypted (for the reconciler only; no API returns it)."""
+    from .encryption import decrypt_json
+
+    return (decrypt_json(account.hub_token_encrypted, {}) or {}).get("token") if account.hub_token_encrypted else None

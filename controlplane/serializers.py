@@ -28,6 +28,15 @@ class TokenCreateSerializer(serializers.Serializer):
     expiresAt = serializers.DateTimeField(required=False, allow_null=True, default=None)
 
 
+class HubTokenSerializer(serializers.Serializer):
+    token = StrictCharField(min_length=8, max_length=512, trim_whitespace=False,
+                            help_text="A Hugging Face Hub token (write-only: never returned)")
+
+
+class HubTokenStateSerializer(serializers.Serializer):
+    set = serializers.BooleanField(help_text="Whether the account has a Hub token")
+
+
 class TokenSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     name = serializers.CharField()

@@ -1,5 +1,6 @@
 """Writes about users, accounts, memberships and tokens. Each is atomic and audited."""
 
+import re
 import secrets
 from datetime import datetime
 
@@ -15,6 +16,9 @@ from gateway.records import TOKEN_PREFIX
 from .errors import Conflict, InvalidSpec, NotFound
 from .models import Account, ApiToken, AuditEvent, Membership, Role
 from .selectors import token_digest
+
+HUB_TOKEN_RE = re.compile(r"[!-~]{8,512}")
+REGISTRY_HOST_RE = re.compile(r"[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?(:[0-9]{1,5})?")
 
 
 def audit_record(*, actor: AbstractBaseUser | None, action: str, account: Account | None = None,
@@ -210,3 +214,39 @@ def token_touch(*, token: ApiToken) -> None:
     if token.last_used_at is None or (now - token.last_used_at).total_seconds() >= resolution:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
         token.last_used_at = now
+
+
+@transaction.atomic
+def account_hub_token_set(*, account: Account, token: str | None, actor: AbstractBaseUser | None = None) -> None:
+    """Store (encrypted) or clear the account's own Hub token. Never returned by any read; audited without
+    its value. Its endpoints pick it up on their next reconcile pass."""
+    from .encryption import encrypt_json
+
+    if token is not None and not HUB_TOKEN_RE.fullmatch(token):
+        raise InvalidSpec("A Hub token is 8 to 512 printable characters without spaces",
+                          fields={"token": ["not a Hub token"]})
+    had = bool(account.hub_token_encrypted)
+    account.hub_token_encrypted = encrypt_json({"token": token}) if token else ""
+    account.save(update_fields=["hub_token_encrypted"])
+    audit_record(actor=actor, action="account.hub_token", account=account, target=account.slug,
+                 diff={"hubToken": ["(set)" if had else None, "(set)" if token else None]})
+
+
+@transaction.atomic
+def account_registry_grant(*, account: Account, server: str, granted: bool = True,
+                           actor: AbstractBaseUser | None = None) -> list[str]:
+    """Let (or stop letting) the cluster's own cloud identity pull from registry ``server`` for ``account``
+    (operators only). Idempotent; audited; returns the account's granted registries."""
+    server = server.strip().lower()
+    if not REGISTRY_HOST_RE.fullmatch(server):
+        raise InvalidSpec(f"'{server[:64]}' is not a registry host", fields={"server": ["a host name, e.g. "
+                                                                                      "123456789012.dkr.ecr.us-east-1.amazonaws.com"]})
+    account = Account.objects.select_for_update().get(pk=account.pk)
+    before = list(account.granted_registries)
+    after = sorted(set(before) | {server}) if granted else [s for s in before if s != server]
+    if after != before:
+        account.granted_registries = after
+        account.save(update_fields=["granted_registries"])
+        audit_record(actor=actor, action="account.registry_grant" if granted else "account.registry_revoke",
+                     account=account, target=server, diff={"grantedRegistries": [before, after]})
+    return after

@@ -17,6 +17,7 @@ urlpatterns = [
     path("api/whoami-v2", views.WhoamiView.as_view(), name="whoami"),
     path("v2/tokens", views.TokenListView.as_view(), name="tokens"),
     path("v2/tokens/<int:token_id>", views.TokenDetailView.as_view(), name="token"),
+    path(f"v2/accounts/{NS}/hub-token", views.HubTokenView.as_view(), name="hub-token"),
     path(f"v2/endpoint/{NS}", ep.EndpointCollectionView.as_view(), name="endpoints"),
     path(EP, ep.EndpointDetailView.as_view(), name="endpoint"),
     path(f"{EP}/pause", ep.EndpointPauseView.as_view(), name="endpoint-pause"),

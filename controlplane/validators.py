@@ -4,10 +4,10 @@ from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.utils.deconstruct import deconstructible
 
-# Account names that would read as (or collide with) a system namespace, were the namespace prefix ever
-# empty or a tenant to look like the platform in logs and dashboards.
-RESERVED_ACCOUNT_NAMES = frozenset({"default", "kube", "api", "admin", "system", "controlplane", "cp-system"})
-RESERVED_ACCOUNT_PREFIXES = ("kube-", "openshift-", "system-")
+# Account names that would read as (or collide with) a system namespace or the control plane's own, were
+# the namespace prefix ever empty, or let a tenant pass for the platform in logs and dashboards.
+RESERVED_ACCOUNT_NAMES = frozenset({"default", "controlplane", "cp-system"})
+RESERVED_ACCOUNT_PREFIXES = ("kube-", "openshift-")
 
 
 @deconstructible

@@ -7,10 +7,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from . import services
-from .models import ApiToken
-from .selectors import token_list, user_orgs
+from .models import ApiToken, Role
+from .selectors import account_get_for_caller, token_list, user_orgs
 from .serializers import (
     ErrorSerializer,
+    HubTokenSerializer,
+    HubTokenStateSerializer,
     TokenCreatedSerializer,
     TokenCreateSerializer,
     TokenListSerializer,
@@ -69,7 +71,7 @@ class TokenListView(APIView):
         return Response({"items": [token_body(t) for t in token_list(user=request.user)]})
 
     @extend_schema(operation_id="token_create", tags=["tokens"], request=TokenCreateSerializer,
-                   responses={201: TokenCreatedSerializer, **body_error_responses(403)})
+                   responses={201: TokenCreatedSerializer, **body_error_responses(403, 409)})
     def post(self, request: Request) -> Response:
         data = TokenCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -87,6 +89,37 @@ class TokenDetailView(APIView):
     def delete(self, request: Request, token_id: int) -> Response:
         _require_write_token(request)
         return Response(token_body(services.token_revoke(user=request.user, token_id=token_id)))
+
+
+class HubTokenView(APIView):
+    """The account's own Hub token, for its endpoints' private and gated repositories: set or cleared by an
+    account admin, never read back (GET says only whether one is set)."""
+
+    def _account(self, request: Request, namespace: str, need: str):
+        return account_get_for_caller(user=request.user, token=request.auth or None, namespace=namespace, need=need)
+
+    @extend_schema(operation_id="hub_token_get", tags=["accounts"], responses={200: HubTokenStateSerializer,
+                                                                                **error_responses(403, 404)})
+    def get(self, request: Request, namespace: str) -> Response:
+        return Response({"set": bool(self._account(request, namespace, Role.READ).hub_token_encrypted)})
+
+    @extend_schema(operation_id="hub_token_set", tags=["accounts"], request=HubTokenSerializer,
+                   responses={200: HubTokenStateSerializer, **body_error_responses(403, 404)})
+    def put(self, request: Request, namespace: str) -> Response:
+        data = HubTokenSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        _require_write_token(request)
+        account = self._account(request, namespace, Role.ADMIN)
+        services.account_hub_token_set(account=account, token=data.validated_data["token"], actor=request.user)
+        return Response({"set": True})
+
+    @extend_schema(operation_id="hub_token_clear", tags=["accounts"],
+                   responses={200: HubTokenStateSerializer, **error_responses(403, 404)})
+    def delete(self, request: Request, namespace: str) -> Response:
+        _require_write_token(request)
+        account = self._account(request, namespace, Role.ADMIN)
+        services.account_hub_token_set(account=account, token=None, actor=request.user)
+        return Response({"set": False})
 
 
 def _require_write_token(request: Request) -> None:

@@ -21,6 +21,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from controlplane.encryption import decrypt_json
+from controlplane.selectors import account_hub_token
 from endpoints.catalog import image_registry
 from endpoints.locks import endpoint_lock_key
 from endpoints.models import Endpoint, EndpointEvent, Intent, State
@@ -34,7 +35,7 @@ from .models import Cluster
 from .names import ANNOTATION_TEMPLATE, dns_label, endpoint_object_name, host_id, namespace_name, owned_selector
 from .observe import Observation, observe
 from .privatelink import PrivateLinkPending, privatelink_ensure, privatelink_remove
-from .registry import registry_credentials
+from .registry import ecr_registry, registry_credentials
 from .render import EndpointTarget, InstanceSpec, Platform, render_account, render_endpoint
 from .revisions import RevisionError, revision_resolve
 
@@ -91,7 +92,7 @@ def endpoint_url(cluster: Cluster, endpoint: Endpoint) -> str | None:
 
 def platform() -> Platform:
     return Platform(managed_image=settings.MANAGED_IMAGE, fetcher_image=settings.MODEL_FETCHER_IMAGE,
-                    hub_url=settings.HF_HUB_URL, hub_token=bool(settings.HF_HUB_TOKEN),
+                    hub_url=settings.HF_HUB_URL,
                     progress_deadline_seconds=settings.DEPLOYMENT_PROGRESS_DEADLINE_SECONDS,
                     gateway_namespace=settings.GATEWAY_NAMESPACE,
                     gateway_pod_labels=tuple(sorted(settings.GATEWAY_POD_LABELS.items())),
@@ -107,6 +108,18 @@ def _secrets_version(secrets: dict | None) -> str:
     return hmac.new(key, json.dumps(secrets, sort_keys=True).encode(), hashlib.sha256).hexdigest()[:16]
 
 
+def ungranted_registry(endpoint: Endpoint) -> str | None:
+    """The cloud registry (ECR) the endpoint's image would pull from with the platform's identity (the
+    cluster's AWS access, or the nodes' instance role when it has none) although no operator granted it to
+    the endpoint's account; None when that is not the case."""
+    (_variant, body), = endpoint.image.items()
+    body = body or {}
+    found = ecr_registry(body.get("url") or "") if not body.get("credentials") else None
+    if found is None or found[0] in endpoint.account.granted_registries:
+        return None
+    return found[0]
+
+
 def target_for(endpoint: Endpoint, cluster: Cluster, *, refresh_registry: bool = False) -> EndpointTarget:
     """The renderer's input for a pinned endpoint (secrets decrypted here, in the worker, only).
 
@@ -119,7 +132,7 @@ def target_for(endpoint: Endpoint, cluster: Cluster, *, refresh_registry: bool =
     if credentials:
         registry = {"server": image_registry(body["url"]), "username": credentials["username"],
                     "password": bundle.get("registryPassword") or ""}
-    elif (body or {}).get("url"):
+    elif (body or {}).get("url") and ungranted_registry(endpoint) is None:
         registry = registry_credentials(cluster=cluster, image_url=body["url"], refresh=refresh_registry)
     it = endpoint.instance
     return EndpointTarget(
@@ -139,6 +152,7 @@ def target_for(endpoint: Endpoint, cluster: Cluster, *, refresh_registry: bool =
         secrets=bundle.get("secrets") or {}, secrets_version=_secrets_version(bundle.get("secrets")),
         registry=registry, access=endpoint.type,
         private_service=dict(endpoint.private_service) if endpoint.private_service else None, cluster_id=cluster.pk,
+        hub_token=bool(endpoint.account.hub_token_encrypted),
     )
 
 
@@ -174,13 +188,23 @@ def _reconcile(endpoint_id: int) -> Outcome | None:
             0, 0), url=None)
     if not endpoint.pinned_revision:
         try:
-            sha = revision_resolve(repository=endpoint.repository, revision=endpoint.revision)
+            sha = revision_resolve(repository=endpoint.repository, revision=endpoint.revision,
+                                   token=account_hub_token(account=endpoint.account))
         except RevisionError as exc:
             if exc.transient:
                 raise Retry(str(exc)) from exc
             return _record(endpoint, generation, Observation(State.FAILED, str(exc), 0, 0), url=None)
         Endpoint.objects.filter(pk=endpoint.pk, generation=generation).update(pinned_revision=sha)
         endpoint.pinned_revision = sha
+    if (server := ungranted_registry(endpoint)) is not None:
+        refused = (f"the image pulls from {server}, which this account may not pull from with the platform's "
+                   "credentials: give the image's own credentials, or ask an operator to grant the registry")
+        if endpoint.first_applied_at is not None and endpoint.intent == Intent.RUN:
+            return _record(endpoint, generation, Observation(
+                State.UPDATE_FAILED, f"Update refused, the previous version keeps serving: {refused}",
+                endpoint.ready_replica, endpoint.target_replica), url=endpoint.url)
+        return _record(endpoint, generation, Observation(State.FAILED, f"Endpoint refused: {refused}", 0, 0),
+                       url=None)
     previously_applied = endpoint.first_applied_at is not None
     if not previously_applied:
         # Recorded before the first write, so a delete never skips objects a failed pass left behind.
@@ -256,7 +280,8 @@ def _unlink_if_unwanted(endpoint: Endpoint, cluster: Cluster, target: EndpointTa
 def _ensure_account(kube: Kube, endpoint: Endpoint, namespace: str) -> int:
     """Namespace, ResourceQuota, NetworkPolicy (and Hub token Secret) for the endpoint's account."""
     objects = render_account(namespace=namespace, account_label=dns_label(endpoint.account.slug),
-                             quota=quota_limits(account=endpoint.account), hub_token=settings.HF_HUB_TOKEN,
+                             quota=quota_limits(account=endpoint.account),
+                             hub_token=account_hub_token(account=endpoint.account),
                              egress_denied=tuple(settings.TENANT_EGRESS_DENIED_CIDRS)
                              if settings.TENANT_EGRESS_POLICY else None)
     result = ApplyResult()

@@ -48,7 +48,6 @@ class Platform:
     managed_image: str
     fetcher_image: str
     hub_url: str
-    hub_token: bool = False
     progress_deadline_seconds: int = 600
     # Where the gateway's pods run: the only source admitted to public/protected endpoints.
     gateway_namespace: str = "controlplane"
@@ -92,6 +91,7 @@ class EndpointTarget:
     access: str = "authenticated"  # the endpoint's type: public | protected | authenticated | private
     private_service: dict | None = None  # {"accountId", "region"}: PrivateLink through an internal NLB
     cluster_id: int = 0  # the cluster registration (Cluster row) the objects go to
+    hub_token: bool = False  # the account has its own Hub token (its namespace's hub-token Secret)
 
 
 def digest(obj) -> str:
@@ -113,7 +113,8 @@ def render_account(*, namespace: str, account_label: str, quota: dict[str, int],
                    egress_denied: tuple[str, ...] | None = None) -> list[dict]:
     """Namespace (Pod Security labelled), ResourceQuota (twice the quota, so rolling updates can surge:
     admission holds the real line; this is the backstop), default-deny ingress NetworkPolicy, the egress
-    NetworkPolicy unless ``egress_denied`` is None, and the Hub token Secret if any."""
+    NetworkPolicy unless ``egress_denied`` is None, and the Secret of the account's own Hub token if it has one
+    (never the platform's)."""
     labels = account_labels(account_label)
     devices = {DEVICE_RESOURCE[acc]: quota.get(acc, 0) for acc in DEVICE_RESOURCE}
     cpus = quota.get("cpu", 0) + CPUS_PER_DEVICE * sum(devices.values())
@@ -217,7 +218,7 @@ def _deployment(target: EndpointTarget, platform: Platform, labels: dict) -> dic
     if target.secrets:
         container["envFrom"] = [{"secretRef": {"name": endpoint_object_name(target.name, "secrets")}}]
     fetcher_env = [{"name": "HF_ENDPOINT", "value": platform.hub_url}]
-    if platform.hub_token:
+    if target.hub_token:
         fetcher_env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {
             "name": "hub-token", "key": "token", "optional": True}}})
     fetcher = {

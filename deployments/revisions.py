@@ -15,14 +15,18 @@ class RevisionError(Exception):
         self.transient = transient
 
 
-def revision_resolve(*, repository: str, revision: str | None) -> str:
-    """The 40-hex commit ``revision`` of ``repository`` points at. A full sha is returned without a call."""
+def revision_resolve(*, repository: str, revision: str | None, token: str | None = None) -> str:
+    """The 40-hex commit ``revision`` of ``repository`` points at. A full sha is returned without a call.
+
+    ``token`` is the endpoint account's own Hub token. Without one the request carries the platform's
+    ``HF_HUB_TOKEN`` (if any), whose answer is accepted only for a public, ungated repository: the platform's
+    access never serves a tenant's private or gated repository."""
     if revision and SHA_RE.fullmatch(revision):
         return revision
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 
-    api = HfApi(endpoint=settings.HF_HUB_URL, token=settings.HF_HUB_TOKEN or False)
+    api = HfApi(endpoint=settings.HF_HUB_URL, token=token or settings.HF_HUB_TOKEN or False)
     try:
         info = api.model_info(repository, revision=revision, timeout=10)
     except RevisionNotFoundError as exc:
@@ -37,6 +41,9 @@ def revision_resolve(*, repository: str, revision: str | None) -> str:
         raise RevisionError(f"The Hub answered {status}: {_hub_message(exc)}", transient=transient) from exc
     except Exception as exc:  # network errors of any transport: retry
         raise RevisionError(f"The Hub is unreachable: {type(exc).__name__}", transient=True) from exc
+    if not token and (getattr(info, "private", False) or getattr(info, "gated", False)):
+        raise RevisionError(f"{repository} is private or gated: give the account its own Hub token "
+                            "(PUT /v2/accounts/<namespace>/hub-token)", transient=False)
     if not info.sha:
         raise RevisionError(f"The Hub returned no commit for {repository}@{revision or 'main'}", transient=True)
     return info.sha

@@ -18,6 +18,9 @@ class FakeHub:
     def __init__(self):
         self.repos: dict[str, dict[str, str]] = {"gpt2": {"main": "1" * 40, "v1": "2" * 40}}
         self.calls: list[tuple[str, str]] = []
+        # Private repositories: repo -> the one token that may read it (as the Hub: 401 RepoNotFound else).
+        self.private: dict[str, str] = {}
+        self.tokens_seen: list[str | None] = []
         self.failures = 0
         hub = self
 
@@ -34,11 +37,15 @@ class FakeHub:
                 if hub.failures:
                     hub.failures -= 1
                     return self._send(503, {"error": "Hub is overloaded"})
-                if repo not in hub.repos:
-                    return self._send(404, {"error": f"Repository {repo} not found"}, "RepoNotFound")
+                auth = self.headers.get("Authorization") or ""
+                token = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else None
+                hub.tokens_seen.append(token)
+                if repo not in hub.repos or (repo in hub.private and token != hub.private[repo]):
+                    return self._send(401 if repo in hub.private else 404,
+                                      {"error": f"Repository {repo} not found"}, "RepoNotFound")
                 if rev not in hub.repos[repo]:
                     return self._send(404, {"error": f"Invalid rev id: {rev}"}, "RevisionNotFound")
-                self._send(200, {"id": repo, "modelId": repo, "sha": hub.repos[repo][rev], "private": False,
+                self._send(200, {"id": repo, "modelId": repo, "sha": hub.repos[repo][rev], "private": repo in hub.private,
                                  "tags": [], "siblings": []})
 
             def _send(self, status, body, error_code=None):

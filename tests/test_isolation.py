@@ -1,6 +1,8 @@
 """Tenant isolation through the public interfaces, one test (or more) per item of the isolation review,
 named by it (docs/security.md lists them all)."""
 
+import base64
+import json
 import os
 import subprocess
 import sys
@@ -11,7 +13,7 @@ import pytest
 from django.utils import timezone
 
 from controlplane.errors import Conflict, InvalidSpec
-from controlplane.models import Account, ApiToken
+from controlplane.models import Account, ApiToken, AuditEvent
 from controlplane.services import org_create, token_create, user_create
 from deployments.models import Cluster
 from deployments.services import cluster_register
@@ -19,6 +21,8 @@ from endpoints.models import Endpoint
 from endpoints.services import endpoint_secrets
 from tests.conftest import bearer_client
 from tests.factories import endpoint_spec
+from tests.kube_helpers import NS, converge
+from tests.kube_helpers import create as create_endpoint
 
 pytestmark = pytest.mark.django_db
 REPO = Path(__file__).resolve().parent.parent
@@ -240,3 +244,55 @@ def test_item07_one_api_server_is_registered_once_unless_forced():
     cluster_register(name="east", vendor="aws", region="us-east-1",  # re-registering itself is an update
                      kubeconfig_text=kubeconfig_for("https://k8s:6443"))
     assert Cluster.objects.count() == 2
+
+
+# ---------------------------------------------------------------- item 1: Hub tokens per account
+def test_item01_the_platform_token_never_serves_a_tenants_private_repository(alice, cluster, fake_kube, fake_hub,
+                                                                             settings):
+    settings.HF_HUB_TOKEN = "hf_platform_token"
+    fake_hub.repos["acme/weights"] = {"main": "3" * 40}
+    fake_hub.private["acme/weights"] = "hf_platform_token"  # the operator's token can read it
+    endpoint = converge(create_endpoint(alice, "web", model={"repository": "acme/weights"}).pk, "failed")
+    assert "private or gated" in endpoint.message and "hub-token" in endpoint.message
+    assert endpoint.pinned_revision in ("", None)
+    assert fake_kube.get_object("secrets", NS, "hub-token") is None  # never in a tenant namespace
+    public = converge(create_endpoint(alice, "pub").pk, "running")  # a public repository still resolves with it
+    assert public.pinned_revision == "1" * 40
+    assert fake_kube.get_object("secrets", NS, "hub-token") is None
+    secrets = json.dumps(fake_kube.objects("secrets", NS))
+    assert base64.b64encode(b"hf_platform_token").decode() not in secrets
+
+
+def test_item01_the_accounts_own_token_resolves_its_private_repository_and_is_never_read_back(
+        alice, alice_api, cluster, fake_kube, fake_hub, settings):
+    settings.HF_HUB_TOKEN = None
+    fake_hub.repos["alice/private-model"] = {"main": "4" * 40}
+    fake_hub.private["alice/private-model"] = "hf_alice_own_token"
+    r = alice_api.put("/v2/accounts/alice/hub-token", {"token": "hf_alice_own_token"}, format="json")
+    assert r.status_code == 200 and r.json() == {"set": True}, r.json()
+    assert alice_api.get("/v2/accounts/alice/hub-token").json() == {"set": True}
+    endpoint = converge(create_endpoint(alice, "web", model={"repository": "alice/private-model"}).pk, "running")
+    assert endpoint.pinned_revision == "4" * 40
+    secret = fake_kube.get_object("secrets", NS, "hub-token")
+    assert base64.b64decode(secret["data"]["token"]).decode() == "hf_alice_own_token"
+    everything = json.dumps([alice_api.get(p).json() for p in ("/v2/endpoint/alice/web", "/v2/endpoint/alice/web/events",
+                                                                "/v2/accounts/alice/hub-token")])
+    assert "hf_alice_own_token" not in everything
+    assert "hf_alice_own_token" not in json.dumps(list(AuditEvent.objects.values("diff")))
+    assert Account.objects.get(slug="alice").hub_token_encrypted and "hf_alice" not in \
+        Account.objects.get(slug="alice").hub_token_encrypted
+
+
+def test_item01_only_an_account_admin_sets_its_hub_token_and_bad_tokens_are_400(alice, alice_api):
+    from tests.factories import make_org, make_user
+
+    bob = make_user("bob")
+    org = make_org("acme", members={alice: "admin", bob: "write"})
+    bob_api = bearer_client(token_create(user=bob, name="b")[1])
+    r = bob_api.put(f"/v2/accounts/{org.slug}/hub-token", {"token": "hf_bob_token_x"}, format="json")
+    assert r.status_code == 403, r.json()
+    assert alice_api.put("/v2/accounts/alice/hub-token", {"token": "no spaces allowed"},
+                         format="json").status_code == 400
+    assert bearer_client(token_create(user=bob, name="c")[1]).get("/v2/accounts/alice/hub-token").status_code == 404
+    assert alice_api.delete("/v2/accounts/alice/hub-token").json() == {"set": False}
+    assert not Account.objects.get(slug="acme").hub_token_encrypted

@@ -8,8 +8,10 @@ from datetime import timedelta
 
 import pytest
 
+from controlplane.services import account_registry_grant
 from deployments.models import RegistryCredential
 from deployments.registry import ecr_registry, endpoints_with_due_credentials, registry_credentials
+from endpoints import services
 from tests.kube_helpers import NS, converge, create, deployment
 
 ECR_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/team/server:1"
@@ -26,6 +28,7 @@ def pull_config(fake_kube, name: str = "ep-web-registry") -> dict:
 
 
 def test_ecr_image_pulls_with_a_token_from_ecr(alice, aws_cluster, fake_kube, fake_hub, moto):
+    account_registry_grant(account=alice.personal_account, server=SERVER)
     endpoint = converge(create(alice, **custom(ECR_IMAGE)).pk, "running")
     auth = pull_config(fake_kube)["auths"][SERVER]
     assert (auth["username"], auth["password"]) == ("AWS", "123456789012-auth-token")  # moto's token
@@ -55,6 +58,9 @@ def test_explicit_credentials_win_and_other_registries_get_no_ecr_token(alice, a
 
 
 def test_ecr_image_on_a_cluster_without_aws_pulls_without_secret(alice, cluster, fake_kube, fake_hub):
+    # Granted even so: the nodes' own cloud identity (an instance role) may pull ECR images.
+    assert converge(create(alice, "ungranted", **custom(ECR_IMAGE)).pk, "failed")
+    account_registry_grant(account=alice.personal_account, server=SERVER)
     converge(create(alice, **custom(ECR_IMAGE)).pk, "running")
     assert "imagePullSecrets" not in deployment(fake_kube)["spec"]["template"]["spec"]
 
@@ -90,3 +96,16 @@ def test_register_cluster_takes_aws_keys_from_the_environment_and_stores_them_en
                  str(path), "--aws-ambient")
     cluster.refresh_from_db()
     assert cluster.aws_ambient and not cluster.aws_credentials_encrypted
+
+
+def test_item02_the_clusters_ecr_identity_pulls_only_registries_granted_to_the_account(alice, aws_cluster, fake_kube,
+                                                                                      fake_hub, moto):
+    other = "999999999999.dkr.ecr.us-east-1.amazonaws.com/victim/weights:1"
+    endpoint = converge(create(alice, **custom(other)).pk, "failed")
+    assert "999999999999.dkr.ecr.us-east-1.amazonaws.com" in endpoint.message and "grant" in endpoint.message
+    assert RegistryCredential.objects.count() == 0  # the cluster's AWS identity was never asked
+    assert fake_kube.get_object("secrets", NS, "ep-web-registry") is None
+    account_registry_grant(account=alice.personal_account, server="999999999999.dkr.ecr.us-east-1.amazonaws.com")
+    services.endpoint_update(account=alice.personal_account, name="web", actor=alice, patch={"tags": ["granted"]})
+    converge(endpoint.pk, "running")
+    assert pull_config(fake_kube)["auths"]["999999999999.dkr.ecr.us-east-1.amazonaws.com"]["username"] == "AWS"

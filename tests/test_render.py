@@ -15,7 +15,7 @@ from deployments.render import EndpointTarget, InstanceSpec, Platform, render_ac
 
 GOLDEN = Path(__file__).parent / "golden" / "render"
 PLATFORM = Platform(managed_image="registry.example/inference-toolkit:1", fetcher_image="registry.example/cp:1",
-                    hub_url="https://huggingface.co", hub_token=True, gateway_namespace="controlplane",
+                    hub_url="https://huggingface.co", gateway_namespace="controlplane",
                     private_cidrs=("10.0.0.0/16",))
 CPU = InstanceSpec(accelerator="cpu", accelerator_count=0, accelerator_resource="", cpu_request="1800m",
                    memory_request="3686Mi", memory_limit="4096Mi",
@@ -32,7 +32,7 @@ def target(**overrides) -> EndpointTarget:
     base = {"id": 42, "name": "my-endpoint", "account_label": "acme", "namespace": "ie-acme", "intent": "run",
             "repository": "openai-community/gpt2", "revision": "e7da7f221d5bf496a48136c0cd264e630fe9fcc8",
             "framework": "pytorch", "task": "text-generation", "image": {"huggingface": {}}, "instance": CPU,
-            "min_replica": 1, "max_replica": 3}
+            "min_replica": 1, "max_replica": 3, "hub_token": True}
     return EndpointTarget(**{**base, **overrides})
 
 
@@ -87,7 +87,7 @@ def test_render_endpoint_matches_golden(case):
 
 def test_render_account_matches_golden():
     _check("account", render_account(namespace="ie-acme", account_label="acme",
-                                     quota={"cpu": 32, "gpu": 4, "neuron": 0}, hub_token="hf_operator_token",
+                                     quota={"cpu": 32, "gpu": 4, "neuron": 0}, hub_token="hf_account_token",
                                      egress_denied=("10.0.0.0/8", "169.254.0.0/16", "fd00::/8")))
 
 

@@ -298,7 +298,7 @@ class LocalCluster:
         raise KeyError(name)
 
     def _start(self, name: str, ports: dict[str, int]) -> dict:
-        binary = str(kubebuild.BIN / name)
+        binary = os.path.realpath(kubebuild.BIN / name)  # what /proc/<pid>/exe will say (_alive compares)
         log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child, closed below
         try:
             proc = subprocess.Popen([binary, *self._args(name, ports)], stdout=log, stderr=subprocess.STDOUT,
