@@ -40,11 +40,12 @@ def namespace_name(prefix: str, account_slug: str) -> str:
 
 
 def endpoint_object_name(endpoint_name: str, suffix: str = "") -> str:
-    """``ep-<name>[-suffix]``: starts with a letter (Services need DNS-1035) and fits in 63 characters.
-    ``suffix`` is one of ``OBJECT_NAME_SUFFIXES``, which endpoint names may not end with (no collisions)."""
+    """``ep-<name>``, or ``<suffix>-ep-<name>`` for an endpoint's secondary objects (``suffix`` one of
+    ``OBJECT_NAME_SUFFIXES``): starts with a letter (Services need DNS-1035), fits in 63 characters, and no
+    two endpoints' objects can share a name whatever they are called."""
     if suffix and suffix not in OBJECT_NAME_SUFFIXES:
         raise ValueError(f"unknown object name suffix {suffix!r}")
-    return dns_label(f"ep-{endpoint_name}{'-' + suffix if suffix else ''}")
+    return dns_label(f"{suffix}-ep-{endpoint_name}" if suffix else f"ep-{endpoint_name}")
 
 
 def host_id(account_slug: str, name: str) -> str:

@@ -53,9 +53,9 @@ DEVICE_ENV_DENYLIST = ("NVIDIA_", "CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "
 DEFAULT_THRESHOLD = {"hardwareUsage": 80.0, "pendingRequests": 1.5}
 
 
-# An endpoint's Kubernetes objects are named ``ep-<name>`` and ``ep-<name>-<suffix>``: an endpoint name ending
-# in ``-<suffix>`` could take another endpoint's object (a private ``foo``'s Service is ``ep-foo-private``,
-# the Service of an endpoint ``foo-private`` would be too), so such names are refused.
+# An endpoint's Kubernetes objects are named ``ep-<name>`` and ``<suffix>-ep-<name>``: the suffix goes first so
+# that no endpoint's name can spell another endpoint's object (``ep-foo-private`` could be either a private
+# ``foo``'s Service or the Service of an endpoint ``foo-private``).
 OBJECT_NAME_SUFFIXES = ("private", "secrets", "registry", "gateway")
 
 DOCKER_HUB = "https://index.docker.io/v1/"

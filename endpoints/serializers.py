@@ -24,7 +24,6 @@ from .catalog import (
     CONTAINER_VARIANTS,
     FRAMEWORKS,
     IMAGE_VARIANTS,
-    OBJECT_NAME_SUFFIXES,
     device_env,
     engine_env_name,
 )
@@ -226,13 +225,6 @@ class EndpointSpecSerializer(serializers.Serializer):
         if not isinstance(data, dict):
             raise serializers.ValidationError({"body": ["Expected a JSON object."]})
         return super().to_internal_value(data)
-
-    def validate_name(self, value):
-        if value.endswith(tuple(f"-{suffix}" for suffix in OBJECT_NAME_SUFFIXES)):
-            raise serializers.ValidationError(
-                f"Names ending in {', '.join('-' + s for s in OBJECT_NAME_SUFFIXES)} are reserved (an endpoint's "
-                "own Kubernetes objects are named so).")
-        return value
 
 
 class EndpointListQuerySerializer(serializers.Serializer):

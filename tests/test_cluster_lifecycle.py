@@ -63,7 +63,7 @@ def test_create_initializes_then_runs_with_real_pods_hpa_service_and_policies(ap
     service = kube_cluster.get(ns_path(ns, "services") + "/ep-web")
     assert service["spec"]["clusterIP"].startswith("10.96."), service["spec"]
     policies = {p["metadata"]["name"] for p in kube_cluster.items(ns_path(ns, "networkpolicies", "networking.k8s.io/v1"))}
-    assert {"default-deny-ingress", "ep-web-gateway"} <= policies, policies
+    assert {"default-deny-ingress", "gateway-ep-web"} <= policies, policies
     forbidden = [e for e in kube_cluster.worker_requests() if e.get("responseStatus", {}).get("code") == 403]
     assert forbidden == [], [f"{e['verb']} {e['requestURI']}" for e in forbidden]
 

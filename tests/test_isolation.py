@@ -16,6 +16,7 @@ from controlplane.errors import Conflict, InvalidSpec
 from controlplane.models import Account, ApiToken, AuditEvent
 from controlplane.services import org_create, token_create, user_create
 from deployments.models import Cluster
+from deployments.render import render_endpoint
 from deployments.services import cluster_register
 from endpoints.models import Endpoint
 from endpoints.services import endpoint_secrets
@@ -208,18 +209,22 @@ def test_item06_the_mask_keeps_the_password_on_the_same_registry(alice_api):
 
 
 # ---------------------------------------------------------------- item 20: object name collisions
-@pytest.mark.parametrize("name", ["foo-private", "foo-secrets", "foo-registry", "foo-gateway"])
-def test_item20_names_that_would_take_another_endpoints_objects_are_refused(alice_api, name):
-    r = create(alice_api, name=name)
-    assert r.status_code == 400 and "name" in r.json()["fields"], r.json()
-    assert "reserved" in r.json()["fields"]["name"][0]
+def test_item20_a_private_foo_and_an_endpoint_named_foo_private_render_distinct_objects():
+    from tests.test_render import PLATFORM, target
+
+    foo = render_endpoint(target(id=1, name="foo", access="private",
+                                 private_service={"accountId": "123456789012", "region": "us-east-1"}), PLATFORM)
+    other = render_endpoint(target(id=2, name="foo-private"), PLATFORM)
+    names = [(o["kind"], o["metadata"]["name"]) for o in foo + other]
+    assert len(names) == len(set(names)), names
+    assert ("Service", "private-ep-foo") in names and ("Service", "ep-foo-private") in names
 
 
-def test_item20_every_object_of_two_endpoints_has_its_own_name():
+def test_item20_no_two_endpoints_objects_share_a_name_whatever_they_are_called():
     from deployments.names import endpoint_object_name
     from endpoints.catalog import OBJECT_NAME_SUFFIXES
 
-    names = ["foo", "foo-bar", "private", "secrets-x", "a"]
+    names = ["foo", "foo-private", "private", "private-ep-foo", "ep-foo", "secrets-x", "foo-gateway", "a"]
     objects = [endpoint_object_name(n, s) for n in names for s in ("", *OBJECT_NAME_SUFFIXES)]
     assert len(objects) == len(set(objects))
     with pytest.raises(ValueError):

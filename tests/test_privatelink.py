@@ -16,7 +16,7 @@ from tests.factories import make_token
 from tests.kube_helpers import NS, converge, create
 
 LINK = {"accountId": "123456789012", "region": "us-east-1"}
-SERVICE = "ep-web-private"
+SERVICE = "private-ep-web"
 
 
 def lb_controller(client, name: str, stack: str) -> str:
@@ -61,7 +61,7 @@ def test_private_endpoint_gets_an_endpoint_service_once_its_nlb_exists(alice, aw
     assert annotations["service.beta.kubernetes.io/aws-load-balancer-scheme"] == "internal"
     assert annotations["service.beta.kubernetes.io/aws-load-balancer-type"] == "external"
     assert annotations["service.beta.kubernetes.io/aws-load-balancer-nlb-target-type"] == "ip"
-    assert fake_kube.get_object("networkpolicies", NS, "ep-web-gateway") is None  # the gateway never reaches it
+    assert fake_kube.get_object("networkpolicies", NS, "gateway-ep-web") is None  # the gateway never reaches it
 
     arn = lb_controller(moto, annotations["service.beta.kubernetes.io/aws-load-balancer-name"], f"{NS}/{SERVICE}")
     endpoint = converge(endpoint.pk, "running")
@@ -87,7 +87,7 @@ def test_private_endpoint_gets_an_endpoint_service_once_its_nlb_exists(alice, aw
     assert configurations(moto) == [] and endpoint.private_service_name is None
     assert endpoint.url.startswith("https://web-") and endpoint.url.endswith(".endpoints.test")
     assert fake_kube.get_object("services", NS, SERVICE) is None
-    assert fake_kube.get_object("networkpolicies", NS, "ep-web-gateway") is not None
+    assert fake_kube.get_object("networkpolicies", NS, "gateway-ep-web") is not None
 
 
 def test_deleting_a_private_endpoint_deletes_its_endpoint_service(alice, aws_cluster, fake_kube, fake_hub, moto):

@@ -129,15 +129,15 @@ def test_missing_cluster_waits_then_converges_once_registered(alice, fake_kube, 
 
 def test_removed_secret_is_pruned(alice, cluster, fake_kube, fake_hub):
     endpoint = converge(create(alice, model={"secrets": {"TOKEN": "planted-value"}}).pk, "running")
-    secret = fake_kube.get_object("secrets", NS, "ep-web-secrets")
+    secret = fake_kube.get_object("secrets", NS, "secrets-ep-web")
     assert secret is not None
     container = deployment(fake_kube)["spec"]["template"]["spec"]["containers"][0]
-    assert container["envFrom"] == [{"secretRef": {"name": "ep-web-secrets"}}]
+    assert container["envFrom"] == [{"secretRef": {"name": "secrets-ep-web"}}]
     assert "planted-value" not in str(deployment(fake_kube))
     services.endpoint_update(account=alice.personal_account, name="web", patch={"model": {"secrets": {}}},
                              actor=alice)
     converge(endpoint.pk, "running")
-    assert fake_kube.get_object("secrets", NS, "ep-web-secrets") is None
+    assert fake_kube.get_object("secrets", NS, "secrets-ep-web") is None
 
 
 def test_transient_errors_retry_and_permanent_ones_fail(alice, cluster, fake_kube, fake_hub):

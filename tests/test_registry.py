@@ -22,7 +22,7 @@ def custom(url: str, **extra) -> dict:
     return {"model": {"image": {"custom": {"url": url, "port": 8080, **extra}}}}
 
 
-def pull_config(fake_kube, name: str = "ep-web-registry") -> dict:
+def pull_config(fake_kube, name: str = "registry-ep-web") -> dict:
     secret = fake_kube.get_object("secrets", NS, name)
     return json.loads(base64.b64decode(secret["data"][".dockerconfigjson"]))
 
@@ -33,7 +33,7 @@ def test_ecr_image_pulls_with_a_token_from_ecr(alice, aws_cluster, fake_kube, fa
     auth = pull_config(fake_kube)["auths"][SERVER]
     assert (auth["username"], auth["password"]) == ("AWS", "123456789012-auth-token")  # moto's token
     pod = deployment(fake_kube)["spec"]["template"]["spec"]
-    assert pod["imagePullSecrets"] == [{"name": "ep-web-registry"}]
+    assert pod["imagePullSecrets"] == [{"name": "registry-ep-web"}]
     credential = RegistryCredential.objects.get(server=SERVER)
     fetched = credential.fetched_at
 
@@ -51,9 +51,9 @@ def test_explicit_credentials_win_and_other_registries_get_no_ecr_token(alice, a
                                                                          moto):
     converge(create(alice, "own", **custom(ECR_IMAGE, credentials={"username": "me", "password": "pw"})).pk,
              "running")
-    assert pull_config(fake_kube, "ep-own-registry")["auths"][SERVER]["username"] == "me"
+    assert pull_config(fake_kube, "registry-ep-own")["auths"][SERVER]["username"] == "me"
     converge(create(alice, "hub", **custom("ghcr.io/acme/server:1")).pk, "running")
-    assert fake_kube.get_object("secrets", NS, "ep-hub-registry") is None
+    assert fake_kube.get_object("secrets", NS, "registry-ep-hub") is None
     assert RegistryCredential.objects.count() == 0
 
 
@@ -104,7 +104,7 @@ def test_item02_the_clusters_ecr_identity_pulls_only_registries_granted_to_the_a
     endpoint = converge(create(alice, **custom(other)).pk, "failed")
     assert "999999999999.dkr.ecr.us-east-1.amazonaws.com" in endpoint.message and "grant" in endpoint.message
     assert RegistryCredential.objects.count() == 0  # the cluster's AWS identity was never asked
-    assert fake_kube.get_object("secrets", NS, "ep-web-registry") is None
+    assert fake_kube.get_object("secrets", NS, "registry-ep-web") is None
     account_registry_grant(account=alice.personal_account, server="999999999999.dkr.ecr.us-east-1.amazonaws.com")
     services.endpoint_update(account=alice.personal_account, name="web", actor=alice, patch={"tags": ["granted"]})
     converge(endpoint.pk, "running")

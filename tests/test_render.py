@@ -119,7 +119,7 @@ def test_secret_values_appear_only_in_secrets():
 def test_only_the_gateway_reaches_public_and_protected_endpoints_and_never_private_ones():
     for access in ("public", "protected", "authenticated"):
         policies = [o for o in render_endpoint(target(access=access), PLATFORM) if o["kind"] == "NetworkPolicy"]
-        assert [p["metadata"]["name"] for p in policies] == ["ep-my-endpoint-gateway"]
+        assert [p["metadata"]["name"] for p in policies] == ["gateway-ep-my-endpoint"]
         source, = policies[0]["spec"]["ingress"][0]["from"]
         assert source == {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "controlplane"}},
                           "podSelector": {"matchLabels": {"app.kubernetes.io/component": "gateway"}}}
