@@ -64,16 +64,26 @@ def database_from_url(url: str) -> dict:
 
 # ---------------------------------------------------------------- core
 DEBUG = env_bool("DJANGO_DEBUG", False)  # production-safe; make run and the suite turn it on
+# Which process this is; each gets only the keys it reads (the Helm chart and docker-compose set it). Web,
+# worker and management commands need both keys; the gateway only its record key (GATEWAY_RECORD_KEY, or
+# DJANGO_SECRET_KEY to derive it from, below); beat and migrate neither. Unset means "web".
+PROCESS = env_str("CONTROLPLANE_PROCESS", "web")
+PROCESSES = ("web", "worker", "gateway", "beat", "migrate")
+if PROCESS not in PROCESSES:
+    raise ImproperlyConfigured(f"CONTROLPLANE_PROCESS must be one of {', '.join(PROCESSES)}, got {PROCESS!r}")
 SECRET_KEY = env_str("DJANGO_SECRET_KEY")
 SECRETS_ENCRYPTION_KEY = env_str("SECRETS_ENCRYPTION_KEY")
-if not DEBUG and (not SECRET_KEY or not SECRETS_ENCRYPTION_KEY):
+if not DEBUG and PROCESS in {"web", "worker"} and (not SECRET_KEY or not SECRETS_ENCRYPTION_KEY):
     raise ImproperlyConfigured(
         "DJANGO_SECRET_KEY and SECRETS_ENCRYPTION_KEY must be set when DJANGO_DEBUG is off "
         "(generate one with: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
     )
-# Development-only fallbacks: never used when DEBUG is off (checked above).
-SECRET_KEY = SECRET_KEY or "dev-insecure-secret-key-do-not-use-in-production"
-SECRETS_ENCRYPTION_KEY = SECRETS_ENCRYPTION_KEY or "dev-insecure-encryption-key"
+if not DEBUG and PROCESS == "gateway" and not (env_str("GATEWAY_RECORD_KEY") or SECRET_KEY):
+    raise ImproperlyConfigured("the gateway needs GATEWAY_RECORD_KEY (or DJANGO_SECRET_KEY to derive it from)")
+# Development-only fallbacks: never used when DEBUG is off. A process given no key (beat, migrate, the
+# gateway) keeps it empty, and Django refuses to use an empty SECRET_KEY, so nothing signs with a stand-in.
+SECRET_KEY = SECRET_KEY or ("dev-insecure-secret-key-do-not-use-in-production" if DEBUG else "")
+SECRETS_ENCRYPTION_KEY = SECRETS_ENCRYPTION_KEY or ("dev-insecure-encryption-key" if DEBUG else "")
 
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["*"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
@@ -229,11 +239,12 @@ REPOSITORY_VOLUME_SIZE_LIMIT = env_str("REPOSITORY_VOLUME_SIZE_LIMIT", "200Gi")
 GATEWAY_IDLE_SWEEP_SECONDS = env_int("GATEWAY_IDLE_SWEEP_SECONDS", 60)
 # The HMAC key that signs every route/token/grant record and feed message (gateway.records): Redis is
 # not trusted to say who may call what. The gateway and every web and worker process must share it. By
-# default it is derived from DJANGO_SECRET_KEY (every process has it, and production refuses to start
-# without it), under a label of its own, so the Django key itself never signs anything readable in Redis.
-GATEWAY_RECORD_KEY = env_str("GATEWAY_RECORD_KEY") or hmac.new(
-    SECRET_KEY.encode(), b"controlplane gateway records", hashlib.sha256).hexdigest()
-if not DEBUG and len(GATEWAY_RECORD_KEY) < 32:
+# default it is derived from DJANGO_SECRET_KEY (web and worker refuse to start without it), under a label
+# of its own, so the Django key itself never signs anything readable in Redis. Beat and migrate publish
+# nothing: given neither key they have none (empty, which endpoints.routes refuses to sign with).
+GATEWAY_RECORD_KEY = env_str("GATEWAY_RECORD_KEY") or (SECRET_KEY and hmac.new(
+    SECRET_KEY.encode(), b"controlplane gateway records", hashlib.sha256).hexdigest())
+if not DEBUG and PROCESS not in {"beat", "migrate"} and len(GATEWAY_RECORD_KEY) < 32:
     raise ImproperlyConfigured("GATEWAY_RECORD_KEY must be at least 32 characters when DJANGO_DEBUG is off")
 # /metrics (and /_gateway/metrics) answer only "Authorization: Bearer <this>"; unset = never served, 404.
 GATEWAY_METRICS_TOKEN = env_str("GATEWAY_METRICS_TOKEN")

@@ -1,0 +1,123 @@
+"""Tenant isolation, items 15, 17, 18 and 23 of the isolation issue: which secrets each process gets, user
+deletion reaching the gateway, the admin (memberships, endpoint deletion, login rate limits), and cookies
+and headers. Each test is named after its item and goes through a public interface: `helm template`,
+`docker compose config`, a settings import in a fresh interpreter, the Django test client.
+"""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from tests.test_compose import compose, model  # noqa: F401 (compose is a fixture)
+from tests.test_helm_chart import CHART, ROOT, containers, find, helm, render, rendered  # noqa: F401 (helm: fixture)
+
+# ---------------------------------------------------------------- item 15: each process only the secrets it reads
+SECRET_NAMES = {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "DJANGO_SECRET_KEY", "SECRETS_ENCRYPTION_KEY",
+                "HF_HUB_TOKEN", "GATEWAY_METRICS_TOKEN", "GATEWAY_RECORD_KEY"}
+# What each process reads (controlplane/settings.py, gateway/config.py, the Celery beat schedule).
+READS = {
+    "web": {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "DJANGO_SECRET_KEY", "SECRETS_ENCRYPTION_KEY",
+            "GATEWAY_RECORD_KEY"},
+    "worker": {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "DJANGO_SECRET_KEY", "SECRETS_ENCRYPTION_KEY",
+               "GATEWAY_RECORD_KEY", "HF_HUB_TOKEN"},
+    "beat": {"REDIS_URL", "CELERY_BROKER_URL"},
+    "migrate": {"DATABASE_URL"},
+    "gateway": {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "GATEWAY_METRICS_TOKEN", "GATEWAY_RECORD_KEY"},
+}
+
+
+def secret_env(objects) -> dict[str, dict[str, dict]]:
+    """component -> {variable: secretKeyRef} of every workload's containers."""
+    found = {}
+    for obj in find(objects, "Deployment") + find(objects, "Job"):
+        component = obj["metadata"]["labels"]["app.kubernetes.io/component"]
+        for container in containers(obj):
+            for env in container.get("env", []):
+                ref = env.get("valueFrom", {}).get("secretKeyRef")
+                if ref:
+                    found.setdefault(component, {})[env["name"]] = ref
+            assert not container.get("envFrom", []) or all("secretRef" not in e for e in container["envFrom"])
+    return found
+
+
+@pytest.mark.parametrize("values", ["minimal-values", "ingress-values", "existing-secret-values"])
+def test_item15_each_chart_process_gets_only_the_secrets_it_reads(values):
+    got = secret_env(rendered(values))
+    # Without a record key of its own the gateway derives it from DJANGO_SECRET_KEY: that one key, no other.
+    expected = READS | {"gateway": READS["gateway"] | {"DJANGO_SECRET_KEY"}}
+    assert {name: set(refs) for name, refs in got.items()} == expected
+    assert got["gateway"]["GATEWAY_RECORD_KEY"].get("optional") is True  # the derived key is not in the Secret
+
+
+def test_item15_a_gateway_with_its_own_record_key_never_gets_the_django_key(helm, tmp_path):  # noqa: F811
+    own = yaml.safe_load((CHART / "ci" / "minimal-values.yaml").read_text())
+    own["secrets"]["gatewayRecordKey"] = "r" * 40
+    existing = {"existingSecret": "controlplane-secrets", "existingSecretHasGatewayRecordKey": True,
+                "database": {"existingSecret": "pg", "existingSecretKey": "uri"}}
+    for name, values in (("own", own), ("existing", existing)):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(values))
+        got = secret_env(render(helm, CHART, path))
+        assert set(got["gateway"]) == READS["gateway"], name
+        assert "optional" not in got["gateway"]["GATEWAY_RECORD_KEY"], name  # required: it has no other key
+        assert {name: set(refs) for name, refs in got.items() if name != "gateway"} == {
+            k: v for k, v in READS.items() if k != "gateway"}
+
+
+def test_item15_each_chart_process_names_itself_for_the_settings():
+    for obj in find(rendered("minimal-values"), "Deployment") + find(rendered("minimal-values"), "Job"):
+        component = obj["metadata"]["labels"]["app.kubernetes.io/component"]
+        (container,) = containers(obj)
+        assert {"name": "CONTROLPLANE_PROCESS", "value": component} in container["env"], component
+
+
+def test_item15_each_compose_process_gets_only_the_secrets_it_reads(compose):  # noqa: F811
+    services = model(compose)["services"]
+    for name, reads in READS.items():
+        env = services[name]["environment"]
+        assert set(env) & SECRET_NAMES == reads - {"CELERY_BROKER_URL", "GATEWAY_METRICS_TOKEN"}, name
+        assert env["CONTROLPLANE_PROCESS"] == name
+    keys = {services[name]["environment"]["GATEWAY_RECORD_KEY"] for name in ("web", "worker", "gateway")}
+    assert len(keys) == 1 and len(keys.pop()) >= 32  # one record key shared by the signers and the gateway
+
+
+def settings_in_production(code: str, **env: str) -> subprocess.CompletedProcess:
+    full = {k: v for k, v in os.environ.items()
+            if not k.startswith(("DJANGO_", "GATEWAY_", "SECRETS_", "CONTROLPLANE_"))}
+    full |= {"DJANGO_DEBUG": "false", **env}
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=full, capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_item15_processes_start_with_only_their_own_secrets():
+    record = "r" * 40
+    gateway = settings_in_production("from gateway.config import from_settings; c = from_settings(); "
+                                     "print(c.record_key.decode())", CONTROLPLANE_PROCESS="gateway",
+                                     GATEWAY_RECORD_KEY=record)
+    assert gateway.returncode == 0, gateway.stderr
+    assert gateway.stdout.strip() == record
+    # Derived from the Django key when the gateway has no record key of its own: the same as the signers'.
+    derive = "from controlplane import settings as s; print(s.GATEWAY_RECORD_KEY)"
+    signer = settings_in_production(derive, DJANGO_SECRET_KEY="k" * 50, SECRETS_ENCRYPTION_KEY="e" * 50)
+    derived = settings_in_production(derive, CONTROLPLANE_PROCESS="gateway", DJANGO_SECRET_KEY="k" * 50)
+    assert derived.returncode == 0 and derived.stdout == signer.stdout and len(signer.stdout.strip()) == 64
+    refused = settings_in_production(derive, CONTROLPLANE_PROCESS="gateway")
+    assert refused.returncode != 0 and "GATEWAY_RECORD_KEY" in refused.stderr
+    # Beat and migrate need no key, and get none: Django refuses to sign with the empty SECRET_KEY.
+    for process in ("beat", "migrate"):
+        code = ("import django; django.setup(); from django.conf import settings as s; "
+                "print(repr(s.SECRETS_ENCRYPTION_KEY), repr(s.GATEWAY_RECORD_KEY)); "
+                "from django.core import signing; signing.dumps(1)")
+        result = settings_in_production(code, CONTROLPLANE_PROCESS=process, DJANGO_SETTINGS_MODULE="controlplane.settings")
+        assert result.stdout.strip() == "'' ''", (process, result.stderr)
+        assert result.returncode != 0 and "SECRET_KEY" in result.stderr, process
+    # Web and worker still refuse to start without both keys; a misspelt process name is refused.
+    for process in ("web", "worker"):
+        result = settings_in_production(derive, CONTROLPLANE_PROCESS=process, DJANGO_SECRET_KEY="k" * 50)
+        assert result.returncode != 0 and "SECRETS_ENCRYPTION_KEY" in result.stderr, process
+    wrong = settings_in_production(derive, CONTROLPLANE_PROCESS="gatway", DJANGO_SECRET_KEY="k" * 50,
+                                   SECRETS_ENCRYPTION_KEY="e" * 50)
+    assert wrong.returncode != 0 and "CONTROLPLANE_PROCESS" in wrong.stderr
