@@ -99,8 +99,9 @@ class AuditEventAdmin(admin.ModelAdmin):
 
 
 class UserAdmin(DjangoUserAdmin):
-    """Django's user admin, telling the endpoint gateway when a user is (de)activated or deleted, so their
-    tokens stop opening protected endpoints at once, as they stop opening the API."""
+    """Django's user admin, telling the endpoint gateway when a user is (de)activated, so their tokens stop
+    opening protected endpoints at once, as they stop opening the API. (Deletions reach the gateway however
+    they happen: controlplane.signals.)"""
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
@@ -109,15 +110,6 @@ class UserAdmin(DjangoUserAdmin):
                          account=getattr(obj, "personal_account", None), target=obj.get_username(),
                          diff={"isActive": [not obj.is_active, obj.is_active]})
             user_tokens_publish_on_commit(obj)
-
-    def delete_model(self, request, obj):
-        user_tokens_publish_on_commit(obj)
-        super().delete_model(request, obj)
-
-    def delete_queryset(self, request, queryset):
-        for user in queryset:
-            user_tokens_publish_on_commit(user)
-        super().delete_queryset(request, queryset)
 
 
 admin.site.unregister(get_user_model())

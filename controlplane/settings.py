@@ -207,12 +207,20 @@ GATEWAY_HOLD_TIMEOUT = env_int("GATEWAY_HOLD_TIMEOUT", 120)
 # Redis keys of the route feed and activity; every web, worker and gateway process must agree.
 GATEWAY_REDIS_PREFIX = env_str("GATEWAY_REDIS_PREFIX", "gateway:")
 # How long a record stays in Redis; a record older than this is re-read from the database once, which
-# bounds how long a change whose publication was lost (Redis down at the time) can go unseen.
+# bounds how long a change whose publication was lost (Redis down at the time) can go unseen. Hence at
+# most a day: every record expires.
 GATEWAY_RECORD_TTL_SECONDS = env_int("GATEWAY_RECORD_TTL_SECONDS", 600)
+if not 1 <= GATEWAY_RECORD_TTL_SECONDS <= 86_400:
+    raise ImproperlyConfigured(f"GATEWAY_RECORD_TTL_SECONDS must be between 1 and 86400, got {GATEWAY_RECORD_TTL_SECONDS}")
 # A gateway re-reads a cached entry from Redis (in the background) once it is older than this.
 GATEWAY_CACHE_MAX_AGE_SECONDS = env_int("GATEWAY_CACHE_MAX_AGE_SECONDS", 60)
 # With Redis unreachable, entries confirmed less than this long ago are still served; others get 503.
 GATEWAY_STALE_SECONDS = env_int("GATEWAY_STALE_SECONDS", 120)
+# Both bound how long a gateway may honour what it remembers (a deleted token, say) without hearing again.
+if not 1 <= GATEWAY_CACHE_MAX_AGE_SECONDS <= GATEWAY_RECORD_TTL_SECONDS:
+    raise ImproperlyConfigured("GATEWAY_CACHE_MAX_AGE_SECONDS must be between 1 and GATEWAY_RECORD_TTL_SECONDS")
+if not 0 <= GATEWAY_STALE_SECONDS <= 86_400:
+    raise ImproperlyConfigured("GATEWAY_STALE_SECONDS must be between 0 and 86400")
 GATEWAY_CACHE_SIZE = env_int("GATEWAY_CACHE_SIZE", 50_000)
 # Last-request times are written to Redis at most this often per endpoint and gateway process.
 GATEWAY_ACTIVITY_SECONDS = env_int("GATEWAY_ACTIVITY_SECONDS", 5)

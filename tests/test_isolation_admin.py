@@ -121,3 +121,66 @@ def test_item15_processes_start_with_only_their_own_secrets():
     wrong = settings_in_production(derive, CONTROLPLANE_PROCESS="gatway", DJANGO_SECRET_KEY="k" * 50,
                                    SECRETS_ENCRYPTION_KEY="e" * 50)
     assert wrong.returncode != 0 and "CONTROLPLANE_PROCESS" in wrong.stderr
+
+
+# ---------------------------------------------------------------- item 17: deletions reach the gateway
+def stored(kind: str, key: str):
+    """(version, record) as Redis holds it now, the signature checked; None when there is no record."""
+    import redis
+    from django.conf import settings
+
+    from gateway import records
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    try:
+        raw = client.get(records.record_key(settings.GATEWAY_REDIS_PREFIX, kind, key))
+        ttl = client.ttl(records.record_key(settings.GATEWAY_REDIS_PREFIX, kind, key))
+        if raw is None:
+            return None
+        return (*records.parse_stored(raw, f"{kind}:{key}", signing_key=settings.GATEWAY_RECORD_KEY.encode()), ttl)
+    finally:
+        client.close()
+
+
+@pytest.mark.django_db
+def test_item17_a_user_deleted_outside_the_admin_loses_gateway_access_at_once(gateway_prefix, settings,
+                                                                              django_capture_on_commit_callbacks):
+    from controlplane.models import ApiToken
+    from controlplane.selectors import token_digest
+    from tests.factories import make_org, make_token, make_user
+
+    with django_capture_on_commit_callbacks(execute=True):
+        alice, bob = make_user("alice"), make_user("bob")
+        acme = make_org("acme", members={alice: "write"})
+        digest = token_digest(make_token(alice))
+        other = token_digest(make_token(bob))
+    assert stored("token", digest)[1] == {"user": alice.pk, "expires": None, "revoked": False}
+    assert stored("grant", f"{acme.pk}:{alice.pk}")[1] == {"role": "write"}
+
+    alice_id = alice.pk
+    with django_capture_on_commit_callbacks(execute=True):
+        alice.delete()  # the ORM, not the admin: the cascade takes her tokens and memberships
+    assert stored("token", digest)[1] is None  # published as absent: the gateway refuses it now
+    assert stored("grant", f"{acme.pk}:{alice_id}")[1] == {"role": None}  # no role in acme any more
+
+    with django_capture_on_commit_callbacks(execute=True):
+        ApiToken.objects.filter(user=bob).delete()  # a token deleted on its own
+    assert stored("token", other)[1] is None
+
+
+@pytest.mark.django_db
+def test_item17_every_record_expires(gateway_prefix, settings, django_capture_on_commit_callbacks):
+    from controlplane.selectors import token_digest
+    from tests.factories import make_token, make_user
+
+    with django_capture_on_commit_callbacks(execute=True):
+        digest = token_digest(make_token(make_user("carol")))
+    ttl = stored("token", digest)[2]
+    assert 0 < ttl <= settings.GATEWAY_RECORD_TTL_SECONDS
+    code = "from controlplane import settings"
+    for name, value in (("GATEWAY_RECORD_TTL_SECONDS", "0"), ("GATEWAY_RECORD_TTL_SECONDS", "-1"),
+                        ("GATEWAY_RECORD_TTL_SECONDS", "100000000"), ("GATEWAY_CACHE_MAX_AGE_SECONDS", "100000"),
+                        ("GATEWAY_STALE_SECONDS", "100000000")):
+        result = settings_in_production(code, DJANGO_SECRET_KEY="k" * 50, SECRETS_ENCRYPTION_KEY="e" * 50,
+                                        **{name: value})
+        assert result.returncode != 0 and name in result.stderr, (name, value)
