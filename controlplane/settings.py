@@ -302,6 +302,14 @@ REST_FRAMEWORK = {
     "NUM_PROXIES": env_int("API_NUM_PROXIES", 0),
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
+# Admin logins (controlplane.loginlimit): after this many failures within the window, per username or per
+# client address, logins for it are refused until the window ends.
+ADMIN_LOGIN_MAX_FAILURES_PER_USER = env_int("ADMIN_LOGIN_MAX_FAILURES_PER_USER", 5)
+ADMIN_LOGIN_MAX_FAILURES_PER_ADDRESS = env_int("ADMIN_LOGIN_MAX_FAILURES_PER_ADDRESS", 20)
+ADMIN_LOGIN_WINDOW_SECONDS = env_int("ADMIN_LOGIN_WINDOW_SECONDS", 900)
+if min(ADMIN_LOGIN_MAX_FAILURES_PER_USER, ADMIN_LOGIN_MAX_FAILURES_PER_ADDRESS, ADMIN_LOGIN_WINDOW_SECONDS) < 1:
+    raise ImproperlyConfigured("ADMIN_LOGIN_MAX_FAILURES_PER_USER, ADMIN_LOGIN_MAX_FAILURES_PER_ADDRESS and "
+                               "ADMIN_LOGIN_WINDOW_SECONDS must be at least 1")
 SPECTACULAR_SETTINGS = {
     "TITLE": "Inference Endpoints control plane",
     "DESCRIPTION": (

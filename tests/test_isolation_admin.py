@@ -184,3 +184,146 @@ def test_item17_every_record_expires(gateway_prefix, settings, django_capture_on
         result = settings_in_production(code, DJANGO_SECRET_KEY="k" * 50, SECRETS_ENCRYPTION_KEY="e" * 50,
                                         **{name: value})
         assert result.returncode != 0 and name in result.stderr, (name, value)
+
+
+# ---------------------------------------------------------------- item 18: the admin
+WHEN = {"created_at_0": "2026-01-01", "created_at_1": "00:00:00"}  # the admin's split date-time field
+
+
+def operator_client(client):
+    from tests.factories import make_user
+
+    operator = make_user("ops", is_staff=True, password="pw")
+    client.force_login(operator)
+    return operator
+
+
+@pytest.mark.django_db
+def test_item18_reassigning_a_membership_in_the_admin_moves_it(client, gateway_prefix,
+                                                              django_capture_on_commit_callbacks):
+    from controlplane.models import AuditEvent, Membership
+    from tests.factories import make_org, make_user
+
+    operator_client(client)
+    bob, carol, dora = make_user("bob"), make_user("carol"), make_user("dora")
+    acme, guild = make_org("acme", members={bob: "write"}), make_org("guild")
+    membership = Membership.objects.get(account=acme, user=bob)
+    with django_capture_on_commit_callbacks(execute=True):
+        r = client.post(f"/admin/controlplane/membership/{membership.pk}/change/",
+                        {"account": acme.pk, "user": carol.pk, "role": "read", **WHEN})
+    assert r.status_code == 302, r.content[:2000]
+    assert set(Membership.objects.values_list("account__slug", "user__username", "role")) == {("acme", "carol", "read")}
+    assert stored("grant", f"{acme.pk}:{bob.pk}")[1] == {"role": None}  # bob's access is withdrawn at once
+    assert stored("grant", f"{acme.pk}:{carol.pk}")[1] == {"role": "read"}
+    assert AuditEvent.objects.filter(action="membership.remove", target="bob").exists()
+
+    # To another organisation, from that organisation's page (the inline) too.
+    membership = Membership.objects.get()
+    with django_capture_on_commit_callbacks(execute=True):
+        r = client.post(f"/admin/controlplane/membership/{membership.pk}/change/",
+                        {"account": guild.pk, "user": carol.pk, "role": "read", **WHEN})
+    assert r.status_code == 302
+    assert set(Membership.objects.values_list("account__slug", "user__username")) == {("guild", "carol")}
+    membership = Membership.objects.get()
+    form = {"memberships-TOTAL_FORMS": "1", "memberships-INITIAL_FORMS": "1", "memberships-MIN_NUM_FORMS": "0",
+            "memberships-MAX_NUM_FORMS": "1000", "memberships-0-id": str(membership.pk),
+            "memberships-0-account": str(guild.pk), "memberships-0-user": str(dora.pk), "memberships-0-role": "admin",
+            **{f"memberships-0-{key}": value for key, value in WHEN.items()}}
+    with django_capture_on_commit_callbacks(execute=True):
+        r = client.post(f"/admin/controlplane/account/{guild.pk}/change/", form)
+    assert r.status_code == 302, r.content[:2000]
+    assert set(Membership.objects.values_list("account__slug", "user__username", "role")) == {("guild", "dora", "admin")}
+    assert stored("grant", f"{guild.pk}:{carol.pk}")[1] == {"role": None}
+
+    # A personal account has no members: the admin offers none, and refuses one (a form error, never a 500).
+    membership = Membership.objects.get()
+    r = client.post(f"/admin/controlplane/membership/{membership.pk}/change/",
+                    {"account": bob.personal_account.pk, "user": dora.pk, "role": "read", **WHEN})
+    assert r.status_code == 200 and b"Select a valid choice" in r.content
+    assert client.get(f"/admin/controlplane/account/{bob.personal_account.pk}/change/").status_code == 200
+
+
+@pytest.mark.django_db
+def test_item18_deleting_endpoints_in_the_admin_goes_through_the_service(client, gateway_prefix,
+                                                                        django_capture_on_commit_callbacks):
+    from django.utils import timezone
+
+    from controlplane.models import AuditEvent
+    from endpoints.models import Endpoint
+    from endpoints.services import endpoint_create
+    from tests.factories import endpoint_spec, make_user
+
+    operator_client(client)
+    alice = make_user("alice")
+    made = [endpoint_create(account=alice.personal_account, actor=alice, spec=endpoint_spec(f"e{i}")) for i in range(4)]
+    # Two reached a cluster: their objects must be removed by the reconciler before the row goes.
+    Endpoint.objects.filter(pk__in=[made[1].pk, made[3].pk]).update(first_applied_at=timezone.now())
+
+    with django_capture_on_commit_callbacks(execute=True):
+        r = client.post(f"/admin/endpoints/endpoint/{made[0].pk}/delete/", {"post": "yes"})
+    assert r.status_code == 302
+    r = client.post(f"/admin/endpoints/endpoint/{made[1].pk}/delete/", {"post": "yes"})
+    assert r.status_code == 302
+    r = client.post("/admin/endpoints/endpoint/", {"action": "delete_selected", "post": "yes",
+                                                   "_selected_action": [made[2].pk, made[3].pk]})
+    assert r.status_code == 302
+    left = dict(Endpoint.objects.values_list("name", "state"))
+    assert left == {"e1": "deleting", "e3": "deleting"}  # never a raw row delete behind the reconciler's back
+    assert set(AuditEvent.objects.filter(action="endpoint.delete").values_list("target", flat=True)) == {
+        "e0", "e1", "e2", "e3"}
+    assert stored("route", _host("alice", "e0"))[1] is None  # its route withdrawn from the gateway
+
+
+def _host(account: str, name: str) -> str:
+    from deployments.names import host_id
+
+    return host_id(account, name)
+
+
+def login(client, username: str, password: str, address: str):
+    return client.post("/admin/login/?next=/admin/", {"username": username, "password": password},
+                       REMOTE_ADDR=address)
+
+
+@pytest.mark.django_db
+def test_item18_admin_logins_are_rate_limited_per_username_and_per_address(client, settings):
+    import uuid
+
+    from tests.factories import make_user
+
+    settings.ADMIN_LOGIN_MAX_FAILURES_PER_USER, settings.ADMIN_LOGIN_MAX_FAILURES_PER_ADDRESS = 3, 5
+    run = uuid.uuid4().hex[:8]  # the counters live in the shared Redis: names of this run's own
+    name = f"ops{run}"
+    make_user(name, is_staff=True, password="right-password")
+    address = f"10.{int(run[:2], 16)}.{int(run[2:4], 16)}.1"
+
+    for _ in range(3):
+        r = login(client, name, "wrong", address)
+        assert r.status_code == 200 and b"Please enter the correct username and password" in r.content
+    r = login(client, name, "right-password", f"{address[:-1]}2")  # locked out, from any address
+    assert r.status_code == 200 and b"Too many failed login attempts" in r.content
+    assert "_auth_user_id" not in client.session
+    r = login(client, name.upper(), "right-password", f"{address[:-1]}3")  # the same username, however typed
+    assert b"Too many failed login attempts" in r.content
+
+    # Per address: failures for any usernames add up.
+    other = f"{address[:-1]}9"
+    for i in range(5):
+        assert b"Too many" not in login(client, f"nobody{i}{run}", "wrong", other).content
+    victim = f"dora{run}"
+    make_user(victim, is_staff=True, password="pw-dora")
+    r = login(client, victim, "pw-dora", other)
+    assert r.status_code == 200 and b"Too many failed login attempts" in r.content
+    r = login(client, victim, "pw-dora", f"{address[:-1]}8")  # from elsewhere the right password works
+    assert r.status_code == 302 and client.session["_auth_user_id"]
+
+
+def test_item18_login_limit_settings_have_production_safe_defaults():
+    code = ("from controlplane import settings as s; "
+            "print(s.ADMIN_LOGIN_MAX_FAILURES_PER_USER, s.ADMIN_LOGIN_MAX_FAILURES_PER_ADDRESS, "
+            "s.ADMIN_LOGIN_WINDOW_SECONDS)")
+    keys = {"DJANGO_SECRET_KEY": "k" * 50, "SECRETS_ENCRYPTION_KEY": "e" * 50}
+    result = settings_in_production(code, **keys)
+    assert result.stdout.split() == ["5", "20", "900"], result.stderr
+    refused = settings_in_production(code, **keys, ADMIN_LOGIN_MAX_FAILURES_PER_USER="0")
+    assert refused.returncode != 0 and "ADMIN_LOGIN_MAX_FAILURES_PER_USER" in refused.stderr
