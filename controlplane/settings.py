@@ -87,7 +87,14 @@ SECRETS_ENCRYPTION_KEY = SECRETS_ENCRYPTION_KEY or ("dev-insecure-encryption-key
 
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["*"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("DJANGO_BEHIND_TLS_PROXY", False) else None
+# Behind a proxy that terminates TLS (the Helm chart's default): trust its X-Forwarded-Proto, send the
+# session and CSRF cookies only over HTTPS, and tell browsers to use HTTPS only (HSTS, sent on HTTPS
+# responses). Off for local http (make run, docker compose), where Secure cookies would never come back.
+BEHIND_TLS_PROXY = env_bool("DJANGO_BEHIND_TLS_PROXY", False)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if BEHIND_TLS_PROXY else None
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = BEHIND_TLS_PROXY
+SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 31_536_000) if BEHIND_TLS_PROXY else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", False)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -109,6 +116,7 @@ MIDDLEWARE = [
     "controlplane.middleware.RequestIdMiddleware",
     "controlplane.middleware.MalformedRequestMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "controlplane.middleware.ContentSecurityPolicyMiddleware",
     "controlplane.middleware.DatabaseUnavailableMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
