@@ -3,11 +3,29 @@
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.db import transaction
 
 from endpoints.routes import user_tokens_publish_on_commit
 
+from .loginlimit import RateLimitedAdminAuthenticationForm
 from .models import Account, ApiToken, AuditEvent, Membership
 from .services import audit_record, membership_remove, membership_set
+
+admin.site.login_form = RateLimitedAdminAuthenticationForm
+
+
+def _membership_move(request, membership: Membership) -> Membership:
+    """Save an edited membership through the services. When its account or user changed, the old pair is
+    removed first (audited, told to the gateway): reassigning moves a membership, it never adds a second."""
+    with transaction.atomic():
+        if membership.pk is not None:
+            before = Membership.objects.select_related("account", "user").get(pk=membership.pk)
+            if (before.account_id, before.user_id) != (membership.account_id, membership.user_id):
+                membership_remove(account=before.account, user=before.user, actor=request.user)
+        saved = membership_set(account=membership.account, user=membership.user, role=membership.role,
+                               actor=request.user)
+    membership.pk = saved.pk  # the admin's messages and log then name the row that holds the membership
+    return saved
 
 
 class MembershipInline(admin.TabularInline):
@@ -28,13 +46,16 @@ class AccountAdmin(admin.ModelAdmin):
         # A slug names the account's Kubernetes namespace and its endpoints' hosts: fixed once created.
         return ["slug", "kind", "user", "created_at"] if obj else self.readonly_fields
 
+    def get_inlines(self, request, obj):
+        # Only organisations have members (membership_set refuses the others).
+        return self.inlines if obj is not None and obj.kind == Account.Kind.ORG else []
+
     def save_formset(self, request, form, formset, change):
         """Membership rows edited inline go through the services (audited, told to the gateway)."""
         if formset.model is not Membership:
             return super().save_formset(request, form, formset, change)
         for membership in formset.save(commit=False):
-            membership_set(account=membership.account, user=membership.user, role=membership.role,
-                           actor=request.user)
+            _membership_move(request, membership)
         for membership in formset.deleted_objects:
             membership_remove(account=membership.account, user=membership.user, actor=request.user)
 
@@ -47,8 +68,13 @@ class MembershipAdmin(admin.ModelAdmin):
     list_filter = ["role"]
     search_fields = ["account__slug", "user__username"]
 
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "account":  # only organisations have members (membership_set refuses the others)
+            kwargs["queryset"] = Account.objects.filter(kind=Account.Kind.ORG)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
     def save_model(self, request, obj, form, change):
-        membership_set(account=obj.account, user=obj.user, role=obj.role, actor=request.user)
+        _membership_move(request, obj)
 
     def delete_model(self, request, obj):
         membership_remove(account=obj.account, user=obj.user, actor=request.user)
@@ -99,8 +125,9 @@ class AuditEventAdmin(admin.ModelAdmin):
 
 
 class UserAdmin(DjangoUserAdmin):
-    """Django's user admin, telling the endpoint gateway when a user is (de)activated or deleted, so their
-    tokens stop opening protected endpoints at once, as they stop opening the API."""
+    """Django's user admin, telling the endpoint gateway when a user is (de)activated, so their tokens stop
+    opening protected endpoints at once, as they stop opening the API. (Deletions reach the gateway however
+    they happen: controlplane.signals.)"""
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
@@ -109,15 +136,6 @@ class UserAdmin(DjangoUserAdmin):
                          account=getattr(obj, "personal_account", None), target=obj.get_username(),
                          diff={"isActive": [not obj.is_active, obj.is_active]})
             user_tokens_publish_on_commit(obj)
-
-    def delete_model(self, request, obj):
-        user_tokens_publish_on_commit(obj)
-        super().delete_model(request, obj)
-
-    def delete_queryset(self, request, queryset):
-        for user in queryset:
-            user_tokens_publish_on_commit(user)
-        super().delete_queryset(request, queryset)
 
 
 admin.site.unregister(get_user_model())

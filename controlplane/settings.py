@@ -64,16 +64,26 @@ def database_from_url(url: str) -> dict:
 
 # ---------------------------------------------------------------- core
 DEBUG = env_bool("DJANGO_DEBUG", False)  # production-safe; make run and the suite turn it on
+# Which process this is; each gets only the keys it reads (the Helm chart and docker-compose set it). Web,
+# worker and management commands need both keys; the gateway only its record key (GATEWAY_RECORD_KEY, or
+# DJANGO_SECRET_KEY to derive it from, below); beat and migrate neither. Unset means "web".
+PROCESS = env_str("CONTROLPLANE_PROCESS", "web")
+PROCESSES = ("web", "worker", "gateway", "beat", "migrate")
+if PROCESS not in PROCESSES:
+    raise ImproperlyConfigured(f"CONTROLPLANE_PROCESS must be one of {', '.join(PROCESSES)}, got {PROCESS!r}")
 SECRET_KEY = env_str("DJANGO_SECRET_KEY")
 SECRETS_ENCRYPTION_KEY = env_str("SECRETS_ENCRYPTION_KEY")
-if not DEBUG and (not SECRET_KEY or not SECRETS_ENCRYPTION_KEY):
+if not DEBUG and PROCESS in {"web", "worker"} and (not SECRET_KEY or not SECRETS_ENCRYPTION_KEY):
     raise ImproperlyConfigured(
         "DJANGO_SECRET_KEY and SECRETS_ENCRYPTION_KEY must be set when DJANGO_DEBUG is off "
         "(generate one with: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
     )
-# Development-only fallbacks: never used when DEBUG is off (checked above).
-SECRET_KEY = SECRET_KEY or "dev-insecure-secret-key-do-not-use-in-production"
-SECRETS_ENCRYPTION_KEY = SECRETS_ENCRYPTION_KEY or "dev-insecure-encryption-key"
+if not DEBUG and PROCESS == "gateway" and not (env_str("GATEWAY_RECORD_KEY") or SECRET_KEY):
+    raise ImproperlyConfigured("the gateway needs GATEWAY_RECORD_KEY (or DJANGO_SECRET_KEY to derive it from)")
+# Development-only fallbacks: never used when DEBUG is off. A process given no key (beat, migrate, the
+# gateway) keeps it empty, and Django refuses to use an empty SECRET_KEY, so nothing signs with a stand-in.
+SECRET_KEY = SECRET_KEY or ("dev-insecure-secret-key-do-not-use-in-production" if DEBUG else "")
+SECRETS_ENCRYPTION_KEY = SECRETS_ENCRYPTION_KEY or ("dev-insecure-encryption-key" if DEBUG else "")
 
 # This installation's id, labelled on every endpoint object it creates so that it prunes only its own (two
 # installations may share a cluster). Set it explicitly in production (the chart does); the fallback is
@@ -84,7 +94,14 @@ if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?", INSTALLATI
 
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["*"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("DJANGO_BEHIND_TLS_PROXY", False) else None
+# Behind a proxy that terminates TLS (the Helm chart's default): trust its X-Forwarded-Proto, send the
+# session and CSRF cookies only over HTTPS, and tell browsers to use HTTPS only (HSTS, sent on HTTPS
+# responses). Off for local http (make run, docker compose), where Secure cookies would never come back.
+BEHIND_TLS_PROXY = env_bool("DJANGO_BEHIND_TLS_PROXY", False)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if BEHIND_TLS_PROXY else None
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = BEHIND_TLS_PROXY
+SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 31_536_000) if BEHIND_TLS_PROXY else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", False)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -106,6 +123,7 @@ MIDDLEWARE = [
     "controlplane.middleware.RequestIdMiddleware",
     "controlplane.middleware.MalformedRequestMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "controlplane.middleware.ContentSecurityPolicyMiddleware",
     "controlplane.middleware.DatabaseUnavailableMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -204,12 +222,20 @@ GATEWAY_HOLD_TIMEOUT = env_int("GATEWAY_HOLD_TIMEOUT", 120)
 # Redis keys of the route feed and activity; every web, worker and gateway process must agree.
 GATEWAY_REDIS_PREFIX = env_str("GATEWAY_REDIS_PREFIX", "gateway:")
 # How long a record stays in Redis; a record older than this is re-read from the database once, which
-# bounds how long a change whose publication was lost (Redis down at the time) can go unseen.
+# bounds how long a change whose publication was lost (Redis down at the time) can go unseen. Hence at
+# most a day: every record expires.
 GATEWAY_RECORD_TTL_SECONDS = env_int("GATEWAY_RECORD_TTL_SECONDS", 600)
+if not 1 <= GATEWAY_RECORD_TTL_SECONDS <= 86_400:
+    raise ImproperlyConfigured(f"GATEWAY_RECORD_TTL_SECONDS must be between 1 and 86400, got {GATEWAY_RECORD_TTL_SECONDS}")
 # A gateway re-reads a cached entry from Redis (in the background) once it is older than this.
 GATEWAY_CACHE_MAX_AGE_SECONDS = env_int("GATEWAY_CACHE_MAX_AGE_SECONDS", 60)
 # With Redis unreachable, entries confirmed less than this long ago are still served; others get 503.
 GATEWAY_STALE_SECONDS = env_int("GATEWAY_STALE_SECONDS", 120)
+# Both bound how long a gateway may honour what it remembers (a deleted token, say) without hearing again.
+if not 1 <= GATEWAY_CACHE_MAX_AGE_SECONDS <= GATEWAY_RECORD_TTL_SECONDS:
+    raise ImproperlyConfigured("GATEWAY_CACHE_MAX_AGE_SECONDS must be between 1 and GATEWAY_RECORD_TTL_SECONDS")
+if not 0 <= GATEWAY_STALE_SECONDS <= 86_400:
+    raise ImproperlyConfigured("GATEWAY_STALE_SECONDS must be between 0 and 86400")
 GATEWAY_CACHE_SIZE = env_int("GATEWAY_CACHE_SIZE", 50_000)
 # Last-request times are written to Redis at most this often per endpoint and gateway process.
 GATEWAY_ACTIVITY_SECONDS = env_int("GATEWAY_ACTIVITY_SECONDS", 5)
@@ -236,11 +262,12 @@ REPOSITORY_VOLUME_SIZE_LIMIT = env_str("REPOSITORY_VOLUME_SIZE_LIMIT", "200Gi")
 GATEWAY_IDLE_SWEEP_SECONDS = env_int("GATEWAY_IDLE_SWEEP_SECONDS", 60)
 # The HMAC key that signs every route/token/grant record and feed message (gateway.records): Redis is
 # not trusted to say who may call what. The gateway and every web and worker process must share it. By
-# default it is derived from DJANGO_SECRET_KEY (every process has it, and production refuses to start
-# without it), under a label of its own, so the Django key itself never signs anything readable in Redis.
-GATEWAY_RECORD_KEY = env_str("GATEWAY_RECORD_KEY") or hmac.new(
-    SECRET_KEY.encode(), b"controlplane gateway records", hashlib.sha256).hexdigest()
-if not DEBUG and len(GATEWAY_RECORD_KEY) < 32:
+# default it is derived from DJANGO_SECRET_KEY (web and worker refuse to start without it), under a label
+# of its own, so the Django key itself never signs anything readable in Redis. Beat and migrate publish
+# nothing: given neither key they have none (empty, which endpoints.routes refuses to sign with).
+GATEWAY_RECORD_KEY = env_str("GATEWAY_RECORD_KEY") or (SECRET_KEY and hmac.new(
+    SECRET_KEY.encode(), b"controlplane gateway records", hashlib.sha256).hexdigest())
+if not DEBUG and PROCESS not in {"beat", "migrate"} and len(GATEWAY_RECORD_KEY) < 32:
     raise ImproperlyConfigured("GATEWAY_RECORD_KEY must be at least 32 characters when DJANGO_DEBUG is off")
 # /metrics (and /_gateway/metrics) answer only "Authorization: Bearer <this>"; unset = never served, 404.
 GATEWAY_METRICS_TOKEN = env_str("GATEWAY_METRICS_TOKEN")
@@ -290,6 +317,14 @@ REST_FRAMEWORK = {
     "NUM_PROXIES": env_int("API_NUM_PROXIES", 0),
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
+# Admin logins (controlplane.loginlimit): after this many failures within the window, per username or per
+# client address, logins for it are refused until the window ends.
+ADMIN_LOGIN_MAX_FAILURES_PER_USER = env_int("ADMIN_LOGIN_MAX_FAILURES_PER_USER", 5)
+ADMIN_LOGIN_MAX_FAILURES_PER_ADDRESS = env_int("ADMIN_LOGIN_MAX_FAILURES_PER_ADDRESS", 20)
+ADMIN_LOGIN_WINDOW_SECONDS = env_int("ADMIN_LOGIN_WINDOW_SECONDS", 900)
+if min(ADMIN_LOGIN_MAX_FAILURES_PER_USER, ADMIN_LOGIN_MAX_FAILURES_PER_ADDRESS, ADMIN_LOGIN_WINDOW_SECONDS) < 1:
+    raise ImproperlyConfigured("ADMIN_LOGIN_MAX_FAILURES_PER_USER, ADMIN_LOGIN_MAX_FAILURES_PER_ADDRESS and "
+                               "ADMIN_LOGIN_WINDOW_SECONDS must be at least 1")
 SPECTACULAR_SETTINGS = {
     "TITLE": "Inference Endpoints control plane",
     "DESCRIPTION": (

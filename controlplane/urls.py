@@ -2,13 +2,12 @@
 
 from django.contrib import admin
 from django.urls import path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from deployments import views as dv
 from endpoints import views as ep
 from quotas import views as qv
 
-from . import views
+from . import docs, views
 
 NS = "<str:namespace>"
 EP = f"v2/endpoint/{NS}/<str:name>"
@@ -28,8 +27,8 @@ urlpatterns = [
     path(f"v2/provider/{NS}", qv.ProviderView.as_view(), name="provider"),
     path(f"v2/quotas/{NS}", qv.QuotaView.as_view(), name="quotas"),
     path(f"v2/quotas/{NS}/requests", qv.QuotaRequestsView.as_view(), name="quota-requests"),
-    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("api/schema/", docs.SchemaView.as_view(), name="schema"),
+    path("api/docs/", docs.SwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("admin/", admin.site.urls),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),

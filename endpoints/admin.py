@@ -1,8 +1,11 @@
 """Admin for endpoints: filter by state, account and accelerator; status read-only; events inline."""
 
-from django.contrib import admin
+from django.contrib import admin, messages
+
+from controlplane.errors import DomainError
 
 from .models import Endpoint, EndpointEvent
+from .services import endpoint_delete
 
 STATUS_FIELDS = ["state", "message", "url", "pinned_revision", "ready_replica", "target_replica", "generation",
                  "observed_generation", "private_service_name", "first_applied_at", "last_reconciled_at",
@@ -35,3 +38,18 @@ class EndpointAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False
+
+    # Deleting (one, or the bulk action) goes through the service, as the API's delete does: audited, the
+    # route withdrawn from the gateway, and the cluster's objects removed by the reconciler before the row.
+    def delete_model(self, request, obj):
+        self._delete(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        for endpoint in queryset.select_related("account"):
+            self._delete(request, endpoint)
+
+    def _delete(self, request, endpoint: Endpoint) -> None:
+        try:
+            endpoint_delete(account=endpoint.account, name=endpoint.name, actor=request.user)
+        except DomainError as exc:  # gone meanwhile, say: report it, never a 500
+            self.message_user(request, f"{endpoint.account.slug}/{endpoint.name}: {exc}", messages.WARNING)

@@ -16,6 +16,7 @@ import time
 
 import redis
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 
 from controlplane.models import Account, ApiToken, Membership
@@ -56,6 +57,8 @@ def _quiet(publish):
 
 
 def _write(kind: str, key: str, version: int, record: dict | None) -> None:
+    if not settings.GATEWAY_RECORD_KEY:  # beat and migrate get no key (controlplane.settings.PROCESS)
+        raise ImproperlyConfigured("publishing a gateway record needs GATEWAY_RECORD_KEY or DJANGO_SECRET_KEY")
     keys, args = cas_args(settings.GATEWAY_REDIS_PREFIX, kind, key, version, record,
                           settings.GATEWAY_RECORD_TTL_SECONDS, publish=True,
                           signing_key=settings.GATEWAY_RECORD_KEY.encode())

@@ -434,6 +434,7 @@ def test_migrate_job_is_a_pre_install_and_pre_upgrade_hook_with_everything_it_ne
     (container,) = spec["containers"]
     assert "envFrom" not in container
     inline = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    assert inline.pop("CONTROLPLANE_PROCESS") == "migrate"  # which keys the settings require (none)
     assert inline == one(objects, "ConfigMap")["data"]
     hook_secrets = {s["metadata"]["name"]: s for s in find(objects, "Secret") if hook(s)[0]}
     release_secrets = [s for s in find(objects, "Secret") if not hook(s)[0]]

@@ -144,6 +144,9 @@ lint tolerates a failed `fail` and `required`, so lint with default values still
 {{- fail "set secrets.djangoSecretKey and secrets.secretsEncryptionKey (random strings, e.g. `openssl rand -base64 48`), or existingSecret; keep the encryption key for the life of the database" }}
 {{- end }}
 {{- end }}
+{{- if and $v.existingSecretHasGatewayRecordKey (not $v.existingSecret) }}
+{{- fail "existingSecretHasGatewayRecordKey is only for existingSecret: without it, set secrets.gatewayRecordKey" }}
+{{- end }}
 {{- if and (or $v.gateway.ingress.enabled $v.gateway.httpRoute.enabled) (not $v.gateway.domain) }}
 {{- fail "gateway.domain is required when gateway.ingress or gateway.httpRoute is enabled (endpoints are served under *.<gateway.domain>)" }}
 {{- end }}
@@ -180,12 +183,29 @@ GATEWAY_RECORD_KEY: {{ . | b64enc | quote }}
 {{- end }}
 
 {{/*
-The secret environment of every container, each variable a secretKeyRef. Call with
-(dict "root" $ "secretName" NAME): NAME is the Secret holding the application keys (the chart's, the
-migrate hook's copy, or existingSecret).
+The secret environment of one process, each variable a secretKeyRef, and CONTROLPLANE_PROCESS naming the
+process (controlplane/settings.py then requires only that process's keys). Each process gets only the
+secrets it reads, so a compromised pod leaks only those:
+
+  web      DATABASE_URL REDIS_URL CELERY_BROKER_URL DJANGO_SECRET_KEY SECRETS_ENCRYPTION_KEY GATEWAY_RECORD_KEY
+  worker   the same plus HF_HUB_TOKEN (it resolves model revisions on the Hub)
+  beat     REDIS_URL CELERY_BROKER_URL (it only enqueues the sweeps; its schedule is a file in /tmp)
+  migrate  DATABASE_URL
+  gateway  DATABASE_URL (cold misses) REDIS_URL CELERY_BROKER_URL (wake-ups) GATEWAY_METRICS_TOKEN and its
+           record key: GATEWAY_RECORD_KEY when one is configured (secrets.gatewayRecordKey, or
+           existingSecretHasGatewayRecordKey), else DJANGO_SECRET_KEY, which the record key is derived from
+           (Helm cannot compute that HMAC). Never SECRETS_ENCRYPTION_KEY or HF_HUB_TOKEN.
+
+Call with (dict "root" $ "component" "web" "secretName" NAME): NAME is the Secret holding the application
+keys (the chart's, the migrate hook's copy, or existingSecret).
 */}}
 {{- define "controlplane.secretEnv" -}}
 {{- $v := .root.Values }}
+{{- $c := .component }}
+{{- $ownRecordKey := or $v.secrets.gatewayRecordKey (and $v.existingSecret $v.existingSecretHasGatewayRecordKey) }}
+- name: CONTROLPLANE_PROCESS
+  value: {{ $c | quote }}
+{{- if has $c (list "web" "worker" "gateway" "migrate") }}
 - name: DATABASE_URL
   valueFrom:
     secretKeyRef:
@@ -196,6 +216,8 @@ migrate hook's copy, or existingSecret).
       name: {{ .secretName }}
       key: DATABASE_URL
       {{- end }}
+{{- end }}
+{{- if has $c (list "web" "worker" "beat" "gateway") }}
 - name: REDIS_URL
   valueFrom:
     secretKeyRef:
@@ -212,34 +234,47 @@ migrate hook's copy, or existingSecret).
       name: {{ .secretName }}
       key: CELERY_BROKER_URL
       optional: true
+{{- end }}
+{{- if or (has $c (list "web" "worker")) (and (eq $c "gateway") (not $ownRecordKey)) }}
 - name: DJANGO_SECRET_KEY
   valueFrom:
     secretKeyRef:
       name: {{ .secretName }}
       key: DJANGO_SECRET_KEY
+{{- end }}
+{{- if has $c (list "web" "worker") }}
 - name: SECRETS_ENCRYPTION_KEY
   valueFrom:
     secretKeyRef:
       name: {{ .secretName }}
       key: SECRETS_ENCRYPTION_KEY
+{{- end }}
+{{- if eq $c "worker" }}
 - name: HF_HUB_TOKEN
   valueFrom:
     secretKeyRef:
       name: {{ .secretName }}
       key: HF_HUB_TOKEN
       optional: true
+{{- end }}
+{{- if eq $c "gateway" }}
 - name: GATEWAY_METRICS_TOKEN
   valueFrom:
     secretKeyRef:
       name: {{ .secretName }}
       key: GATEWAY_METRICS_TOKEN
       optional: true
+{{- end }}
+{{- if has $c (list "web" "worker" "gateway") }}
 - name: GATEWAY_RECORD_KEY
   valueFrom:
     secretKeyRef:
       name: {{ .secretName }}
       key: GATEWAY_RECORD_KEY
+      {{- if not (and (eq $c "gateway") $ownRecordKey) }}
       optional: true
+      {{- end }}
+{{- end }}
 {{- end }}
 
 {{/* The Secret holding the application keys for the long-running processes. */}}
@@ -324,7 +359,7 @@ envFrom:
   - configMapRef:
       name: {{ include "controlplane.fullname" .root }}
 env:
-  {{- include "controlplane.secretEnv" (dict "root" .root "secretName" (include "controlplane.secretName" .root)) | trim | nindent 2 }}
+  {{- include "controlplane.secretEnv" (dict "root" .root "component" .component "secretName" (include "controlplane.secretName" .root)) | trim | nindent 2 }}
 securityContext:
   {{- include "controlplane.containerSecurityContext" . | nindent 2 }}
 volumeMounts:
