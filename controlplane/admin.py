@@ -1,5 +1,6 @@
 """Admin for accounts, memberships, tokens (never the secret) and the audit log."""
 
+from django import forms
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
@@ -9,7 +10,15 @@ from endpoints.routes import user_tokens_publish_on_commit
 
 from .loginlimit import RateLimitedAdminAuthenticationForm
 from .models import Account, ApiToken, AuditEvent, Membership
-from .services import audit_record, membership_remove, membership_set
+from .services import (
+    HUB_TOKEN_RE,
+    REGISTRY_HOST_RE,
+    account_hub_token_set,
+    account_registry_grant,
+    audit_record,
+    membership_remove,
+    membership_set,
+)
 
 admin.site.login_form = RateLimitedAdminAuthenticationForm
 
@@ -34,13 +43,61 @@ class MembershipInline(admin.TabularInline):
     autocomplete_fields = ["user"]
 
 
+class AccountForm(forms.ModelForm):
+    """The account, its own Hub token (write-only: never shown, blank keeps it) and the cloud registries
+    the platform's identity may pull from for it, saved through the services."""
+
+    hub_token = forms.CharField(required=False, strip=False, widget=forms.PasswordInput(render_value=False),
+                                help_text="Write-only: leave blank to keep the current token.")
+    clear_hub_token = forms.BooleanField(required=False, help_text="Remove the account's Hub token.")
+    registries = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}),
+                                 help_text="Registry hosts the platform's cloud identity pulls from for this "
+                                           "account, one per line (e.g. 123456789012.dkr.ecr.us-east-1.amazonaws.com).")
+
+    class Meta:
+        model = Account
+        fields = ["slug", "kind", "user"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["registries"].initial = "\n".join(self.instance.granted_registries)
+            self.fields["hub_token"].help_text += " A token is set." if self.instance.hub_token_encrypted else ""
+
+    def clean_hub_token(self):
+        token = self.cleaned_data["hub_token"]
+        if token and not HUB_TOKEN_RE.fullmatch(token):
+            raise forms.ValidationError("A Hub token is 8 to 512 printable characters without spaces.")
+        return token
+
+    def clean_registries(self):
+        hosts = sorted({line.strip().lower() for line in self.cleaned_data["registries"].splitlines() if line.strip()})
+        bad = [host for host in hosts if not REGISTRY_HOST_RE.fullmatch(host)]
+        if bad:
+            raise forms.ValidationError(f"Not a registry host: {bad[0][:64]}")
+        return hosts
+
+
 @admin.register(Account)
 class AccountAdmin(admin.ModelAdmin):
+    form = AccountForm
     list_display = ["slug", "kind", "user", "created_at"]
     list_filter = ["kind"]
     search_fields = ["slug"]
     inlines = [MembershipInline]
     readonly_fields = ["created_at"]
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        data = form.cleaned_data
+        if data.get("hub_token"):
+            account_hub_token_set(account=obj, token=data["hub_token"], actor=request.user)
+        elif data.get("clear_hub_token"):
+            account_hub_token_set(account=obj, token=None, actor=request.user)
+        wanted = set(data.get("registries") or [])
+        for server in sorted(wanted ^ set(obj.granted_registries)):
+            obj.granted_registries = account_registry_grant(account=obj, server=server, granted=server in wanted,
+                                                            actor=request.user)
 
     def get_readonly_fields(self, request, obj=None):
         # A slug names the account's Kubernetes namespace and its endpoints' hosts: fixed once created.

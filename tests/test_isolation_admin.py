@@ -369,3 +369,27 @@ def test_item23_no_third_party_script_runs_on_the_admin_origin(client):
     # Nothing in the project's own templates or static files pulls a script from elsewhere.
     for path in ROOT.glob("*/templates/**/*.html"):
         assert not re.search(r"<script[^>]+src=[\"']?(https?:)?//", path.read_text()), path
+
+
+@pytest.mark.django_db
+def test_item01_item02_operators_set_a_hub_token_and_grant_registries_in_the_admin(client):
+    from controlplane.models import Account
+    from controlplane.selectors import account_hub_token
+    from tests.factories import make_user
+
+    operator_client(client)
+    make_user("carol")
+    page = f"/admin/controlplane/account/{Account.objects.get(slug='carol').pk}/change/"
+    form = {"hub_token": "hf_carol_token", "registries": "123456789012.dkr.ecr.us-east-1.amazonaws.com\n"}
+    r = client.post(page, form)
+    assert r.status_code == 302, r.content[:500]
+    account = Account.objects.get(slug="carol")
+    assert account_hub_token(account=account) == "hf_carol_token"
+    assert account.granted_registries == ["123456789012.dkr.ecr.us-east-1.amazonaws.com"]
+    shown = client.get(page).content.decode()
+    assert "hf_carol_token" not in shown and "A token is set." in shown
+    r = client.post(page, {"hub_token": "", "registries": "not a host!"})
+    assert r.status_code == 200 and "Not a registry host" in r.content.decode()  # a form error, never a 500
+    assert client.post(page, {"clear_hub_token": "on", "registries": ""}).status_code == 302
+    account = Account.objects.get(slug="carol")
+    assert account_hub_token(account=account) is None and account.granted_registries == []
