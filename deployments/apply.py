@@ -132,16 +132,18 @@ def apply_one(kube: Kube, desired: dict, live: dict | None, result: ApplyResult)
 
 def apply_all(kube: Kube, desired: list[dict], live_by_kind: dict[str, dict[str, dict]],
               prunable_kinds: tuple[str, ...]) -> ApplyResult:
-    """Apply ``desired`` against ``live_by_kind`` (kind -> name -> live object, as listed by label), then
-    delete live objects of ``prunable_kinds`` that are not desired. Raises KubeError."""
+    """Delete live objects of ``prunable_kinds`` that are not desired, then apply ``desired`` against
+    ``live_by_kind`` (kind -> name -> live object, as listed by label). Pruning first: a paused or zeroed
+    endpoint's HPA is gone before its Deployment goes to zero replicas, so it cannot scale it back up in
+    between. Raises KubeError."""
     result = ApplyResult()
     wanted = {(o["kind"], o["metadata"]["name"]) for o in desired}
-    for obj in desired:
-        kind, name = obj["kind"], obj["metadata"]["name"]
-        result.live[(kind, name)] = apply_one(kube, obj, live_by_kind.get(kind, {}).get(name), result)
     for kind in prunable_kinds:
         for name, live in live_by_kind.get(kind, {}).items():
             if (kind, name) not in wanted:
                 kube.delete(kind, live["metadata"].get("namespace"), name)
                 result.deleted.append(f"{kind}/{name}")
+    for obj in desired:
+        kind, name = obj["kind"], obj["metadata"]["name"]
+        result.live[(kind, name)] = apply_one(kube, obj, live_by_kind.get(kind, {}).get(name), result)
     return result

@@ -35,6 +35,7 @@ def ns_path(namespace: str, resource: str, group: str = "") -> str:
 
 
 def test_create_initializes_then_runs_with_real_pods_hpa_service_and_policies(api, kube_cluster, celery):
+    mark = kube_cluster.audit_mark()  # the session's cluster: count only this test's requests
     celery("worker")
     celery("beat")
     spec = endpoint_spec("web", compute={"scaling": {"minReplica": 1, "maxReplica": 3}})
@@ -64,7 +65,7 @@ def test_create_initializes_then_runs_with_real_pods_hpa_service_and_policies(ap
     assert service["spec"]["clusterIP"].startswith("10.96."), service["spec"]
     policies = {p["metadata"]["name"] for p in kube_cluster.items(ns_path(ns, "networkpolicies", "networking.k8s.io/v1"))}
     assert {"default-deny-ingress", "gateway-ep-web"} <= policies, policies
-    forbidden = [e for e in kube_cluster.worker_requests() if e.get("responseStatus", {}).get("code") == 403]
+    forbidden = [e for e in kube_cluster.worker_requests(mark) if e.get("responseStatus", {}).get("code") == 403]
     assert forbidden == [], [f"{e['verb']} {e['requestURI']}" for e in forbidden]
 
 
