@@ -23,8 +23,10 @@ def test_permanent_rejections_are_not_requeued(alice, cluster, fake_kube, fake_h
     missing = create(alice, "missing", model={"repository": "nobody/nothing"})
     outcome = endpoint_reconcile(endpoint_id=missing.pk)
     assert outcome.state == "failed" and outcome.requeue_after is None
+    fake_kube.pod_ready_seconds = 60  # still starting after this pass, however slow the machine is
     starting = create(alice, "starting")
-    assert endpoint_reconcile(endpoint_id=starting.pk).requeue_after == REQUEUE_SECONDS
+    outcome = endpoint_reconcile(endpoint_id=starting.pk)
+    assert outcome.state == "initializing" and outcome.requeue_after == REQUEUE_SECONDS
 
 
 def test_an_update_kubernetes_rejects_keeps_the_previous_version_serving(alice, cluster, fake_kube, fake_hub):
