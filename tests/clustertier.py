@@ -14,7 +14,6 @@ Fixtures (loaded from ``tests/conftest.py``):
 """
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -27,7 +26,6 @@ import pytest
 from django.conf import settings
 
 REPO = Path(__file__).resolve().parent.parent
-WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
 
 
 def wait_for(predicate, timeout: float = 60.0, what="condition", interval: float = 0.2):
@@ -64,30 +62,15 @@ class ClusterProbe:
 
     def audit_mark(self) -> int:
         """A position in the audit log: ``worker_requests(since=mark)`` reads what came after."""
-        try:
-            return self.cluster.audit_log.stat().st_size
-        except FileNotFoundError:
-            return 0
+        return self.cluster.audit_mark()
 
     def worker_requests(self, since: int = 0) -> list[dict]:
         """Every request the worker's ServiceAccount made, as the API server audited it (ResponseComplete)."""
-        try:
-            with open(self.cluster.audit_log, "rb") as f:
-                f.seek(since)
-                lines = f.read().splitlines()
-        except FileNotFoundError:
-            return []
-        out = []
-        for line in lines:
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            if event.get("stage") == "ResponseComplete" and event.get("user", {}).get("username") == self.worker_user:
-                out.append(event)
-        return out
+        return self.cluster.audited(self.worker_user, since)
 
     def worker_writes(self, since: int = 0) -> list[str]:
+        from scripts.localcluster.cluster import WRITE_VERBS
+
         return [f"{e['verb']} {e['requestURI']}" for e in self.worker_requests(since) if e["verb"] in WRITE_VERBS]
 
 

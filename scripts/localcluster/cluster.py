@@ -39,6 +39,7 @@ from .pki import ensure_pki
 
 HERE = Path(__file__).resolve().parent
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})  # as the audit log names them
 INSTANCE_LABEL = "inference.controlplane.dev/instance-type"
 SIMULATED_ANNOTATION = "kwok.x-k8s.io/node"
 SERVICE_CIDR = "10.96.0.0/16"
@@ -143,6 +144,33 @@ class LocalCluster:
             raw = response.read()
         return json.loads(raw) if raw and raw[:1] in b"{[" else {"text": raw.decode(errors="replace")}
 
+    # ------------------------------------------------------------ the API server's audit log
+    def audit_mark(self) -> int:
+        """A position in the audit log: ``audited(user, since=mark)`` reads only what came after it."""
+        try:
+            return self.audit_log.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def audited(self, user: str, since: int = 0) -> list[dict]:
+        """Every request ``user`` made after offset ``since``, as the API server audited it (its
+        ResponseComplete events; the log is written asynchronously, so allow a moment after a request)."""
+        try:
+            with open(self.audit_log, "rb") as f:
+                f.seek(since)
+                lines = f.read().splitlines()
+        except FileNotFoundError:
+            return []
+        events = []
+        for line in lines:
+            try:
+                event = json.loads(line)
+            except ValueError:  # a line the API server is still writing
+                continue
+            if event.get("stage") == "ResponseComplete" and event.get("user", {}).get("username") == user:
+                events.append(event)
+        return events
+
     def _ready(self) -> bool:
         try:
             return self.request("GET", "/readyz", timeout=2).get("text") == "ok"
@@ -220,13 +248,16 @@ class LocalCluster:
         and then vanish.)"""
         pid = state["pids"][name]["pid"]
         os.kill(pid, signal.SIGTERM)
-        for sig in (signal.SIGKILL, None):
-            deadline = time.monotonic() + 15
-            while self._alive(name, state) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            if sig is None or not self._alive(name, state):
-                return
-            os.kill(pid, sig)
+        if not self._gone(name, state, 15):
+            os.kill(pid, signal.SIGKILL)
+            self._gone(name, state, 15)
+
+    def _gone(self, name: str, state: dict, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the component's process to exit; whether it did."""
+        deadline = time.monotonic() + timeout
+        while self._alive(name, state) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return not self._alive(name, state)
 
     def destroy(self) -> None:
         """``down``, then remove every file of the cluster."""
