@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.harness import REPO, percentiles, setup_django  # noqa: E402
+from bench.harness import REPO, bench_args, percentiles, setup_django  # noqa: E402
 
 
 def free_port() -> int:
@@ -42,10 +42,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--fit", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes, so CI runs every bench")
-    args = parser.parse_args()
-    if args.smoke:
-        args.clients, args.fit, args.rounds = 4, 2, 1
+    args = bench_args(parser, clients=4, fit=2, rounds=1)
     env = setup_django()
     from controlplane.services import token_create, user_create
     from quotas.services import quota_set

@@ -16,8 +16,6 @@ accounts of 100. Prints, each beside its yardstick from the same run:
 """
 
 import argparse
-import json
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -26,29 +24,14 @@ from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.harness import REPO, setup_django  # noqa: E402
+from bench.harness import REPO, bench_args, percentiles, setup_django  # noqa: E402
 
-WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
 ENDPOINT_PATHS = ("/apis/apps/v1/deployments", "/api/v1/services", "/api/v1/secrets",
                   "/apis/autoscaling/v2/horizontalpodautoscalers", "/apis/networking.k8s.io/v1/networkpolicies")
 
 
-def audited(cluster, user: str, since: int) -> list[dict]:
-    """The requests ``user`` made after audit-log offset ``since``, as the API server recorded them."""
-    with open(cluster.audit_log, "rb") as f:
-        f.seek(since)
-        events = [json.loads(line) for line in f.read().splitlines() if line.strip()]
-    return [e for e in events if e.get("stage") == "ResponseComplete" and e["user"]["username"] == user]
-
-
 def stamp(value: str) -> float:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-
-
-def seconds(samples: list[float]) -> str:
-    ordered = sorted(samples)
-    p99 = ordered[min(len(ordered) - 1, int(round(0.99 * (len(ordered) - 1))))]
-    return f"p50 {statistics.median(ordered):.1f} s · p99 {p99:.1f} s · max {ordered[-1]:.1f} s (n={len(ordered)})"
 
 
 def run(env: dict, endpoints: int, nodes: int) -> None:
@@ -61,6 +44,7 @@ def run(env: dict, endpoints: int, nodes: int) -> None:
     from endpoints.services import endpoint_create
     from quotas.services import quota_set
     from scripts.localcluster import LocalCluster, default_pools
+    from scripts.localcluster.cluster import WRITE_VERBS
     from scripts.localcluster.worker import worker_kubeconfig
     from tests.factories import endpoint_spec, make_user
 
@@ -111,19 +95,19 @@ def run(env: dict, endpoints: int, nodes: int) -> None:
                     available = [c for c in d["status"].get("conditions", []) if c["type"] == "Available"]
                     kube.append(stamp(available[0]["lastTransitionTime"]) - stamp(d["metadata"]["creationTimestamp"]))
             print(f"{endpoints} endpoints created at once, all running after {wall:.1f} s")
-            print(f"  create -> running (ours, end to end):              {seconds(ours)}")
-            print(f"  Deployment created -> Available (Kubernetes alone): {seconds(kube)}")
+            print(f"  create -> running (ours, end to end):              {percentiles(ours, unit='s')}")
+            print(f"  Deployment created -> Available (Kubernetes alone): {percentiles(kube, unit='s')}")
 
             worker.terminate()
             worker.wait(30)
             worker = None
-            mark = cluster.audit_log.stat().st_size
+            mark = cluster.audit_mark()
             queued = []
             t0 = time.perf_counter()
             report = drift_sweep(enqueue=queued.append)
             sweep = time.perf_counter() - t0
             time.sleep(1)  # the audit log is written asynchronously
-            requests = audited(cluster, user, mark)
+            requests = cluster.audited(user, mark)
             writes = [e for e in requests if e["verb"] in WRITE_VERBS]
             owned = owned_selector(settings.INSTALLATION_ID, registered.pk)
             t0 = time.perf_counter()
@@ -144,10 +128,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--endpoints", type=int, default=1000)
     parser.add_argument("--nodes", type=int, default=50)
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes, so CI runs every bench")
-    args = parser.parse_args()
-    if args.smoke:
-        args.endpoints, args.nodes = 5, 2
+    args = bench_args(parser, endpoints=5, nodes=2)
     env = setup_django()
     run(env, args.endpoints, args.nodes)
 

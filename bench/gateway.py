@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.harness import REPO, percentiles, setup_django  # noqa: E402
+from bench.harness import REPO, bench_args, percentiles, setup_django  # noqa: E402
 
 BODY = b'{"generated_text": "hello"}'
 METRICS_TOKEN = "bench-metrics-token"  # the gateway serves its metrics only for a token
@@ -118,10 +118,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--serve-upstream", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes, so CI runs every bench")
-    args = parser.parse_args()
-    if args.smoke:
-        args.clients, args.seconds, args.processes = 4, 0.5, 1
+    args = bench_args(parser, clients=4, seconds=0.5, processes=1)
     if args.serve_upstream:
         serve_upstream(args.serve_upstream)
         return

@@ -5,6 +5,7 @@ suite (DATABASE_URL / REDIS_URL, or the local defaults), in a database named ``c
 is dropped and re-created on each run, and Redis database 14 with a queue of their own.
 """
 
+import argparse
 import os
 import statistics
 import sys
@@ -40,9 +41,20 @@ def setup_django() -> dict:
     return {**os.environ, **env}
 
 
-def percentiles(samples: list[float]) -> str:
-    """``p50 … p99 … max …`` in milliseconds."""
+def bench_args(parser: argparse.ArgumentParser, **smoke) -> argparse.Namespace:
+    """The bench's arguments, plus ``--smoke``: the tiny sizes ``smoke`` replace the parsed ones, so that CI
+    (tests/test_benches.py) runs every bench end to end."""
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, so CI runs every bench")
+    args = parser.parse_args()
+    if args.smoke:
+        vars(args).update(smoke)
+    return args
+
+
+def percentiles(samples: list[float], unit: str = "ms") -> str:
+    """``p50 … p99 … max …`` of durations in seconds, shown in ``unit`` (``ms`` or ``s``)."""
+    scale = {"ms": 1000, "s": 1}[unit]
     ordered = sorted(samples)
     p99 = ordered[min(len(ordered) - 1, int(round(0.99 * (len(ordered) - 1))))]
-    return (f"p50 {statistics.median(ordered) * 1000:.1f} ms · p99 {p99 * 1000:.1f} ms · "
-            f"max {ordered[-1] * 1000:.1f} ms (n={len(ordered)})")
+    return (f"p50 {statistics.median(ordered) * scale:.1f} {unit} · p99 {p99 * scale:.1f} {unit} · "
+            f"max {ordered[-1] * scale:.1f} {unit} (n={len(ordered)})")

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.harness import REPO, percentiles, setup_django  # noqa: E402
+from bench.harness import REPO, bench_args, percentiles, setup_django  # noqa: E402
 
 
 def create_to_applied(env: dict, count: int) -> None:
@@ -115,10 +115,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--endpoints", type=int, default=30)
     parser.add_argument("--drift", type=int, default=10_000)
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes, so CI runs every bench")
-    args = parser.parse_args()
-    if args.smoke:
-        args.endpoints, args.drift = 2, 20
+    args = bench_args(parser, endpoints=2, drift=20)
     env = setup_django()
     create_to_applied(env, args.endpoints)
     drift_at_scale(args.drift)

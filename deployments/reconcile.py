@@ -278,7 +278,8 @@ def _unlink_if_unwanted(endpoint: Endpoint, cluster: Cluster, target: EndpointTa
 
 
 def _ensure_account(kube: Kube, endpoint: Endpoint, namespace: str) -> int:
-    """Namespace, ResourceQuota, NetworkPolicy (and Hub token Secret) for the endpoint's account."""
+    """The account's objects (``render_account``): Namespace, ResourceQuota, its NetworkPolicies and its own
+    Hub token Secret if it has one."""
     objects = render_account(namespace=namespace, account_label=dns_label(endpoint.account.slug),
                              quota=quota_limits(account=endpoint.account),
                              hub_token=account_hub_token(account=endpoint.account),
