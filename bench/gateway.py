@@ -124,8 +124,9 @@ def main() -> None:
         return
     env = setup_django()
     from controlplane.services import token_create, user_create
+    from deployments import feed
     from deployments.services import cluster_register
-    from endpoints import routes, services
+    from endpoints import services
     from endpoints.models import Endpoint
     from tests.factories import endpoint_spec
 
@@ -137,7 +138,7 @@ def main() -> None:
     endpoint = services.endpoint_create(account=user.personal_account, spec=endpoint_spec("llm", type="protected"),
                                         actor=user)
     Endpoint.objects.filter(pk=endpoint.pk).update(state="running")
-    routes.route_publish(account_slug="bench", name="llm")
+    feed.route_publish(account_slug="bench", name="llm")
 
     children = [subprocess.Popen([sys.executable, __file__, "--serve-upstream", str(upstream_port)], cwd=REPO, env=env),
                 subprocess.Popen([sys.executable, "-m", "gateway"], cwd=REPO,

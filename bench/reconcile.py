@@ -70,9 +70,9 @@ def drift_at_scale(count: int) -> None:
     from controlplane.services import user_create
     from deployments.apply import stamped
     from deployments.drift import drift_sweep
-    from deployments.reconcile import platform, target_for
     from deployments.render import render_endpoint
     from deployments.services import cluster_register
+    from deployments.targets import platform, target_for
     from endpoints.models import Endpoint, State
     from quotas.models import InstanceType
     from tests.fakekube import FakeKube

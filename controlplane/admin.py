@@ -6,8 +6,6 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.db import transaction
 
-from endpoints.routes import user_tokens_publish_on_commit
-
 from .loginlimit import RateLimitedAdminAuthenticationForm
 from .models import Account, ApiToken, AuditEvent, Membership
 from .services import (
@@ -15,9 +13,9 @@ from .services import (
     REGISTRY_HOST_RE,
     account_hub_token_set,
     account_registry_grant,
-    audit_record,
     membership_remove,
     membership_set,
+    user_set_active,
 )
 
 admin.site.login_form = RateLimitedAdminAuthenticationForm
@@ -182,17 +180,16 @@ class AuditEventAdmin(admin.ModelAdmin):
 
 
 class UserAdmin(DjangoUserAdmin):
-    """Django's user admin, telling the endpoint gateway when a user is (de)activated, so their tokens stop
-    opening protected endpoints at once, as they stop opening the API. (Deletions reach the gateway however
-    they happen: controlplane.signals.)"""
+    """Django's user admin; (de)activation goes through ``user_set_active`` (audited, and the endpoint gateway
+    told, so the user's tokens stop opening protected endpoints at once, as they stop opening the API).
+    Deletions reach the gateway however they happen: controlplane.signals."""
 
     def save_model(self, request, obj, form, change):
+        if not (change and "is_active" in form.changed_data):
+            return super().save_model(request, obj, form, change)
+        active, obj.is_active = obj.is_active, not obj.is_active  # the other fields first, as they were
         super().save_model(request, obj, form, change)
-        if change and "is_active" in form.changed_data:  # saved already; tell the gateway and audit it
-            audit_record(actor=request.user, action="user.activate" if obj.is_active else "user.deactivate",
-                         account=getattr(obj, "personal_account", None), target=obj.get_username(),
-                         diff={"isActive": [not obj.is_active, obj.is_active]})
-            user_tokens_publish_on_commit(obj)
+        user_set_active(user=obj, active=active, actor=request.user)
 
 
 admin.site.unregister(get_user_model())

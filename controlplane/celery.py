@@ -15,10 +15,12 @@ app.autodiscover_tasks(["workers"])
 def _schedule(sender, **_kwargs) -> None:
     from django.conf import settings
 
-    sweeps = (("reconcile sweep", "workers.reconcile_sweep", settings.RECONCILE_SWEEP_SECONDS),
-              ("drift sweep", "workers.drift_sweep", settings.DRIFT_SWEEP_SECONDS),
-              ("idle sweep", "workers.idle_sweep", settings.GATEWAY_IDLE_SWEEP_SECONDS),
-              ("registry refresh", "workers.registry_refresh", settings.REGISTRY_SWEEP_SECONDS))
+    from . import queue
+
+    sweeps = (("reconcile sweep", queue.RECONCILE_SWEEP, settings.RECONCILE_SWEEP_SECONDS),
+              ("drift sweep", queue.DRIFT_SWEEP, settings.DRIFT_SWEEP_SECONDS),
+              ("idle sweep", queue.IDLE_SWEEP, settings.GATEWAY_IDLE_SWEEP_SECONDS),
+              ("registry refresh", queue.REGISTRY_REFRESH, settings.REGISTRY_SWEEP_SECONDS))
     for name, task, seconds in sweeps:
         # A sweep not started within its interval is dropped (the next one does its work), so sweeps slowed
         # by an unreachable cluster never pile up in the queue ahead of the endpoint passes.

@@ -4,11 +4,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from .names import ACCOUNT_NAME_PATTERN
 from .validators import AccountNameValidator, FullMatchValidator
-
-# A namespace is a lowercase DNS label of at most 40 characters, so that the account's Kubernetes
-# namespace (a prefix of at most 20, then the slug) is the slug itself: no two accounts can share one.
-NAMESPACE_RE = r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$"
 
 
 class Role(models.TextChoices):
@@ -28,7 +25,7 @@ class Account(models.Model):
         ORG = "org", "organisation"
 
     slug = models.CharField(max_length=96, unique=True, validators=[
-        FullMatchValidator(NAMESPACE_RE, "1 to 40 lowercase letters, digits and '-', not at either end"),
+        FullMatchValidator(ACCOUNT_NAME_PATTERN, "1 to 40 lowercase letters, digits and '-', not at either end"),
         AccountNameValidator()])
     kind = models.CharField(max_length=8, choices=Kind.choices)
     # Set for personal accounts only: the user whose namespace this is.

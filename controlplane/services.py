@@ -11,10 +11,10 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from gateway.records import TOKEN_PREFIX
-
 from .errors import Conflict, InvalidSpec, NotFound
+from .feed import grant_publish_on_commit, token_publish_on_commit, user_tokens_publish_on_commit
 from .models import Account, ApiToken, AuditEvent, Membership, Role
+from .records import TOKEN_PREFIX
 from .selectors import token_digest
 
 HUB_TOKEN_RE = re.compile(r"[!-~]{8,512}")
@@ -43,30 +43,11 @@ def _clean(instance, exclude: list[str] | None = None) -> None:
         raise InvalidSpec("; ".join(f"{k}: {' '.join(v)}" for k, v in fields.items()), fields=fields) from exc
 
 
-def _quota_defaults_create(account: Account) -> None:
-    from quotas.services import quota_defaults_create
-
-    quota_defaults_create(account=account)
-
-
-def _publish_token(token: ApiToken) -> None:
-    """Tell the endpoint gateway, after commit, that this token changed (``endpoints.routes``)."""
-    from endpoints.routes import token_publish_on_commit
-
-    token_publish_on_commit(token)
-
-
-def _publish_grant(account: Account, user: AbstractBaseUser) -> None:
-    """Tell the endpoint gateway, after commit, that the user's role in ``account`` changed."""
-    from endpoints.routes import grant_publish_on_commit
-
-    grant_publish_on_commit(account=account, user_id=user.pk)
-
-
 @transaction.atomic
 def user_create(*, username: str, email: str = "", is_staff: bool = False, password: str | None = None,
                 actor: AbstractBaseUser | None = None) -> AbstractBaseUser:
-    """Create a user and their personal account (namespace = username) with default quotas.
+    """Create a user and their personal account (namespace = username; ``quotas`` gives every new account
+    its default quotas in the same transaction).
 
     Raises Conflict if the username or namespace is taken.
     """
@@ -83,7 +64,6 @@ def user_create(*, username: str, email: str = "", is_staff: bool = False, passw
     user.save()
     account.user = user
     account.save()
-    _quota_defaults_create(account)
     audit_record(actor=actor, action="user.create", account=account, target=username,
                  diff={"staff": [None, is_staff]})
     return user
@@ -93,8 +73,6 @@ def user_create(*, username: str, email: str = "", is_staff: bool = False, passw
 def user_set_active(*, user: AbstractBaseUser, active: bool, actor: AbstractBaseUser | None = None) -> None:
     """(De)activate a user: the API refuses an inactive user's tokens at once, and the endpoint gateway is
     told after commit so protected endpoints refuse them too. Idempotent; audited."""
-    from endpoints.routes import user_tokens_publish_on_commit
-
     if user.is_active == active:
         return
     user.is_active = active
@@ -113,7 +91,6 @@ def org_create(*, slug: str, actor: AbstractBaseUser | None = None) -> Account:
     account = Account(slug=slug, kind=Account.Kind.ORG)
     _clean(account)
     account.save()
-    _quota_defaults_create(account)
     audit_record(actor=actor, action="org.create", account=account, target=slug)
     return account
 
@@ -134,7 +111,7 @@ def membership_set(*, account: Account, user: AbstractBaseUser, role: str,
     if created or old != role:
         audit_record(actor=actor, action="membership.set", account=account, target=user.get_username(),
                      diff={"role": [old, role]})
-        _publish_grant(account, user)
+        grant_publish_on_commit(account=account, user_id=user.pk)
     return membership
 
 
@@ -145,7 +122,7 @@ def membership_remove(*, account: Account, user: AbstractBaseUser, actor: Abstra
     if deleted:
         audit_record(actor=actor, action="membership.remove", account=account, target=user.get_username(),
                      diff={"role": [role, None]})
-        _publish_grant(account, user)
+        grant_publish_on_commit(account=account, user_id=user.pk)
 
 
 @transaction.atomic
@@ -179,7 +156,7 @@ def token_create(*, user: AbstractBaseUser, name: str, role: str = ApiToken.Toke
                                             prefix=secret[:10], expires_at=expires_at, parent=parent)
     except IntegrityError as exc:  # a digest collision: astronomically unlikely, never silently wrong
         raise Conflict("Token generation collided; retry") from exc
-    _publish_token(token)
+    token_publish_on_commit(token)
     account = getattr(user, "personal_account", None)
     audit_record(actor=actor or user, action="token.create", account=account, target=f"{token.prefix}… {name}",
                  diff={"role": [None, role], "expiresAt": [None, expires_at.isoformat() if expires_at else None]})
@@ -199,7 +176,7 @@ def token_revoke(*, user: AbstractBaseUser, token_id: int, actor: AbstractBaseUs
         if current.revoked_at is None:
             current.revoked_at = now
             current.save(update_fields=["revoked_at"])
-            _publish_token(current)
+            token_publish_on_commit(current)
             audit_record(actor=actor or user, action="token.revoke", account=getattr(user, "personal_account", None),
                          target=f"{current.prefix}… {current.name}", diff={"revokedAt": [None, now.isoformat()]})
         pending.extend(ApiToken.objects.select_for_update().filter(parent=current))

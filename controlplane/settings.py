@@ -260,11 +260,11 @@ TENANT_EGRESS_DENIED_CIDRS = env_list("TENANT_EGRESS_DENIED_CIDRS", [
     "fc00::/7", "fe80::/10"])
 REPOSITORY_VOLUME_SIZE_LIMIT = env_str("REPOSITORY_VOLUME_SIZE_LIMIT", "200Gi")
 GATEWAY_IDLE_SWEEP_SECONDS = env_int("GATEWAY_IDLE_SWEEP_SECONDS", 60)
-# The HMAC key that signs every route/token/grant record and feed message (gateway.records): Redis is
+# The HMAC key that signs every route/token/grant record and feed message (controlplane.records): Redis is
 # not trusted to say who may call what. The gateway and every web and worker process must share it. By
 # default it is derived from DJANGO_SECRET_KEY (web and worker refuse to start without it), under a label
 # of its own, so the Django key itself never signs anything readable in Redis. Beat and migrate publish
-# nothing: given neither key they have none (empty, which endpoints.routes refuses to sign with).
+# nothing: given neither key they have none (empty, which controlplane.feed refuses to sign with).
 GATEWAY_RECORD_KEY = env_str("GATEWAY_RECORD_KEY") or (SECRET_KEY and hmac.new(
     SECRET_KEY.encode(), b"controlplane gateway records", hashlib.sha256).hexdigest())
 if not DEBUG and PROCESS not in {"beat", "migrate"} and len(GATEWAY_RECORD_KEY) < 32:

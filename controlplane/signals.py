@@ -11,20 +11,17 @@ from django.db import transaction
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
 
+from .feed import grant_publish, token_publish_on_commit
 from .models import ApiToken, Membership
 
 
 @receiver(post_delete, sender=ApiToken, dispatch_uid="controlplane.token_deleted")
 def token_deleted(sender, instance: ApiToken, **_kwargs) -> None:
-    from endpoints.routes import token_publish_on_commit
-
     token_publish_on_commit(instance)
 
 
 @receiver(post_delete, sender=Membership, dispatch_uid="controlplane.membership_deleted")
 def membership_deleted(sender, instance: Membership, **_kwargs) -> None:
-    from endpoints.routes import grant_publish
-
     # Ids only: the account may be going in the same cascade.
     account_id, user_id = instance.account_id, instance.user_id
     transaction.on_commit(lambda: grant_publish(account_id=account_id, user_id=user_id))

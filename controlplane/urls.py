@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.urls import path
 
 from deployments import views as dv
+from endpoints import quota_views as eq
 from endpoints import views as ep
 from quotas import views as qv
 
@@ -24,8 +25,8 @@ urlpatterns = [
     path(f"{EP}/scale-to-zero", ep.EndpointScaleToZeroView.as_view(), name="endpoint-scale-to-zero"),
     path(f"{EP}/events", ep.EndpointEventsView.as_view(), name="endpoint-events"),
     path(f"{EP}/logs", dv.EndpointLogsView.as_view(), name="endpoint-logs"),
-    path(f"v2/provider/{NS}", qv.ProviderView.as_view(), name="provider"),
-    path(f"v2/quotas/{NS}", qv.QuotaView.as_view(), name="quotas"),
+    path(f"v2/provider/{NS}", eq.ProviderView.as_view(), name="provider"),
+    path(f"v2/quotas/{NS}", eq.QuotaView.as_view(), name="quotas"),
     path(f"v2/quotas/{NS}/requests", qv.QuotaRequestsView.as_view(), name="quota-requests"),
     path("api/schema/", docs.SchemaView.as_view(), name="schema"),
     path("api/docs/", docs.SwaggerView.as_view(url_name="schema"), name="swagger-ui"),

@@ -7,7 +7,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from . import services
-from .models import ApiToken, Role
+from .models import Account, ApiToken, Role
 from .selectors import account_get_for_caller, token_list, user_orgs
 from .serializers import (
     ErrorSerializer,
@@ -20,6 +20,13 @@ from .serializers import (
     WhoamiSerializer,
 )
 from .wire import iso_z
+
+
+def caller_account(request: Request, namespace: str, need: str) -> Account:
+    """The account ``namespace`` if the caller (user and token) holds at least ``need`` in it; else a 404
+    (not theirs) or 403 (too low a role), as ``account_get_for_caller`` raises."""
+    return account_get_for_caller(user=request.user, token=request.auth if request.auth else None,
+                                  namespace=namespace, need=need)
 
 
 def error_responses(*codes: int) -> dict:

@@ -1,9 +1,12 @@
-"""Admin for the cluster registry (kubeconfigs, AWS keys and registry passwords are never shown)."""
+"""Admin for the cluster registry (kubeconfigs, AWS keys and registry passwords are never shown). Edits go
+through ``cluster_update`` (validated, audited); registering a cluster is ``manage.py register_cluster``."""
 
-from django.contrib import admin
-from django.utils import timezone
+from django.contrib import admin, messages
+
+from controlplane.errors import DomainError
 
 from .models import Cluster, RegistryCredential
+from .services import EDITABLE, cluster_update
 
 
 @admin.register(Cluster)
@@ -11,11 +14,18 @@ class ClusterAdmin(admin.ModelAdmin):
     list_display = ["name", "vendor", "region", "in_cluster", "ingress_domain", "enabled", "updated_at"]
     list_filter = ["vendor", "region", "enabled"]
     search_fields = ["name"]
-    exclude = ["kubeconfig_encrypted", "aws_credentials_encrypted"]
+    fields = [*EDITABLE, "in_cluster", "api_server", "created_at", "updated_at"]
+    readonly_fields = ["in_cluster", "api_server", "created_at", "updated_at"]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # a cluster comes with its kubeconfig: manage.py register_cluster
 
     def save_model(self, request, obj, form, change):
-        obj.updated_at = timezone.now()  # workers rebuild their cached client for this cluster
-        super().save_model(request, obj, form, change)
+        changes = {name: form.cleaned_data[name] for name in form.changed_data if name in EDITABLE}
+        try:
+            cluster_update(cluster=Cluster.objects.get(pk=obj.pk), changes=changes, actor=request.user)
+        except DomainError as exc:
+            self.message_user(request, f"Not saved: {exc.message}", messages.ERROR)
 
 
 @admin.register(RegistryCredential)

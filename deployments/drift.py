@@ -16,8 +16,9 @@ from .apply import stamped, up_to_date
 from .kube import KubeError, kube_for
 from .models import Cluster
 from .names import LABEL_ID, owned_selector
-from .reconcile import ENDPOINT_KINDS, platform, target_for
+from .reconcile import ENDPOINT_KINDS
 from .render import render_endpoint
+from .targets import platform, target_for
 
 log = logging.getLogger(__name__)
 

@@ -148,6 +148,3 @@ def _api_client(cluster) -> kubernetes.client.ApiClient:
     configuration.retries = False  # the reconciler owns the retry policy
     return kubernetes.client.ApiClient(configuration)
 
-
-def kubeconfig_contexts(kubeconfig: dict) -> list[str]:
-    return [c["name"] for c in kubeconfig.get("contexts") or []]

@@ -3,11 +3,12 @@
 from django.conf import settings
 
 from controlplane.errors import NotFound, ServiceUnavailable
+from controlplane.names import namespace_name
 from endpoints.models import Endpoint
 
 from .kube import KubeError, kube_for
-from .names import namespace_name, owned_selector
-from .reconcile import cluster_for
+from .names import owned_selector
+from .selectors import cluster_for
 
 
 def endpoint_logs(*, endpoint: Endpoint, tail: int, replica: str | None = None) -> str:

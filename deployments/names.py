@@ -1,9 +1,7 @@
-"""Deterministic, length-safe Kubernetes names and the labels every owned object carries."""
+"""The labels and annotations every owned Kubernetes object carries, the selectors that find them, and the
+names of the cloud objects beside them. The names of namespaces and objects are ``controlplane.names``."""
 
-import hashlib
-import re
-
-from endpoints.catalog import OBJECT_NAME_SUFFIXES
+from controlplane.names import endpoint_object_name, short_hash
 
 MANAGED_BY = "controlplane"
 LABEL_ID = "endpoints.controlplane.dev/id"
@@ -15,53 +13,12 @@ LABEL_CLUSTER = "endpoints.controlplane.dev/cluster"
 ANNOTATION_HASH = "endpoints.controlplane.dev/spec-hash"
 ANNOTATION_TEMPLATE = "endpoints.controlplane.dev/template-hash"
 ANNOTATION_SECRETS = "endpoints.controlplane.dev/secrets-version"
-MAX_LABEL = 63
-
-
-def _short_hash(value: str, length: int = 6) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()[:length]
-
-
-def dns_label(value: str, *, max_length: int = MAX_LABEL) -> str:
-    """``value`` as a DNS-1123 label: lowercase alphanumerics and '-', at most ``max_length``.
-
-    When anything had to change (case, characters, length), a hash of the original is appended so two
-    different inputs never map to the same label.
-    """
-    cleaned = re.sub(r"[^a-z0-9-]+", "-", value.lower()).strip("-") or "x"
-    if cleaned == value and len(cleaned) <= max_length:
-        return cleaned
-    suffix = _short_hash(value)
-    return f"{cleaned[: max_length - len(suffix) - 1].rstrip('-')}-{suffix}"
-
-
-def namespace_name(prefix: str, account_slug: str) -> str:
-    return dns_label(f"{prefix}{account_slug}")
-
-
-def endpoint_object_name(endpoint_name: str, suffix: str = "") -> str:
-    """``ep-<name>``, or ``<suffix>-ep-<name>`` for an endpoint's secondary objects (``suffix`` one of
-    ``OBJECT_NAME_SUFFIXES``): starts with a letter (Services need DNS-1035), fits in 63 characters, and no
-    two endpoints' objects can share a name whatever they are called."""
-    if suffix and suffix not in OBJECT_NAME_SUFFIXES:
-        raise ValueError(f"unknown object name suffix {suffix!r}")
-    return dns_label(f"{suffix}-ep-{endpoint_name}" if suffix else f"ep-{endpoint_name}")
-
-
-def host_id(account_slug: str, name: str) -> str:
-    """The endpoint's DNS-safe, stable, unique host label: ``<name>-<16 hex of sha256(account/name)>``.
-
-    The gateway routes ``<host_id>.<domain>`` to the endpoint; endpoint names are DNS labels of at most
-    32 characters, so the label is at most 49. 64 bits of hash make a chosen collision with another
-    tenant's host infeasible.
-    """
-    return dns_label(f"{name}-{hashlib.sha256(f'{account_slug}/{name}'.encode()).hexdigest()[:16]}")
 
 
 def private_lb_name(namespace: str, service: str) -> str:
     """The AWS load balancer name of a private endpoint's internal NLB: at most 32 characters, stable, so
     the load-balancer controller creates it under a name PrivateLink can look up."""
-    return f"cp-{_short_hash(f'{namespace}/{service}', 24)}"
+    return f"cp-{short_hash(f'{namespace}/{service}', 24)}"
 
 
 def account_labels(account_label: str) -> dict[str, str]:

@@ -10,11 +10,11 @@ and raise ``aws.AwsError`` (transient or permanent) or ``PrivateLinkPending``.
 import logging
 
 from .aws import AwsError, aws_call, aws_client, pages
-from .names import private_lb_name
+from .names import LABEL_ID, private_lb_name
 
 log = logging.getLogger(__name__)
 STACK_TAG = "service.k8s.aws/stack"  # set by the AWS load-balancer controller: "<namespace>/<service>"
-ID_TAG = "endpoints.controlplane.dev/id"
+ID_TAG = LABEL_ID  # the NLB's endpoint service is tagged like the endpoint's objects are labelled
 
 
 class PrivateLinkPending(Exception):

@@ -9,7 +9,9 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
-from endpoints.catalog import DEFAULT_THRESHOLD, MANAGED_VARIANTS, engine_env_name, image_health_route, image_port
+from controlplane.images import DEVICE_RESOURCE, MANAGED_VARIANTS, engine_env_name, image_health_route, image_port
+from controlplane.names import SERVICE_PORT, endpoint_object_name
+from endpoints.scaling import DEFAULT_METRIC, scaling_target
 
 from .names import (
     ANNOTATION_SECRETS,
@@ -17,13 +19,10 @@ from .names import (
     LABEL_ID,
     account_labels,
     endpoint_labels,
-    endpoint_object_name,
     private_lb_name,
 )
 
 REPOSITORY_DIR = "/repository"
-# Device resources mirrored into each namespace's ResourceQuota, per accelerator.
-DEVICE_RESOURCE = {"gpu": "nvidia.com/gpu", "neuron": "aws.amazon.com/neuron"}
 # vCPUs that accompany one accelerator device at most in the catalog (l40s x8: 192 / 8).
 CPUS_PER_DEVICE = 24
 
@@ -80,7 +79,7 @@ class EndpointTarget:
     instance: InstanceSpec
     min_replica: int
     max_replica: int
-    scaling_metric: str = "hardwareUsage"
+    scaling_metric: str = DEFAULT_METRIC
     scaling_threshold: float | None = None
     command: list | None = None
     args: list | None = None
@@ -272,13 +271,12 @@ def _service(target: EndpointTarget, labels: dict) -> dict:
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": endpoint_object_name(target.name), "namespace": target.namespace, "labels": labels},
         "spec": {"type": "ClusterIP", "selector": {LABEL_ID: str(target.id)},
-                 "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]},
+                 "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}]},
     }
 
 
 def _hpa_metric(target: EndpointTarget) -> dict:
-    metric = target.scaling_metric or "hardwareUsage"
-    threshold = target.scaling_threshold if target.scaling_threshold is not None else DEFAULT_THRESHOLD[metric]
+    metric, threshold = scaling_target(target.scaling_metric, target.scaling_threshold)
     if metric == "pendingRequests":
         return {"type": "Pods", "pods": {"metric": {"name": "gateway_pending_requests"},
                                          "target": {"type": "AverageValue",
@@ -356,7 +354,7 @@ def _access(target: EndpointTarget, platform: Platform, labels: dict) -> list[di
                 "service.beta.kubernetes.io/aws-load-balancer-nlb-target-type": "ip",
                 "service.beta.kubernetes.io/aws-load-balancer-name": private_lb_name(target.namespace, name)}},
             "spec": {"type": "LoadBalancer", "selector": {LABEL_ID: str(target.id)},
-                     "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]},
+                     "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}]},
         })
     if platform.private_cidrs:
         objects.append(_policy(target, labels, "private", [{"ipBlock": {"cidr": c}} for c in platform.private_cidrs]))

@@ -3,11 +3,13 @@
 import re
 
 import yaml
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from controlplane.encryption import encrypt_json
 from controlplane.errors import Conflict, InvalidSpec
+from controlplane.services import audit_record
 
 from .models import Cluster
 
@@ -94,4 +96,42 @@ def cluster_register(*, name: str, vendor: str, region: str, kubeconfig_text: st
             cluster, _ = Cluster.objects.update_or_create(name=name, defaults=defaults)
     except IntegrityError as exc:
         raise Conflict(f"Another enabled cluster already serves {vendor}/{region}", code="cluster_exists") from exc
+    return cluster
+
+
+# Fields an operator may change on a registered cluster (the kubeconfig and AWS keys only by registering again).
+EDITABLE = ("name", "vendor", "region", "context", "namespace_prefix", "ingress_domain", "endpoint_url_template",
+            "service_url_template", "enabled", "simulated", "aws_profile", "aws_ambient")
+
+
+@transaction.atomic
+def cluster_update(*, cluster: Cluster, changes: dict, actor=None) -> Cluster:
+    """An operator's edit of a registered cluster (the admin): only ``EDITABLE`` fields, validated as a whole
+    (InvalidSpec naming the field), Conflict (``cluster_exists``) when two enabled clusters would serve one
+    region; audited with the changed fields. ``updated_at`` moves, so every worker rebuilds its client."""
+    unknown = sorted(set(changes) - set(EDITABLE))
+    if unknown:
+        raise InvalidSpec(f"Not editable here: {', '.join(unknown)}", fields={k: ["not editable"] for k in unknown})
+    prefix = changes.get("namespace_prefix", cluster.namespace_prefix)
+    if not NAMESPACE_PREFIX_RE.fullmatch(prefix or ""):
+        raise InvalidSpec("The namespace prefix must be 1 to 20 lowercase letters, digits or '-', starting with a "
+                          "letter", fields={"namespacePrefix": ["invalid or empty"]})
+    diff = {k: [getattr(cluster, k), v] for k, v in changes.items() if getattr(cluster, k) != v}
+    for name, value in changes.items():
+        setattr(cluster, name, value)
+    cluster.updated_at = timezone.now()
+    try:
+        cluster.full_clean(exclude=["kubeconfig_encrypted", "aws_credentials_encrypted", "api_server"],
+                           validate_constraints=False)
+    except ValidationError as exc:
+        raise InvalidSpec("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items()),
+                          fields=exc.message_dict) from exc
+    try:
+        with transaction.atomic():
+            cluster.save()
+    except IntegrityError as exc:
+        raise Conflict(f"Another enabled cluster already serves {cluster.vendor}/{cluster.region}",
+                       code="cluster_exists") from exc
+    if diff:
+        audit_record(actor=actor, action="cluster.update", target=cluster.name, diff=diff)
     return cluster

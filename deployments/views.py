@@ -8,9 +8,8 @@ from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from controlplane.models import Role
-from controlplane.views import error_responses
+from controlplane.views import caller_account, error_responses
 from endpoints.selectors import endpoint_get
-from endpoints.views import caller_account
 
 from .logs import endpoint_logs
 

@@ -1,15 +1,15 @@
-"""Admin for endpoints: filter by state, account and accelerator; status read-only; events inline."""
+"""Admin for endpoints (filter by state, account and accelerator; status read-only; events inline) and for
+quotas, with what the account's endpoints hold."""
 
 from django.contrib import admin, messages
 
 from controlplane.errors import DomainError
+from quotas.models import Quota
+from quotas.services import quota_set
 
 from .models import Endpoint, EndpointEvent
+from .quota import quota_usage
 from .services import endpoint_delete
-
-STATUS_FIELDS = ["state", "message", "url", "pinned_revision", "ready_replica", "target_replica", "generation",
-                 "observed_generation", "private_service_name", "first_applied_at", "last_reconciled_at",
-                 "created_at", "created_by", "updated_at", "updated_by"]
 
 
 class EndpointEventInline(admin.TabularInline):
@@ -53,3 +53,19 @@ class EndpointAdmin(admin.ModelAdmin):
             endpoint_delete(account=endpoint.account, name=endpoint.name, actor=request.user)
         except DomainError as exc:  # gone meanwhile, say: report it, never a 500
             self.message_user(request, f"{endpoint.account.slug}/{endpoint.name}: {exc}", messages.WARNING)
+
+
+@admin.register(Quota)
+class QuotaAdmin(admin.ModelAdmin):
+    list_display = ["account", "accelerator", "limit", "usage", "updated_at"]
+    list_filter = ["accelerator"]
+    search_fields = ["account__slug"]
+    list_select_related = ["account"]
+    readonly_fields = ["usage"]
+
+    @admin.display(description="in use")
+    def usage(self, obj: Quota) -> int:
+        return quota_usage(account=obj.account)[obj.accelerator]
+
+    def save_model(self, request, obj, form, change):
+        quota_set(account=obj.account, accelerator=obj.accelerator, limit=obj.limit, actor=request.user)

@@ -1,7 +1,7 @@
 """Idle scale-to-zero: endpoints with ``minReplica`` 0 and a ``scaleToZeroTimeout`` that saw no request
 for that many minutes are scaled to zero; the gateway wakes them on the next request.
 
-Idle time runs from the later of the last request the gateway recorded (``endpoints.routes.activity_get``)
+Idle time runs from the later of the last request the gateway recorded (``controlplane.feed.activity_get``)
 and the endpoint's last spec or intent change (a just-created or just-woken endpoint is not idle).
 """
 
@@ -13,9 +13,9 @@ from django.db.models import Q
 from django.utils import timezone
 
 from controlplane.errors import DomainError
+from controlplane.feed import activity_get
 
 from .models import Endpoint, Intent, State
-from .routes import activity_get
 from .services import endpoint_scale_to_zero
 
 log = logging.getLogger(__name__)

@@ -94,11 +94,6 @@ class Endpoint(models.Model):
     def __str__(self) -> str:
         return f"{self.account.slug}/{self.name}"
 
-    @property
-    def quota_units(self) -> int:
-        """Capacity this endpoint holds against its account's quota: maxReplica x units per replica."""
-        return 0 if self.intent == Intent.PAUSE else self.max_replica * self.instance.quota_units
-
 
 class EndpointEvent(models.Model):
     """Append-only lifecycle and audit log of one endpoint; deleted with it."""

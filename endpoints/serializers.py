@@ -18,20 +18,20 @@ from controlplane.fields import (
     StrictListField,
     unstorable_text,
 )
-from controlplane.validators import FullMatchValidator
-
-from .catalog import (
+from controlplane.images import (
     CONTAINER_VARIANTS,
     FRAMEWORKS,
     IMAGE_VARIANTS,
     device_env,
     engine_env_name,
 )
-from .models import EndpointType
+from controlplane.names import ENDPOINT_NAME_PATTERN
+from controlplane.validators import FullMatchValidator
 
-NAME_RE = r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$"
+from .models import EndpointType
+from .scaling import MEASURES
+
 MAX_REPLICA_LIMIT = 100
-MEASURES = {"hardwareUsage": (1.0, 100.0), "pendingRequests": (0.01, 10000.0)}
 MASK = "********"
 ENGINE_OPTION_RE = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,63}$")
 DEVICE_ENV_MESSAGE = ("Device-selection variables (NVIDIA_*, CUDA_VISIBLE_DEVICES and the like) are set by the "
@@ -39,7 +39,7 @@ DEVICE_ENV_MESSAGE = ("Device-selection variables (NVIDIA_*, CUDA_VISIBLE_DEVICE
 
 
 class EnvField(StrictDictField):
-    """Environment variables a tenant sets: device-selection names refused (``catalog.DEVICE_ENV_DENYLIST``)."""
+    """Environment variables a tenant sets: device-selection names refused (``controlplane.images.DEVICE_ENV_DENYLIST``)."""
 
     def __init__(self, **kwargs):
         super().__init__(refuse=device_env, refuse_message=DEVICE_ENV_MESSAGE, **kwargs)
@@ -210,7 +210,8 @@ class EndpointSpecSerializer(serializers.Serializer):
     """A whole endpoint spec: the create body, and an update body once merged into the stored spec."""
 
     name = StrictCharField(max_length=32, validators=[
-        FullMatchValidator(NAME_RE, "Lowercase letters, digits and '-', starting and ending with a letter or digit.")])
+        FullMatchValidator(ENDPOINT_NAME_PATTERN,
+                           "Lowercase letters, digits and '-', starting and ending with a letter or digit.")])
     type = serializers.ChoiceField(choices=EndpointType.values, default=EndpointType.AUTHENTICATED)
     provider = ProviderSerializer()
     compute = ComputeSerializer()

@@ -2,60 +2,50 @@
 
 Each service is one transaction that locks the account row (admission and name checks serialise per
 account) and then the endpoint row, validates, writes the spec, bumps ``generation`` when the spec
-changed, appends an event, and after commit publishes the endpoint's route to the gateway
-(``endpoints.routes``) and enqueues ``reconcile_endpoint_task``.
+changed, appends an event, and after commit sends ``endpoints.signals.endpoint_changed`` (the layer
+above publishes the endpoint's gateway route on it) and queues a reconcile.
 None of them calls Kubernetes, AWS or the Hub.
 
 The state an intent implies is visible at once (pause -> paused, resume -> pending, scale to zero ->
 scaledToZero, delete -> deleting), as the HF API answers; the reconciler derives every other state.
 """
 
-import logging
-
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from controlplane.encryption import decrypt_json, encrypt_json
 from controlplane.errors import Conflict, InvalidSpec
+from controlplane.images import MANAGED_TASKS, MANAGED_VARIANTS, image_registry
+from controlplane.locks import account_lock
 from controlplane.models import Account
+from controlplane.queue import RECONCILE_ENDPOINT, enqueue
 from controlplane.services import audit_record
 from quotas.selectors import instance_get
-from quotas.services import account_lock, quota_reserve
 
-from .catalog import MANAGED_TASKS, MANAGED_VARIANTS, image_registry
 from .errors import EndpointNotFound, StateConflict
-from .locks import endpoint_lock_key
+from .locks import endpoint_try_lock_for_transaction
 from .models import Endpoint, EndpointEvent, Intent, State
-from .routes import route_publish, route_publish_on_commit
+from .quota import quota_reserve
 from .serializers import MASK, EndpointSpecSerializer
+from .signals import endpoint_changed
 from .spec import deep_merge, spec_diff, stored_spec
-
-log = logging.getLogger(__name__)
 
 RESPEC_FIELDS = ("model.repository", "model.revision")
 
 
-def reconcile_enqueue(endpoint_id: int) -> None:
-    """Queue a reconcile. A broker outage is logged, not raised: the beat sweep finds unconverged rows."""
-    from workers.tasks import reconcile_endpoint_task
-
-    try:
-        reconcile_endpoint_task.apply_async(args=[endpoint_id], retry=False)
-    except Exception as exc:  # the broker is down or refusing; Postgres already holds the truth
-        log.warning("reconcile.enqueue_failed endpoint=%s error=%s", endpoint_id, type(exc).__name__)
-
-
-def _after_commit(endpoint: Endpoint) -> None:
-    """One callback after commit: tell the endpoint gateway (``endpoints.routes``), then queue a reconcile."""
+def _changed_on_commit(endpoint: Endpoint, *, reconcile: bool = True) -> None:
+    """One callback after commit: say the endpoint changed (its gateway route is published on that), then
+    queue a reconcile (a broker outage is logged: the beat sweep finds unconverged rows)."""
     account_slug, name, endpoint_id = endpoint.account.slug, endpoint.name, endpoint.pk
 
-    def publish_and_enqueue() -> None:
-        route_publish(account_slug=account_slug, name=name)
-        reconcile_enqueue(endpoint_id)
+    def changed() -> None:
+        endpoint_changed.send(sender=Endpoint, account_slug=account_slug, name=name, endpoint_id=endpoint_id)
+        if reconcile:
+            enqueue(RECONCILE_ENDPOINT, endpoint_id)
 
-    transaction.on_commit(publish_and_enqueue)
+    transaction.on_commit(changed)
 
 
 def event_record(*, endpoint: Endpoint, kind: str, actor: AbstractBaseUser | None, message: str = "",
@@ -189,7 +179,7 @@ def endpoint_create(*, account: Account, spec: dict, actor: AbstractBaseUser | N
     event_record(endpoint=endpoint, kind="create", actor=actor, message="Endpoint created",
                  diff={k: v for k, v in spec_diff({}, stored_spec(endpoint)).items() if v[1] not in (None, [], {})},
                  to_state=endpoint.state)
-    _after_commit(endpoint)
+    _changed_on_commit(endpoint)
     return endpoint
 
 
@@ -225,7 +215,9 @@ def endpoint_update(*, account: Account, name: str, patch: dict, actor: Abstract
     image, password = _split_registry_password(spec["model"]["image"], old_password, endpoint.image)
     spec["model"]["image"] = image
 
-    diff = spec_diff(old_spec, _comparable(spec))
+    old_instance, old_max_replica = endpoint.instance, endpoint.max_replica
+    _assign(endpoint, spec, instance, secrets, password)  # in memory: saved only if something changed
+    diff = spec_diff(old_spec, stored_spec(endpoint))
     if secrets != old_secrets:
         diff["model.secrets"] = [sorted(old_secrets), sorted(secrets)]  # keys only, never values
     if password != old_password:
@@ -234,11 +226,9 @@ def endpoint_update(*, account: Account, name: str, patch: dict, actor: Abstract
         return endpoint
 
     holds_quota = endpoint.intent != Intent.PAUSE
-    if holds_quota and (instance.pk != endpoint.instance_id or compute["scaling"]["maxReplica"] > endpoint.max_replica
-                        or instance.quota_units != endpoint.instance.quota_units):
-        quota_reserve(account=account, instance=instance, max_replica=compute["scaling"]["maxReplica"],
-                      endpoint_id=endpoint.pk)
-    _assign(endpoint, spec, instance, secrets, password)
+    if holds_quota and (instance.pk != old_instance.pk or endpoint.max_replica > old_max_replica
+                        or instance.quota_units != old_instance.quota_units):
+        quota_reserve(account=account, instance=instance, max_replica=endpoint.max_replica, endpoint_id=endpoint.pk)
     if any(field in diff for field in RESPEC_FIELDS):
         endpoint.pinned_revision = None
     from_state = endpoint.state
@@ -249,29 +239,8 @@ def endpoint_update(*, account: Account, name: str, patch: dict, actor: Abstract
     endpoint.save()
     event_record(endpoint=endpoint, kind="update", actor=actor, message="Endpoint updated", diff=diff,
                  from_state=from_state, to_state=endpoint.state)
-    _after_commit(endpoint)
+    _changed_on_commit(endpoint)
     return endpoint
-
-
-def _comparable(spec: dict) -> dict:
-    """A validated spec in the shape of ``stored_spec`` (no secrets, measure as stored), for diffing."""
-    scaling = spec["compute"]["scaling"]
-    measure = scaling.get("measure")
-    if not measure and scaling.get("metric"):
-        measure = {scaling["metric"]: None}
-    return {
-        "name": spec["name"], "type": spec["type"], "provider": dict(spec["provider"]),
-        "compute": {"accelerator": spec["compute"]["accelerator"], "instanceType": spec["compute"]["instanceType"],
-                    "instanceSize": spec["compute"]["instanceSize"],
-                    "scaling": {"minReplica": scaling["minReplica"], "maxReplica": scaling["maxReplica"],
-                                "scaleToZeroTimeout": scaling.get("scaleToZeroTimeout"), "measure": measure}},
-        "model": {k: spec["model"].get(k) for k in ("repository", "revision", "framework", "task", "image", "env",
-                                                     "command", "args")},
-        "tags": list(spec.get("tags") or []),
-        "route": {k: v for k, v in (spec.get("route") or {}).items() if v is not None} or None,
-        "cacheHttpResponses": bool(spec.get("cacheHttpResponses")),
-        "privateService": dict(spec["privateService"]) if spec.get("privateService") else None,
-    }
 
 
 def _intent_change(endpoint: Endpoint, *, intent: str, state: str, message: str, kind: str, actor) -> Endpoint:
@@ -284,7 +253,7 @@ def _intent_change(endpoint: Endpoint, *, intent: str, state: str, message: str,
     endpoint.save()
     event_record(endpoint=endpoint, kind=kind, actor=actor, message=message,
                  diff={"intent": [from_intent, intent]}, from_state=from_state, to_state=state)
-    _after_commit(endpoint)
+    _changed_on_commit(endpoint)
     return endpoint
 
 
@@ -367,8 +336,8 @@ def endpoint_delete(*, account: Account, name: str, actor: AbstractBaseUser | No
     endpoint = _locked_endpoint(account, name)
     if endpoint.intent == Intent.DELETE:
         return
-    if endpoint.first_applied_at is None and _try_lock(endpoint.pk):
-        route_publish_on_commit(endpoint)
+    if endpoint.first_applied_at is None and endpoint_try_lock_for_transaction(endpoint.pk):
+        _changed_on_commit(endpoint, reconcile=False)
         _delete_audit(endpoint, actor, to_state=None)
         endpoint.delete()
         return
@@ -377,8 +346,3 @@ def endpoint_delete(*, account: Account, name: str, actor: AbstractBaseUser | No
                    kind="delete", actor=actor)
 
 
-def _try_lock(endpoint_id: int) -> bool:
-    """Take the endpoint's reconcile lock for this transaction, if no reconcile holds it."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [endpoint_lock_key(endpoint_id)])
-        return bool(cursor.fetchone()[0])

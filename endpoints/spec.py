@@ -7,10 +7,11 @@ is deep-merged into the stored spec: objects merge key by key, while the keys in
 
 from copy import deepcopy
 
+from controlplane.images import image_health_route
 from controlplane.wire import iso_z
 
-from .catalog import DEFAULT_THRESHOLD, image_health_route
 from .models import Endpoint
+from .scaling import scaling_target
 from .serializers import MASK
 
 REPLACED_WHOLE = frozenset({
@@ -35,9 +36,7 @@ def deep_merge(base: dict, patch: dict, _path: str = "") -> dict:
 
 
 def scaling_measure(endpoint: Endpoint) -> tuple[str, float]:
-    metric = endpoint.scaling_metric or "hardwareUsage"
-    threshold = endpoint.scaling_threshold
-    return metric, DEFAULT_THRESHOLD[metric] if threshold is None else threshold
+    return scaling_target(endpoint.scaling_metric, endpoint.scaling_threshold)
 
 
 def public_image(image: dict) -> dict:

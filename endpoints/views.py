@@ -6,9 +6,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from controlplane.models import Role
-from controlplane.selectors import account_get_for_caller
 from controlplane.serializers import EmptySerializer
-from controlplane.views import body_error_responses, error_responses
+from controlplane.views import body_error_responses, caller_account, error_responses
 from controlplane.wire import iso_z
 
 from . import selectors, services
@@ -21,11 +20,6 @@ from .serializers import (
     EndpointUpdateSerializer,
 )
 from .spec import render
-
-
-def caller_account(request: Request, namespace: str, need: str):
-    return account_get_for_caller(user=request.user, token=request.auth if request.auth else None,
-                                  namespace=namespace, need=need)
 
 
 class EndpointCollectionView(APIView):

@@ -12,7 +12,7 @@ import time
 
 from redis.exceptions import RedisError
 
-from .records import ACTIVITY
+from controlplane.records import ACTIVITY
 
 log = logging.getLogger(__name__)
 

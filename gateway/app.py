@@ -5,7 +5,7 @@ Addressing (checked in this order):
 0. A request target that is not a path (``OPTIONS *``, ``CONNECT host:port``) -> 400.
 1. ``/_gateway/healthz``, ``/_gateway/readyz``, ``/_gateway/metrics``: the gateway's own routes, on any
    Host (the ``/_gateway/`` prefix is reserved: endpoints never see it). Metrics need the metrics token.
-2. Host style: ``Host: <host id>.<domain>`` (``deployments.names.host_id``) -> that endpoint, path as sent,
+2. Host style: ``Host: <host id>.<domain>`` (``controlplane.names.host_id``) -> that endpoint, path as sent,
    only when ``<domain>`` is the ingress domain of the endpoint's cluster (the route's ``domain``).
 3. ``/healthz``, ``/readyz``, ``/metrics`` when the Host is not an endpoint's (probes and scrapes reach the
    pod by IP).
@@ -21,7 +21,6 @@ import functools
 import hmac
 import json
 import logging
-import re
 import time
 from urllib.parse import unquote
 
@@ -31,9 +30,9 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from yarl import URL
 
-from deployments.names import host_id
+from controlplane.names import ACCOUNT_NAME_RE, ENDPOINT_NAME_RE, host_id, host_name_candidate
 
-from . import metrics, records
+from . import metrics
 from .access import authorize, bearer
 from .activity import Activity
 from .cache import Cache, TooManyMisses, Unverifiable
@@ -48,8 +47,6 @@ log = logging.getLogger(__name__)
 
 RESERVED = "/_gateway/"
 OWN = frozenset({"/healthz", "/readyz", "/metrics"})
-NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$")
-ACCOUNT_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?$")
 RETRY_QUEUE_FULL = 5
 CLIENT_CLOSED = 499  # counted (as 4xx) for requests whose client hung up first, as nginx logs them
 RETRY_WAKING = 10
@@ -154,7 +151,7 @@ class Gateway:
     async def _resolve(self, request: web.BaseRequest, path: str, client: str) -> tuple[dict, str, str] | None:
         host = (request.host or "").lower()
         label, _, domain = host.partition(".")
-        if records.host_name_candidate(label):
+        if host_name_candidate(label):
             route = await self.cache.get("route", label, client)
             if route is not None and route.get("domain") in (domain, _without_port(domain)):
                 return route, path, ""
@@ -162,7 +159,7 @@ class Gateway:
         if len(segments) < 3:
             return None
         account, name = unquote(segments[1]), unquote(segments[2])
-        if not (NAME_RE.match(name) and ACCOUNT_RE.match(account)):
+        if not (ENDPOINT_NAME_RE.match(name) and ACCOUNT_NAME_RE.match(account)):
             return None
         route = await self.cache.get("route", cached_host_id(account, name), client)
         if route is None or route["account"] != account or route["name"] != name:

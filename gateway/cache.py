@@ -1,6 +1,6 @@
 """The gateway's memory of routes, tokens and grants, kept current by the Redis feed.
 
-Contract of ``Cache.get(kind, key)`` (kinds and records: ``gateway.records``):
+Contract of ``Cache.get(kind, key)`` (kinds and records: ``controlplane.records``):
 
 - **Warm** (the entry was read or pushed while the feed subscription has been up): answered from memory,
   no I/O at all. Once older than ``cache_max_age`` it is re-read from Redis in the background (a safety
@@ -18,7 +18,7 @@ Contract of ``Cache.get(kind, key)`` (kinds and records: ``gateway.records``):
 Feed messages update entries already in memory (a newer version wins) and are passed to ``on_route``.
 
 Trust: every stored value and feed message must carry the record key's signature
-(``gateway.records``); one that does not is counted in ``gateway_records_rejected_total`` and treated
+(``controlplane.records``); one that does not is counted in ``gateway_records_rejected_total`` and treated
 as absent (a stored one is then read from the database, whose answer replaces it in Redis). A stored
 record older than the record TTL cannot be a current one (every write sets that TTL) and is treated the
 same way, which bounds the replay of a captured genuine record.
@@ -40,7 +40,8 @@ import psycopg
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from . import records
+from controlplane import records
+
 from .metrics import FEED_CONNECTED, LOOKUPS, RECORDS_REJECTED
 
 log = logging.getLogger(__name__)

@@ -9,9 +9,9 @@ import logging
 
 import psycopg
 
-from deployments.names import host_id
+from controlplane import records
+from controlplane.names import host_id, host_name_candidate
 
-from . import records
 from .metrics import DB_QUERIES
 
 log = logging.getLogger(__name__)
@@ -72,9 +72,9 @@ class Database:
             raise AssertionError("unreachable")
 
     async def load(self, kind: str, key: str) -> dict | None:
-        """The record of ``kind``/``key`` as ``gateway.records`` builds it, or None when absent."""
+        """The record of ``kind``/``key`` as ``controlplane.records`` builds it, or None when absent."""
         if kind == "route":
-            name = records.host_name_candidate(key)
+            name = host_name_candidate(key)
             if name is None:
                 return None
             columns = ("id", "name", "type", "state", "intent", "message", "image", "account_id", "account_slug",

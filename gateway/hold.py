@@ -24,11 +24,12 @@ import time
 import aiohttp
 from celery import Celery
 
+from controlplane.records import WAKE_TASK
+
 from .metrics import WAKEUPS
 
 log = logging.getLogger(__name__)
 SERVING = frozenset({"running", "updating", "updateFailed"})
-WAKE_TASK = "workers.endpoint_wake"
 
 
 class QueueFull(Exception):

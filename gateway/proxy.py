@@ -13,9 +13,10 @@ import logging
 import aiohttp
 from aiohttp import web
 
+from controlplane.records import TOKEN_PREFIX
+
 from .clients import forwarded_chain
 from .errors import error
-from .records import TOKEN_PREFIX
 
 log = logging.getLogger(__name__)
 

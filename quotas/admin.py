@@ -1,9 +1,9 @@
-"""Admin for the instance catalog, quotas (with live usage) and quota requests (approve / reject)."""
+"""Admin for the instance catalog and quota requests (approve / reject). The quota admin shows what endpoints
+hold, so ``endpoints.admin`` registers it."""
 
 from django.contrib import admin, messages
 
-from .models import InstanceType, Quota, QuotaRequest
-from .selectors import quota_usage
+from .models import InstanceType, QuotaRequest
 from .services import quota_request_decide
 
 
@@ -14,24 +14,6 @@ class InstanceTypeAdmin(admin.ModelAdmin):
     list_filter = ["vendor", "region", "accelerator", "status"]
     list_editable = ["status"]
     search_fields = ["instance_type", "architecture"]
-
-
-@admin.register(Quota)
-class QuotaAdmin(admin.ModelAdmin):
-    list_display = ["account", "accelerator", "limit", "usage", "updated_at"]
-    list_filter = ["accelerator"]
-    search_fields = ["account__slug"]
-    list_select_related = ["account"]
-    readonly_fields = ["usage"]
-
-    @admin.display(description="in use")
-    def usage(self, obj: Quota) -> int:
-        return quota_usage(account=obj.account)[obj.accelerator]
-
-    def save_model(self, request, obj, form, change):
-        from .services import quota_set
-
-        quota_set(account=obj.account, accelerator=obj.accelerator, limit=obj.limit, actor=request.user)
 
 
 @admin.register(QuotaRequest)

@@ -5,6 +5,8 @@ memory figures for accelerator instances are not in the public table: they are t
 for those accelerators (the HF client's test data gives nvidia-l4 x1 as 7 vCPUs / 30 GB).
 """
 
+from controlplane.images import DEVICE_RESOURCE
+
 REGIONS = {
     "aws": [("us-east-1", "N. Virginia"), ("eu-west-1", "Ireland")],
     "azure": [("eastus", "Virginia")],
@@ -61,7 +63,6 @@ CATALOG = [
 # Reserved in the HF client's own test data; kept so `hf endpoints hardware --all` shows the status.
 RESERVED = {("gcp", "nvidia-a100", "x8")}
 
-ACCELERATOR_RESOURCE = {"cpu": "", "gpu": "nvidia.com/gpu", "neuron": "aws.amazon.com/neuron"}
 NODE_LABEL = "inference.controlplane.dev/instance-type"
 
 
@@ -69,7 +70,7 @@ def rows() -> list[dict]:
     """Every catalog row as InstanceType field values."""
     out = []
     for vendor, accelerator, instance_type, architecture, status, sizes in CATALOG:
-        resource = ACCELERATOR_RESOURCE[accelerator]
+        resource = DEVICE_RESOURCE.get(accelerator, "")
         tolerations = [{"key": resource, "operator": "Exists", "effect": "NoSchedule"}] if resource else []
         for region, region_label in REGIONS[vendor]:
             for size, vcpus, mem, count, acc_mem, price in sizes:

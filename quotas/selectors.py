@@ -1,7 +1,6 @@
 """Reads of the catalog, quotas and usage."""
 
 from django.conf import settings
-from django.db.models import Case, F, IntegerField, Sum, When
 
 from controlplane.models import Account
 
@@ -47,38 +46,6 @@ def quota_limits(*, account: Account) -> dict[str, int]:
     limits = {acc: default_limit(acc) for acc in Accelerator.values}
     limits.update(dict(Quota.objects.filter(account=account).values_list("accelerator", "limit")))
     return limits
-
-
-def _units():
-    return Case(When(instance__accelerator="cpu", then=F("instance__vcpus")),
-                default=F("instance__accelerator_count"), output_field=IntegerField())
-
-
-def quota_usage(*, account: Account, exclude_endpoint_id: int | None = None) -> dict[str, int]:
-    """Units held per accelerator: Σ maxReplica × units per replica over endpoints not paused.
-
-    Scaled-to-zero endpoints count (as on HF); a deleting endpoint counts until its row is gone.
-    """
-    from endpoints.models import Endpoint, Intent
-
-    rows = Endpoint.objects.filter(account=account).exclude(intent=Intent.PAUSE)
-    if exclude_endpoint_id is not None:
-        rows = rows.exclude(pk=exclude_endpoint_id)
-    usage = {acc: 0 for acc in Accelerator.values}
-    for row in rows.values("instance__accelerator").annotate(units=Sum(F("max_replica") * _units())).order_by():
-        usage[row["instance__accelerator"]] = row["units"] or 0
-    return usage
-
-
-def quota_breakdown(*, account: Account) -> list[dict]:
-    """Per-endpoint holdings for the quota API."""
-    from endpoints.models import Endpoint, Intent
-
-    rows = (Endpoint.objects.filter(account=account).select_related("instance").order_by("name"))
-    return [{"name": ep.name, "accelerator": ep.instance.accelerator, "instance": ep.instance.compute_id,
-             "maxReplica": ep.max_replica, "unitsPerReplica": ep.instance.quota_units,
-             "units": 0 if ep.intent == Intent.PAUSE else ep.max_replica * ep.instance.quota_units,
-             "state": ep.state} for ep in rows]
 
 
 def quota_request_list(*, account: Account) -> list[QuotaRequest]:

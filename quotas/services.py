@@ -5,12 +5,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from controlplane.errors import Conflict, InvalidSpec
+from controlplane.locks import account_lock
 from controlplane.models import Account
 from controlplane.services import audit_record
 
-from .errors import QuotaExceeded
 from .models import Accelerator, InstanceType, Quota, QuotaRequest
-from .selectors import UNIT, default_limit, quota_limits, quota_usage
+from .selectors import default_limit, quota_limits
 
 
 def quota_defaults_create(*, account: Account) -> None:
@@ -20,33 +20,10 @@ def quota_defaults_create(*, account: Account) -> None:
                                     defaults={"limit": default_limit(accelerator)})
 
 
-def account_lock(*, account: Account) -> Account:
-    """Lock the account row for the rest of the transaction: every admission for it serialises here."""
-    return Account.objects.select_for_update().get(pk=account.pk)
-
-
-def quota_reserve(*, account: Account, instance: InstanceType, max_replica: int,
-                  endpoint_id: int | None = None) -> None:
-    """Admit ``max_replica`` replicas of ``instance`` for an endpoint of ``account``, or raise QuotaExceeded.
-
-    Must run inside the transaction that writes the spec; it locks the account row, so concurrent
-    admissions for one account are serialised and can never over-admit. ``endpoint_id`` excludes that
-    endpoint's current holding (an update replaces it). Writes nothing.
-    """
-    if not transaction.get_connection().in_atomic_block:
-        raise RuntimeError("quota_reserve must run inside the spec change's transaction")
-    account_lock(account=account)
-    accelerator = instance.accelerator
-    limit = quota_limits(account=account)[accelerator]
-    used = quota_usage(account=account, exclude_endpoint_id=endpoint_id)[accelerator]
-    need = max_replica * instance.quota_units
-    if used + need > limit:
-        unit = UNIT[accelerator]
-        raise QuotaExceeded(
-            f"Quota exceeded for {accelerator} in '{account.slug}': limit {limit} {unit}, "
-            f"in use {used}, this request needs {need} ({max_replica} × {instance.compute_id})",
-            accelerator=accelerator, limit=limit, usage=used, need=need,
-        )
+def quota_defaults_on_create(sender, instance: Account, created: bool, raw: bool = False, **_kwargs) -> None:
+    """``post_save`` receiver for accounts: a new one gets its default quotas (not when loading fixtures)."""
+    if created and not raw:
+        quota_defaults_create(account=instance)
 
 
 @transaction.atomic

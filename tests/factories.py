@@ -28,7 +28,7 @@ def make_token(user, role: str = "write", *, expired: bool = False, revoked: boo
     if revoked:
         type(token).objects.filter(pk=token.pk).update(revoked_at=timezone.now())
     if expired or revoked:  # as the services do: the endpoint gateway hears of it after commit
-        from endpoints.routes import token_publish_on_commit
+        from controlplane.feed import token_publish_on_commit
 
         token_publish_on_commit(token)
     return secret

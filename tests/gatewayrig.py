@@ -27,8 +27,9 @@ from aiohttp import web
 from django.conf import settings
 from django.db import connection
 
-from deployments.names import host_id
-from endpoints import routes, services
+from controlplane.names import host_id
+from deployments import feed
+from endpoints import services
 from endpoints.models import Endpoint
 from tests.factories import endpoint_spec
 
@@ -292,7 +293,7 @@ def deploy(account, name: str, type_: str, actor, **overrides) -> Endpoint:
 
 def set_state(endpoint: Endpoint, state: str, **fields) -> Endpoint:
     Endpoint.objects.filter(pk=endpoint.pk).update(state=state, **fields)
-    routes.route_publish(account_slug=endpoint.account.slug, name=endpoint.name)
+    feed.route_publish(account_slug=endpoint.account.slug, name=endpoint.name)
     return Endpoint.objects.select_related("account").get(pk=endpoint.pk)
 
 

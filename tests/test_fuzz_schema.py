@@ -39,8 +39,8 @@ from schemathesis.specs.openapi.checks import (
 
 from controlplane.errors import DomainError
 from controlplane.fields import ENV_NAME_RE
+from controlplane.names import ENDPOINT_NAME_PATTERN as NAME_RE
 from endpoints.models import Endpoint
-from endpoints.serializers import NAME_RE
 from endpoints.services import endpoint_create, endpoint_pause
 from quotas.services import quota_set
 from tests.factories import endpoint_spec, make_org, make_token, make_user

@@ -308,8 +308,8 @@ def test_redis_outage_serves_fresh_memory_and_refuses_the_unverifiable(gateway, 
         assert error_of(r) == (503, "gateway_unavailable") and r.headers["Retry-After"]
         assert gw.get("/readyz").status_code == 200  # stays in service for what it can verify
         # Revoked during the outage, and the publication is lost too (the web process cannot reach Redis).
+        from controlplane.feed import _client
         from controlplane.services import token_revoke
-        from endpoints.routes import _client
 
         settings.REDIS_URL = "redis://127.0.0.1:1/0"
         _client.cache_clear()

@@ -9,8 +9,8 @@ import pytest
 import redis
 from django.conf import settings
 
-from deployments.names import host_id
-from gateway import records
+from controlplane import records
+from controlplane.names import host_id
 from gateway.config import Config
 from gateway.db import Database
 from tests.factories import endpoint_spec, make_org, make_token, make_user

@@ -15,9 +15,9 @@ import redis
 import requests
 from django.conf import settings
 
-from deployments.names import host_id
+from controlplane import records
+from controlplane.names import host_id
 from endpoints import services
-from gateway import records
 from tests.factories import make_token, make_user
 from tests.gatewayrig import deploy, error_of, host
 

@@ -205,7 +205,7 @@ def test_idle_sweep_scales_to_zero_after_the_timeout_with_a_controlled_clock(gat
 
 
 def test_idle_sweep_does_nothing_when_activity_cannot_be_read(gateway_prefix, gateway_cluster, settings):
-    from endpoints.routes import _client
+    from controlplane.feed import _client
 
     alice = make_user("alice")
     deploy(alice.personal_account, "idle", "public", alice, **ZERO_SCALING)

@@ -367,7 +367,9 @@ def test_configuration_is_production_and_in_cluster_by_default():
     objects = rendered("minimal-values")
     config = one(objects, "ConfigMap")["data"]
     assert config["DJANGO_DEBUG"] == "false"
-    assert config["KUBERNETES_IN_CLUSTER"] == "true"
+    worker = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("-worker"))
+    assert worker["spec"]["template"]["spec"]["automountServiceAccountToken"] is True
+    assert any(o["kind"] == "ClusterRoleBinding" for o in objects)
     assert config["GATEWAY_BIND"] == "0.0.0.0:8080"
     # The per-endpoint NetworkPolicy admits the gateway's pods: this release's, in this namespace.
     gateway_pods = one(objects, "Deployment", "gateway")["spec"]["template"]["metadata"]["labels"]

@@ -221,8 +221,7 @@ def test_item20_a_private_foo_and_an_endpoint_named_foo_private_render_distinct_
 
 
 def test_item20_no_two_endpoints_objects_share_a_name_whatever_they_are_called():
-    from deployments.names import endpoint_object_name
-    from endpoints.catalog import OBJECT_NAME_SUFFIXES
+    from controlplane.names import OBJECT_NAME_SUFFIXES, endpoint_object_name
 
     names = ["foo", "foo-private", "private", "private-ep-foo", "ep-foo", "secrets-x", "foo-gateway", "a"]
     objects = [endpoint_object_name(n, s) for n in names for s in ("", *OBJECT_NAME_SUFFIXES)]

@@ -129,7 +129,7 @@ def stored(kind: str, key: str):
     import redis
     from django.conf import settings
 
-    from gateway import records
+    from controlplane import records
 
     client = redis.Redis.from_url(settings.REDIS_URL)
     try:
@@ -275,7 +275,7 @@ def test_item18_deleting_endpoints_in_the_admin_goes_through_the_service(client,
 
 
 def _host(account: str, name: str) -> str:
-    from deployments.names import host_id
+    from controlplane.names import host_id
 
     return host_id(account, name)
 

@@ -3,10 +3,10 @@
 - ``endpoints.spec.deep_merge`` (the update semantics): ``{}`` is the identity, merging a patch twice
   equals merging it once, ``REPLACED_WHOLE`` paths are replaced, whatever the patch does not name is
   untouched, and neither argument is modified.
-- Kubernetes and host names (``deployments.names``, read-only here): always DNS-1123 labels of at most 63
+- Kubernetes and host names (``controlplane.names``, read-only here): always DNS-1123 labels of at most 63
   characters, deterministic, and distinct for distinct inputs where Kubernetes needs them distinct.
 - Quota arithmetic: random sequences of create, update, pause, resume, scale to zero and delete through
-  the services. After every step the usage ``quotas.selectors.quota_usage`` reports equals the sum
+  the services. After every step the usage ``endpoints.quota.quota_usage`` reports equals the sum
   computed here from the rows, an admitted step never leaves usage above a limit, and a step refused
   for quota really would have exceeded it.
 """
@@ -21,15 +21,20 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, rule, run_state_machine_as_test
 
 from controlplane.errors import DomainError
-from controlplane.models import NAMESPACE_RE
-from deployments.names import dns_label, endpoint_object_name, host_id, namespace_name
+from controlplane.names import (
+    ACCOUNT_NAME_PATTERN,
+    ENDPOINT_NAME_PATTERN,
+    dns_label,
+    endpoint_object_name,
+    host_id,
+    namespace_name,
+)
 from endpoints import services
 from endpoints.models import Endpoint, Intent
-from endpoints.serializers import NAME_RE
+from endpoints.quota import quota_usage
 from endpoints.spec import REPLACED_WHOLE, deep_merge
 from quotas.errors import QuotaExceeded
 from quotas.models import InstanceType
-from quotas.selectors import quota_usage
 from quotas.services import quota_set
 from tests.factories import endpoint_spec, make_user
 
@@ -146,8 +151,8 @@ def test_neither_argument_is_modified_and_the_result_shares_nothing_with_them(ba
 
 # ---------------------------------------------------------------- names
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-ENDPOINT_NAMES = st.from_regex(NAME_RE, fullmatch=True)
-ACCOUNT_SLUGS = st.from_regex(NAMESPACE_RE, fullmatch=True)
+ENDPOINT_NAMES = st.from_regex(ENDPOINT_NAME_PATTERN, fullmatch=True)
+ACCOUNT_SLUGS = st.from_regex(ACCOUNT_NAME_PATTERN, fullmatch=True)
 
 
 def assert_label(label: str) -> None:

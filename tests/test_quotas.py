@@ -13,8 +13,8 @@ from django.db import connection
 
 from controlplane.models import AuditEvent
 from endpoints.models import Endpoint
+from endpoints.quota import quota_usage
 from quotas.models import InstanceType, QuotaRequest
-from quotas.selectors import quota_usage
 from quotas.services import quota_request_decide, quota_set
 from tests.conftest import bearer_client
 from tests.factories import endpoint_spec, make_org, make_token, make_user

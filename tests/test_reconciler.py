@@ -6,7 +6,8 @@ import time
 import pytest
 from django.utils import timezone
 
-from deployments.reconcile import Retry, endpoint_reconcile, endpoints_unconverged
+from deployments.reconcile import Retry, endpoint_reconcile
+from deployments.selectors import endpoints_unconverged
 from endpoints import services
 from endpoints.models import Endpoint, EndpointEvent
 from tests.kube_helpers import NS, converge, create, deployment

@@ -7,6 +7,8 @@ from functools import lru_cache
 from celery import shared_task
 from django.conf import settings
 
+from controlplane import queue
+
 log = logging.getLogger(__name__)
 
 
@@ -49,7 +51,7 @@ def backoff(retries: int, hint: float | None = None) -> float:
     return max(delay, hint or 0)
 
 
-@shared_task(bind=True, name="workers.reconcile_endpoint", acks_late=True, ignore_result=True, max_retries=None)
+@shared_task(bind=True, name=queue.RECONCILE_ENDPOINT, acks_late=True, ignore_result=True, max_retries=None)
 def reconcile_endpoint_task(self, endpoint_id: int, scheduled: bool = False) -> None:
     """Converge one endpoint (idempotent). Transient failures retry with backoff up to RECONCILE_MAX_RETRIES;
     past that the beat sweep picks the endpoint up again, since its status is not converged. While the
@@ -69,27 +71,24 @@ def reconcile_endpoint_task(self, endpoint_id: int, scheduled: bool = False) -> 
         reconcile_schedule(endpoint_id, outcome.requeue_after)
 
 
-@shared_task(name="workers.reconcile_sweep", acks_late=True, ignore_result=True)
+@shared_task(name=queue.RECONCILE_SWEEP, acks_late=True, ignore_result=True)
 def reconcile_sweep_task() -> int:
     """Schedule a pass for every endpoint that is not converged and has none pending; returns how many.
     Catches lost messages."""
-    from deployments.reconcile import endpoints_unconverged
+    from deployments.selectors import endpoints_unconverged
 
     return sum(reconcile_schedule(endpoint_id) for endpoint_id in endpoints_unconverged())
 
 
-@shared_task(name="workers.drift_sweep", acks_late=True, ignore_result=True)
+@shared_task(name=queue.DRIFT_SWEEP, acks_late=True, ignore_result=True)
 def drift_sweep_task() -> int:
     """Compare live objects with desired (one LIST per kind per cluster); re-enqueue what drifted."""
     from deployments.drift import drift_sweep
 
-    def enqueue(endpoint_id: int) -> None:
-        reconcile_endpoint_task.apply_async(args=[endpoint_id], retry=False)
-
-    return len(drift_sweep(enqueue=enqueue).drifted)
+    return len(drift_sweep(enqueue=lambda endpoint_id: queue.enqueue(queue.RECONCILE_ENDPOINT, endpoint_id)).drifted)
 
 
-@shared_task(name="workers.endpoint_wake", acks_late=True, ignore_result=True)
+@shared_task(name=queue.WAKE, acks_late=True, ignore_result=True)
 def endpoint_wake_task(endpoint_id: int) -> None:
     """Sent by the gateway when a request reaches a scaled-to-zero endpoint; idempotent (the gateway
     re-sends while it holds requests)."""
@@ -98,7 +97,7 @@ def endpoint_wake_task(endpoint_id: int) -> None:
     endpoint_wake(endpoint_id=endpoint_id)
 
 
-@shared_task(name="workers.idle_sweep", acks_late=True, ignore_result=True)
+@shared_task(name=queue.IDLE_SWEEP, acks_late=True, ignore_result=True)
 def idle_sweep_task() -> int:
     """Scale to zero the endpoints idle for their ``scaleToZeroTimeout``; returns how many."""
     from endpoints.idle import idle_sweep
@@ -106,12 +105,12 @@ def idle_sweep_task() -> int:
     return len(idle_sweep())
 
 
-@shared_task(name="workers.registry_refresh", acks_late=True, ignore_result=True)
+@shared_task(name=queue.REGISTRY_REFRESH, acks_late=True, ignore_result=True)
 def registry_refresh_task() -> int:
     """Re-enqueue endpoints whose ECR pull credential is due; their reconcile fetches a fresh one."""
     from deployments.registry import endpoints_with_due_credentials
 
     ids = endpoints_with_due_credentials()
     for endpoint_id in ids:
-        reconcile_endpoint_task.apply_async(args=[endpoint_id], retry=False)
+        queue.enqueue(queue.RECONCILE_ENDPOINT, endpoint_id)
     return len(ids)

@@ -11,6 +11,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from controlplane.errors import DomainError
+from controlplane.queue import RECONCILE_SWEEP, enqueue
 from deployments.services import cluster_register
 
 
@@ -58,10 +59,5 @@ class Command(BaseCommand):
                 aws_profile=o["aws_profile"], aws_ambient=o["aws_ambient"], simulated=o["simulated"], force=o["force"])
         except DomainError as exc:
             raise CommandError(exc.message) from exc
-        from workers.tasks import reconcile_sweep_task
-
-        try:
-            reconcile_sweep_task.apply_async(retry=False)  # pending endpoints there converge now, not in 15 s
-        except Exception:  # the beat sweep will get them
-            pass
+        enqueue(RECONCILE_SWEEP)  # pending endpoints there converge now, not at the next beat sweep
         self.stdout.write(cluster.name)

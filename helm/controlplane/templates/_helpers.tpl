@@ -99,7 +99,6 @@ DEFAULT_QUOTA_GPU: {{ .Values.config.defaultQuota.gpu | toString | quote }}
 DEFAULT_QUOTA_NEURON: {{ .Values.config.defaultQuota.neuron | toString | quote }}
 RECONCILE_SWEEP_SECONDS: {{ .Values.config.reconcileSweepSeconds | toString | quote }}
 DRIFT_SWEEP_SECONDS: {{ .Values.config.driftSweepSeconds | toString | quote }}
-KUBERNETES_IN_CLUSTER: {{ .Values.inCluster.enabled | toString | quote }}
 GATEWAY_BIND: "0.0.0.0:8080"
 {{- with .Values.gateway.holdTimeout }}
 GATEWAY_HOLD_TIMEOUT: {{ . | toString | quote }}

@@ -29,17 +29,16 @@ import hmac
 import json
 import re
 
-from deployments.names import endpoint_object_name, host_id, namespace_name
-from endpoints.catalog import image_health_route
+from .images import image_health_route
+from .names import SERVICE_PORT, endpoint_object_name, host_id, namespace_name
 
 KINDS = ("route", "token", "grant")
 FEED = "feed"
 ACTIVITY = "activity"  # sorted set: endpoint id -> unix seconds of the last request seen
-HOST_ID_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?-[0-9a-f]{16}$")
-HOST_HASH = 16  # hex digits of deployments.names.host_id's hash
 # Every control-plane API token starts with this; the gateway never forwards one upstream.
 TOKEN_PREFIX = "cpt_"
-SERVICE_PORT = 80
+# The task the gateway sends (by name: it imports no task code) to wake a scaled-to-zero endpoint.
+WAKE_TASK = "workers.endpoint_wake"
 
 # KEYS[1] record key, KEYS[2] feed channel; ARGV: version, record JSON ("null" = absent), ttl seconds,
 # publish flag ("1" to publish), key prefix, signature. Returns 1 when written, 0 when a newer version is
@@ -159,8 +158,3 @@ def token_record(*, user_id: int, expires_at: float | None, revoked: bool) -> di
 
 def grant_record(role: str | None) -> dict:
     return {"role": role}
-
-
-def host_name_candidate(host: str) -> str | None:
-    """The endpoint name a host id starts with, or None when ``host`` cannot be a host id."""
-    return host[:-(HOST_HASH + 1)] if HOST_ID_RE.match(host) else None

@@ -1,4 +1,6 @@
-"""What the managed image serves (tasks and their libraries), the frameworks, and the image variants."""
+"""What an endpoint can run: the managed image's tasks and their libraries, the frameworks, the image
+variants and their engines' ports, health routes and options, and the device variables no container may be
+given. Pure: the serializers, the renderer and the gateway's route records all read it."""
 
 # Tasks the managed Hugging Face inference image can serve, with the library that serves each.
 MANAGED_TASKS: dict[str, str] = {
@@ -49,14 +51,8 @@ DEVICE_ENV_DENYLIST = ("NVIDIA_", "CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "
                        "ROCR_VISIBLE_DEVICES", "GPU_DEVICE_ORDINAL", "NEURON_RT_VISIBLE_CORES",
                        "NEURON_RT_NUM_CORES", "HABANA_VISIBLE_", "TPU_VISIBLE_CHIPS")
 
-# Autoscaling thresholds when ``compute.scaling.measure`` gives none.
-DEFAULT_THRESHOLD = {"hardwareUsage": 80.0, "pendingRequests": 1.5}
-
-
-# An endpoint's Kubernetes objects are named ``ep-<name>`` and ``<suffix>-ep-<name>``: the suffix goes first so
-# that no endpoint's name can spell another endpoint's object (``ep-foo-private`` could be either a private
-# ``foo``'s Service or the Service of an endpoint ``foo-private``).
-OBJECT_NAME_SUFFIXES = ("private", "secrets", "registry", "gateway")
+# The extended resource each accelerator's devices are requested as (CPU computes request none).
+DEVICE_RESOURCE = {"gpu": "nvidia.com/gpu", "neuron": "aws.amazon.com/neuron"}
 
 DOCKER_HUB = "https://index.docker.io/v1/"
 

@@ -1,0 +1,104 @@
+"""What an account's endpoints hold against its quotas, and admission of a new holding.
+
+The limits are ``quotas``'; what is held is a sum over this app's rows, so usage and admission live here.
+"""
+
+from django.db import transaction
+from django.db.models import Case, F, IntegerField, Sum, When
+
+from controlplane.locks import account_lock
+from controlplane.models import Account
+from quotas.errors import QuotaExceeded
+from quotas.models import Accelerator, InstanceType
+from quotas.selectors import UNIT, catalog_list, quota_limits
+
+from .models import Endpoint, Intent
+
+
+def _units():
+    return Case(When(instance__accelerator="cpu", then=F("instance__vcpus")),
+                default=F("instance__accelerator_count"), output_field=IntegerField())
+
+
+def quota_usage(*, account: Account, exclude_endpoint_id: int | None = None) -> dict[str, int]:
+    """Units held per accelerator: Σ maxReplica × units per replica over endpoints not paused.
+
+    Scaled-to-zero endpoints count (as on HF); a deleting endpoint counts until its row is gone.
+    """
+    rows = Endpoint.objects.filter(account=account).exclude(intent=Intent.PAUSE)
+    if exclude_endpoint_id is not None:
+        rows = rows.exclude(pk=exclude_endpoint_id)
+    usage = {acc: 0 for acc in Accelerator.values}
+    for row in rows.values("instance__accelerator").annotate(units=Sum(F("max_replica") * _units())).order_by():
+        usage[row["instance__accelerator"]] = row["units"] or 0
+    return usage
+
+
+def quota_breakdown(*, account: Account) -> list[dict]:
+    """Per-endpoint holdings for the quota API."""
+    rows = (Endpoint.objects.filter(account=account).select_related("instance").order_by("name"))
+    return [{"name": ep.name, "accelerator": ep.instance.accelerator, "instance": ep.instance.compute_id,
+             "maxReplica": ep.max_replica, "unitsPerReplica": ep.instance.quota_units,
+             "units": 0 if ep.intent == Intent.PAUSE else ep.max_replica * ep.instance.quota_units,
+             "state": ep.state} for ep in rows]
+
+
+def quota_reserve(*, account: Account, instance: InstanceType, max_replica: int,
+                  endpoint_id: int | None = None) -> None:
+    """Admit ``max_replica`` replicas of ``instance`` for an endpoint of ``account``, or raise QuotaExceeded.
+
+    Must run inside the transaction that writes the spec; it locks the account row, so concurrent
+    admissions for one account are serialised and can never over-admit. ``endpoint_id`` excludes that
+    endpoint's current holding (an update replaces it). Writes nothing.
+    """
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("quota_reserve must run inside the spec change's transaction")
+    account_lock(account=account)
+    accelerator = instance.accelerator
+    limit = quota_limits(account=account)[accelerator]
+    used = quota_usage(account=account, exclude_endpoint_id=endpoint_id)[accelerator]
+    need = max_replica * instance.quota_units
+    if used + need > limit:
+        unit = UNIT[accelerator]
+        raise QuotaExceeded(
+            f"Quota exceeded for {accelerator} in '{account.slug}': limit {limit} {unit}, "
+            f"in use {used}, this request needs {need} ({max_replica} × {instance.compute_id})",
+            accelerator=accelerator, limit=limit, usage=used, need=need,
+        )
+
+
+def _availability(statuses: set[str]) -> str:
+    return "available" if statuses & {"available", "low_availability"} else "not_available"
+
+
+def hardware_tree(*, account: Account) -> dict:
+    """``GET /v2/provider/{ns}``: every vendor, region and compute in the catalog, each compute with the
+    account's limit and holding in its own units (vCPUs for CPU computes, devices otherwise)."""
+    limits, usage = quota_limits(account=account), quota_usage(account=account)
+    vendors: dict[str, dict[str, dict]] = {}
+    for it in catalog_list():
+        region = vendors.setdefault(it.vendor, {}).setdefault(
+            it.region, {"name": it.region, "label": it.region_label or it.region, "computes": []})
+        region["computes"].append({
+            "id": it.compute_id, "accelerator": it.accelerator, "numAccelerators": it.quota_units,
+            "numCpus": it.vcpus, "memoryGb": float(it.memory_gb), "gpuMemoryGb": it.accelerator_memory_gb,
+            "instanceType": it.instance_type, "instanceSize": it.instance_size,
+            "architecture": it.architecture, "status": it.status, "pricePerHour": float(it.price_per_hour),
+            "quota": {"maxAccelerators": limits[it.accelerator], "usedAccelerators": usage[it.accelerator]},
+        })
+    return {"vendors": [
+        {"name": vendor, "status": _availability({c["status"] for r in regions.values() for c in r["computes"]}),
+         "regions": [{**r, "status": _availability({c["status"] for c in r["computes"]})} for r in regions.values()]}
+        for vendor, regions in vendors.items()
+    ]}
+
+
+def quota_status(*, account: Account) -> dict:
+    """``GET /v2/quotas/{ns}``: limit, holding and headroom per accelerator, and each endpoint's holding."""
+    limits, usage = quota_limits(account=account), quota_usage(account=account)
+    return {
+        "namespace": account.slug,
+        "quotas": [{"accelerator": acc, "unit": UNIT[acc], "limit": limits[acc], "used": usage[acc],
+                    "available": max(limits[acc] - usage[acc], 0)} for acc in limits],
+        "endpoints": quota_breakdown(account=account),
+    }
