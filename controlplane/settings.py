@@ -361,12 +361,19 @@ SPECTACULAR_SETTINGS = {
 }
 
 # ---------------------------------------------------------------- logging
-LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+# Celery logs a line for every task a worker receives, finishes or retries and every one beat sends; with
+# sweeps every few seconds they drown everything else. Those loggers log at this level and above: WARNING
+# by default (task failures, logged as errors, still show), DEBUG when LOG_LEVEL is DEBUG.
+# (Not named CELERY_*: Celery reads every setting with that prefix as its own.)
+TASK_LOG_LEVEL = env_str("TASK_LOG_LEVEL", "DEBUG" if LOG_LEVEL == "DEBUG" else "WARNING").upper()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {"django.db.backends": {"level": "INFO"},
+                **{name: {"level": TASK_LOG_LEVEL} for name in ("celery.app.trace", "celery.worker.strategy",
+                                                                "celery.beat")}},
 }
