@@ -30,9 +30,10 @@ RUN groupadd --system --gid 10001 app \
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 COPY . .
-# Static files are collected at build time (the keys are placeholders: collectstatic needs settings,
-# not secrets, and DJANGO_DEBUG=false refuses to start without them). The bytecode is compiled here
-# because the running containers cannot write it.
+# Static files are collected at build time into /app/staticfiles, which the web process serves itself
+# (whitenoise), so the web pods need no volume for them. The keys are placeholders: collectstatic needs
+# settings, not secrets, and DJANGO_DEBUG=false refuses to start without them. The bytecode is compiled
+# here because the running containers cannot write it.
 RUN DJANGO_SECRET_KEY=build-only-placeholder SECRETS_ENCRYPTION_KEY=build-only-placeholder \
     python manage.py collectstatic --no-input \
  && python -m compileall -q /app

@@ -71,16 +71,17 @@ class DatabaseUnavailableMiddleware:
         return None
 
 
-# Every page but the API docs: scripts, styles and everything else from this origin only (the admin ships
-# its own; no page here needs a third-party script). Inline styles are allowed (the admin sets some).
+# Every response, the API docs and static files included: scripts, styles and everything else from this
+# origin only (the admin and the docs pages ship their own; no page here needs a third-party script). Inline
+# styles are allowed (the admin and Swagger UI set some).
 CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
                            "img-src 'self' data:; object-src 'none'; base-uri 'self'; form-action 'self'; "
                            "frame-ancestors 'none'")
 
 
 class ContentSecurityPolicyMiddleware:
-    """Sets ``CONTENT_SECURITY_POLICY`` on every response that has no policy of its own (controlplane.docs
-    sets a sandbox instead), so no third-party script ever runs on the admin's origin."""
+    """Sets ``CONTENT_SECURITY_POLICY`` on every response that has no policy of its own (none here sets
+    one), so no third-party script ever runs on the admin's origin."""
 
     def __init__(self, get_response):
         self.get_response = get_response

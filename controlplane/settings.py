@@ -112,6 +112,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "controlplane",
     "quotas",
     "endpoints",
@@ -124,6 +125,9 @@ MIDDLEWARE = [
     "controlplane.middleware.MalformedRequestMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "controlplane.middleware.ContentSecurityPolicyMiddleware",
+    # Static files are answered here, before sessions, auth or the database are touched; below the security
+    # and CSP middleware so that their headers (nosniff, the policy) are on static responses too.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "controlplane.middleware.DatabaseUnavailableMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -140,8 +144,16 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
 TIME_ZONE = "UTC"
 LANGUAGE_CODE = "en-us"
+# Static files (the admin's, the API docs') are served by the web process itself (whitenoise), from
+# STATIC_ROOT as `collectstatic` left it: the image collects them at build time, `make run` at start. Names
+# carry a hash of the content (cached for a year by browsers and proxies) and have gzip twins. With DEBUG on,
+# whitenoise also serves straight from the apps' directories and the pages reference the unhashed names.
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(env_str("DJANGO_STATIC_ROOT", str(BASE_DIR / "staticfiles")))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
 # Request bodies above this size are refused with 413 (an endpoint spec is a few KiB).
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("API_MAX_BODY_BYTES", 256 * 1024)
 
@@ -338,15 +350,30 @@ SPECTACULAR_SETTINGS = {
     "APPEND_COMPONENTS": {
         "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
     },
+    # Swagger UI and Redoc come from drf-spectacular-sidecar (pinned in requirements.txt) and are served as
+    # our own static files: the docs pages load nothing from another origin and run under the site-wide
+    # policy (controlplane.middleware), `script-src 'self'` included (controlplane.docs).
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # No validator badge: it would send the schema's address to validator.swagger.io.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
 }
 
 # ---------------------------------------------------------------- logging
-LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+# Celery logs a line for every task a worker receives, finishes or retries and every one beat sends; with
+# sweeps every few seconds they drown everything else. Those loggers log at this level and above: WARNING
+# by default (task failures, logged as errors, still show), DEBUG when LOG_LEVEL is DEBUG.
+# (Not named CELERY_*: Celery reads every setting with that prefix as its own.)
+TASK_LOG_LEVEL = env_str("TASK_LOG_LEVEL", "DEBUG" if LOG_LEVEL == "DEBUG" else "WARNING").upper()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {"django.db.backends": {"level": "INFO"},
+                **{name: {"level": TASK_LOG_LEVEL} for name in ("celery.app.trace", "celery.worker.strategy",
+                                                                "celery.beat")}},
 }

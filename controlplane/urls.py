@@ -30,6 +30,7 @@ urlpatterns = [
     path(f"v2/quotas/{NS}/requests", qv.QuotaRequestsView.as_view(), name="quota-requests"),
     path("api/schema/", docs.SchemaView.as_view(), name="schema"),
     path("api/docs/", docs.SwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("api/redoc/", docs.RedocView.as_view(url_name="schema"), name="redoc"),
     path("admin/", admin.site.urls),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),

@@ -6,7 +6,11 @@ a cluster with ``--ingress-domain 127.0.0.1:8080 --endpoint-url-template 'http:/
 so that ``status.url`` points there. Ctrl-C (or SIGTERM) stops every
 process; if any one of them exits, the others are stopped too and the exit code is passed on. On the
 first run of an empty database an ``admin`` operator is created and its password and an API token are
-printed once.
+printed once. Static files are collected into ``STATIC_ROOT`` first, as the image does at build time, so the
+admin and the API docs are styled with ``DJANGO_DEBUG`` on or off.
+
+Logs: every process logs at ``LOG_LEVEL`` (default INFO). Celery's line per task received, finished and
+sent by beat shows only at ``TASK_LOG_LEVEL``, which follows ``LOG_LEVEL=DEBUG`` and is WARNING otherwise.
 
 The local cluster: when no cluster serves the default region (aws/us-east-1), or the one that does is the
 local cluster an earlier run registered, the local Kubernetes cluster (``scripts.localcluster``, data in
@@ -130,17 +134,19 @@ def main() -> int:
     from controlplane.settings import DATABASE_URL
 
     port = os.environ.get("PORT", "8000")
+    log_level = (os.environ.get("LOG_LEVEL") or "INFO").upper()
     gateway_port = os.environ.get("GATEWAY_PORT", "8080")
     database_create_if_missing(DATABASE_URL)
     manage("migrate", "--no-input", "-v", "0")
+    manage("collectstatic", "--no-input", "-v", "0")
     first_operator(DATABASE_URL)
     data = Path(os.environ.get("DEVSERVICES_DATA_DIR") or REPO / ".data")
     data.mkdir(parents=True, exist_ok=True)
     commands = {
         "web": [PYTHON, "-m", "gunicorn", "controlplane.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2",
                 "--access-logfile", "-"],
-        "worker": [PYTHON, "-m", "celery", "-A", "controlplane", "worker", "--loglevel", "INFO", "--concurrency", "2"],
-        "beat": [PYTHON, "-m", "celery", "-A", "controlplane", "beat", "--loglevel", "INFO",
+        "worker": [PYTHON, "-m", "celery", "-A", "controlplane", "worker", "--loglevel", log_level, "--concurrency", "2"],
+        "beat": [PYTHON, "-m", "celery", "-A", "controlplane", "beat", "--loglevel", log_level,
                  "--schedule", str(data / "celerybeat-schedule")],
         "gateway": [PYTHON, "-m", "gateway"],
     }

@@ -1,11 +1,42 @@
-"""Shared fixtures: API clients per caller, a clean Redis database for queued messages."""
+"""Shared fixtures: API clients per caller, a clean Redis database for queued messages, static files."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import redis
 from django.conf import settings
+from django.test.utils import override_settings
 from rest_framework.test import APIClient
 
 from tests.factories import make_token, make_user
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _static_files_without_collectstatic():
+    """Pages rendered in this process name static files as they are in the apps' directories, and whitenoise
+    serves them from there, as with DEBUG on.
+
+    The production storage (hashed names from the manifest ``collectstatic`` writes) refuses to name a file
+    that was never collected, and pytest-django turns DEBUG off, so the admin would not render here without
+    a collectstatic run. Tests of the production storage run a server of their own on ``collected_static``.
+    """
+    with override_settings(STORAGES={**settings.STORAGES, "staticfiles": {
+            "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}},
+            WHITENOISE_USE_FINDERS=True, WHITENOISE_AUTOREFRESH=True):
+        yield
+
+
+@pytest.fixture(scope="session")
+def collected_static(tmp_path_factory) -> Path:
+    """A STATIC_ROOT filled by ``manage.py collectstatic`` with the production settings' storage (pass it to a
+    process as ``DJANGO_STATIC_ROOT``)."""
+    root = tmp_path_factory.mktemp("static")
+    subprocess.run([sys.executable, "manage.py", "collectstatic", "--no-input", "-v", "0"], check=True,
+                   cwd=Path(__file__).resolve().parent.parent, env={**os.environ, "DJANGO_STATIC_ROOT": str(root)})
+    return root
 
 
 class Broker:

@@ -180,7 +180,9 @@ def test_dockerfile_builds_a_non_root_image_from_pinned_dependencies():
     text = (ROOT / "Dockerfile").read_text()
     assert re.search(r"^ARG PYTHON_IMAGE=python:3\.11-slim", text, re.M)
     assert "-r /tmp/deps/requirements.txt -c /tmp/deps/constraints.txt" in text
-    assert "collectstatic --no-input" in text
+    # Static files are collected at build time, into the image's STATIC_ROOT, for the web process to serve.
+    assert re.search(r"^RUN .*\\\n\s+python manage.py collectstatic --no-input", text, re.M)
+    assert "DJANGO_STATIC_ROOT" not in text and re.search(r"^WORKDIR /app$", text, re.M)
     assert re.search(r"^USER 10001:10001$", text, re.M)
     assert re.search(r'^CMD \["gunicorn", "controlplane.wsgi", "--bind", "0.0.0.0:8000"', text, re.M)
 

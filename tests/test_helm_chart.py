@@ -363,6 +363,23 @@ def test_web_and_gateway_probe_their_health_endpoints():
         assert host in config["DJANGO_ALLOWED_HOSTS"].split(",")
 
 
+@pytest.mark.parametrize("values", CI_IDS)
+def test_web_pods_serve_the_static_files_collected_into_the_image(values):
+    # The image holds them at STATIC_ROOT (/app/staticfiles, collected at build time) and the web process
+    # serves them itself (whitenoise): nothing may point STATIC_ROOT elsewhere or mount over /app, and the
+    # web Ingress, when enabled, routes /static/ to the web pods with everything else.
+    objects = rendered(values)
+    config = one(objects, "ConfigMap")["data"]
+    assert "DJANGO_STATIC_ROOT" not in config
+    (web,) = containers(one(objects, "Deployment", "web"))
+    assert "DJANGO_STATIC_ROOT" not in {e["name"] for e in web.get("env", [])}
+    assert all(not m["mountPath"].startswith("/app") for m in web.get("volumeMounts", [])), web["volumeMounts"]
+    assert "workingDir" not in web  # the image's /app, where manage.py and staticfiles/ are
+    for ingress in find(objects, "Ingress", "web"):
+        paths = [p for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]]
+        assert any(p["path"] == "/" and p["pathType"] == "Prefix" for p in paths), paths
+
+
 def test_configuration_is_production_and_in_cluster_by_default():
     objects = rendered("minimal-values")
     config = one(objects, "ConfigMap")["data"]
