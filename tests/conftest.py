@@ -3,9 +3,9 @@
 import pytest
 import redis
 from django.conf import settings
-from rest_framework.test import APIClient
 
-from tests.factories import make_token, make_user
+from tests.factories import make_user
+from tests.helpers import api_client, user_api
 
 
 class Broker:
@@ -33,13 +33,6 @@ def broker():
     client.redis.close()
 
 
-def bearer_client(secret: str | None) -> APIClient:
-    client = APIClient()
-    if secret:
-        client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
-    return client
-
-
 @pytest.fixture
 def alice(db):
     return make_user("alice", email="alice@example.com")
@@ -47,12 +40,12 @@ def alice(db):
 
 @pytest.fixture
 def alice_api(alice):
-    return bearer_client(make_token(alice))
+    return user_api(alice)
 
 
 @pytest.fixture
 def anon_api():
-    return bearer_client(None)
+    return api_client()
 
 
 @pytest.fixture(autouse=True)
@@ -152,7 +145,7 @@ def moto(settings):
     import boto3
     from moto.server import ThreadedMotoServer
 
-    from tests.gatewayrig import free_port
+    from tests.helpers import free_port
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     port = free_port()
