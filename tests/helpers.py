@@ -28,8 +28,9 @@ def api_client(secret: str | None = None, *, authorization: str | None = None, s
 
 
 def user_api(user, role: str = "write") -> APIClient:
+    from tests.factories import make_token
 
-    return user_api(user, role=role)
+    return api_client(make_token(user, role=role))
 
 
 def live_api(base_url: str, secret: str | None = None, *, timeout: float = 30) -> Callable[..., requests.Response]:

@@ -79,8 +79,10 @@ def test_authorisation_matrix(world, caller, operation):
     r = getattr(api_client(world["tokens"][caller]), method)(path, body, format="json")
 
     assert r.status_code == expected, (caller, operation, r.json())
-    assert "error" in r.json() if expected >= 400 else True
+    if expected < 400:
+        assert "error" not in r.json(), r.json()
     if expected >= 400:
+        assert set(r.json()) >= {"error", "code"} and r.json()["error"], r.json()
         assert list(Endpoint.objects.values_list("name", "generation", "state")) == before, "nothing written"
     if expected == 403:
         assert r.headers["X-Error-Message"] == r.json()["error"]
@@ -103,7 +105,8 @@ def test_personal_namespace_of_another_user_is_404(db):
 @pytest.mark.parametrize("header", ["Token abc", "Bearer", "Bearer not-a-token", "Basic YTpi"])
 def test_malformed_or_unknown_credentials_are_401(db, header):
     r = api_client(authorization=header).get("/api/whoami-v2")
-    assert r.status_code == 401 and r.json()["error"], r.content
+    assert r.status_code == 401, r.content
+    assert r.json()["code"] == "unauthenticated" and r.headers["WWW-Authenticate"].startswith("Bearer"), r.json()
 
 
 def test_token_last_used_is_recorded(db):

@@ -5,6 +5,7 @@ from django.conf import settings
 from deployments.drift import drift_sweep
 from deployments.names import owner_labels
 from deployments.reconcile import ENDPOINT_KINDS
+from endpoints.models import Endpoint
 from tests.helpers import expect, user_api
 from tests.kube_helpers import NS, converge, create
 
@@ -59,4 +60,6 @@ def test_logs_api(alice, cluster, fake_kube, fake_hub):
     fake_kube.unreachable(True)
     down = api.get("/v2/endpoint/alice/a/logs")
     assert down.status_code == 503 and down.json()["code"] == "cluster_unavailable", down.content
-    assert endpoint.pk
+    # Reading logs, even failing to, changes nothing about the endpoint.
+    after = Endpoint.objects.get(pk=endpoint.pk)
+    assert (after.state, after.generation, after.message) == (endpoint.state, endpoint.generation, endpoint.message)

@@ -183,11 +183,15 @@ def test_bad_create_body_is_400_naming_the_field(alice_api, field, overrides):
     assert not Endpoint.objects.exists() and not EndpointEvent.objects.exists()
 
 
-@pytest.mark.parametrize("raw", ["not json", "[1, 2]", "null", "42", '{"name": "a"', '"text"'])
-def test_non_object_bodies_are_400(alice_api, raw):
+@pytest.mark.parametrize(("raw", "code"), [("not json", "parse_error"), ("[1, 2]", "invalid"), ("null", "invalid"),
+                                           ("42", "invalid"), ('{"name": "a"', "parse_error"), ('"text"', "invalid")])
+def test_non_object_bodies_are_400(alice_api, raw, code):
     r = alice_api.post("/v2/endpoint/alice", raw, content_type="application/json")
     assert r.status_code == 400, r.content
-    assert isinstance(r.json(), dict) and r.json()["error"]
+    body = r.json()
+    assert body["code"] == code and body["error"], body
+    if code == "invalid":  # valid JSON, not an object: the body as a whole is the field at fault
+        assert list(body["fields"]) == ["body"], body
     assert not Endpoint.objects.exists()
 
 
@@ -258,10 +262,11 @@ def test_update_to_unknown_instance_is_400_and_writes_nothing(alice_api, created
 
 
 def test_update_bad_shapes_are_400(alice_api, created):
-    for patch in ([1], {"compute": {"scaling": {"minReplica": 5}}}, {"model": {"image": "tgi"}}, {"type": None}):
+    for patch, field in (([1], "body"), ({"compute": {"scaling": {"minReplica": 5}}}, "compute.scaling.maxReplica"),
+                         ({"model": {"image": "tgi"}}, "model.image"), ({"type": None}, "type")):
         r = update(alice_api, patch)
         assert r.status_code == 400, (patch, r.json())
-        assert r.json()["fields"]
+        assert r.json()["code"] == "invalid" and list(r.json()["fields"]) == [field], (patch, r.json())
     assert Endpoint.objects.get().generation == 1
 
 
