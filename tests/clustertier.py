@@ -109,11 +109,11 @@ def api(db):
     names are never reused), with ``.account`` and its namespace ``.ns``."""
     import uuid
 
-    from tests.conftest import bearer_client
-    from tests.factories import make_token, make_user
+    from tests.factories import make_user
+    from tests.helpers import user_api
 
     name = f"t-{uuid.uuid4().hex[:8]}"
-    client = bearer_client(make_token(make_user(name)))
+    client = user_api(make_user(name))
     client.account, client.ns = name, f"ie-{name}"
     return client
 

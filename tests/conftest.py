@@ -9,9 +9,9 @@ import pytest
 import redis
 from django.conf import settings
 from django.test.utils import override_settings
-from rest_framework.test import APIClient
 
-from tests.factories import make_token, make_user
+from tests.factories import make_user
+from tests.helpers import api_client, user_api
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -64,13 +64,6 @@ def broker():
     client.redis.close()
 
 
-def bearer_client(secret: str | None) -> APIClient:
-    client = APIClient()
-    if secret:
-        client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
-    return client
-
-
 @pytest.fixture
 def alice(db):
     return make_user("alice", email="alice@example.com")
@@ -78,12 +71,12 @@ def alice(db):
 
 @pytest.fixture
 def alice_api(alice):
-    return bearer_client(make_token(alice))
+    return user_api(alice)
 
 
 @pytest.fixture
 def anon_api():
-    return bearer_client(None)
+    return api_client()
 
 
 @pytest.fixture(autouse=True)
@@ -183,7 +176,7 @@ def moto(settings):
     import boto3
     from moto.server import ThreadedMotoServer
 
-    from tests.gatewayrig import free_port
+    from tests.helpers import free_port
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     port = free_port()

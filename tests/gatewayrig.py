@@ -15,7 +15,6 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -32,15 +31,10 @@ from deployments import feed
 from endpoints import services
 from endpoints.models import Endpoint
 from tests.factories import endpoint_spec
+from tests.helpers import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 METRICS_TOKEN = "rig-metrics-token"  # what GatewayProcess sets GATEWAY_METRICS_TOKEN to unless told otherwise
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def database_url() -> str:

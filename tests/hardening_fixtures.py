@@ -2,7 +2,6 @@
 Celery app pointed at it. Test modules wrap them in fixtures of their own (importing pytest fixtures
 across modules would shadow them)."""
 
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -11,12 +10,7 @@ from contextlib import contextmanager
 import redis
 
 from scripts.devservices import redis_server_binary
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.helpers import free_port
 
 
 class RedisServer:

@@ -8,15 +8,15 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from controlplane.models import Account, ApiToken, AuditEvent, Membership
-from tests.conftest import bearer_client
 from tests.factories import make_org, make_token, make_user
+from tests.helpers import api_client, expect, user_api
 
 
 def test_whoami_in_hub_shape(db):
     alice = make_user("alice", email="a@example.com")
     make_org("acme", members={alice: "write"})
     make_org("zeta", members={alice: "read"})
-    body = bearer_client(make_token(alice, role="read")).get("/api/whoami-v2").json()
+    body = user_api(alice, role="read").get("/api/whoami-v2").json()
     assert body["type"] == "user" and body["name"] == "alice" and body["email"] == "a@example.com"
     assert body["orgs"] == [{"type": "org", "name": "acme", "roleInOrg": "write"},
                             {"type": "org", "name": "zeta", "roleInOrg": "read"}]
@@ -25,14 +25,14 @@ def test_whoami_in_hub_shape(db):
 
 def test_whoami_without_token_is_401_in_error_shape(client):
     r = client.get("/api/whoami-v2")
-    assert r.status_code == 401
+    assert r.status_code == 401, r.content
     assert r.json() == {"error": "A valid user or organization token, sent as a Bearer, is required",
                         "code": "unauthenticated"}
 
 
 def test_token_api_create_list_revoke(db):
     alice = make_user("alice")
-    api = bearer_client(make_token(alice))
+    api = user_api(alice)
     expires = (timezone.now() + timedelta(days=1)).isoformat()
     r = api.post("/v2/tokens", {"name": "ci", "role": "read", "expiresAt": expires}, format="json")
     assert r.status_code == 201, r.json()
@@ -43,26 +43,26 @@ def test_token_api_create_list_revoke(db):
     listed = api.get("/v2/tokens").json()["items"]
     assert {t["name"] for t in listed} >= {"ci"} and all("token" not in t for t in listed)
     assert secret not in json.dumps(listed)
-    new = bearer_client(secret)
-    assert new.get("/api/whoami-v2").status_code == 200
-    assert new.post("/v2/tokens", {"name": "x"}, format="json").status_code == 403  # read token
+    new = api_client(secret)
+    expect(new.get("/api/whoami-v2"), 200)
+    expect(new.post("/v2/tokens", {"name": "x"}, format="json"), 403)  # read token
     r = api.delete(f"/v2/tokens/{stored.pk}")
-    assert r.status_code == 200 and r.json()["revokedAt"].endswith("Z")
-    assert new.get("/api/whoami-v2").status_code == 401
+    assert r.status_code == 200 and r.json()["revokedAt"].endswith("Z"), r.content
+    expect(new.get("/api/whoami-v2"), 401)
     assert AuditEvent.objects.filter(action="token.revoke").count() == 1
     assert secret not in json.dumps(list(AuditEvent.objects.values("diff", "target")))
 
 
 def test_token_api_rejects_bad_input_and_foreign_tokens(db):
     alice, bob = make_user("alice"), make_user("bob")
-    api = bearer_client(make_token(alice))
+    api = user_api(alice)
     bob_token = ApiToken.objects.create(user=bob, name="b", digest="0" * 64, prefix="cpt_x")
-    assert api.delete(f"/v2/tokens/{bob_token.pk}").status_code == 404
+    expect(api.delete(f"/v2/tokens/{bob_token.pk}"), 404)
     r = api.post("/v2/tokens", {"name": "", "role": "root", "expiresAt": "yesterday"}, format="json")
-    assert r.status_code == 400 and {"name", "role", "expiresAt"} <= set(r.json()["fields"])
+    assert r.status_code == 400 and {"name", "role", "expiresAt"} <= set(r.json()["fields"]), r.content
     past = (timezone.now() - timedelta(days=1)).isoformat()
     r = api.post("/v2/tokens", {"name": "old", "expiresAt": past}, format="json")
-    assert r.status_code == 400 and "expiresAt" in r.json()["fields"]
+    assert r.status_code == 400 and "expiresAt" in r.json()["fields"], r.content
 
 
 def test_operator_commands_print_only_the_value(db, capsys):
@@ -76,7 +76,7 @@ def test_operator_commands_print_only_the_value(db, capsys):
     call_command("create_token", "erin", "--role", "read", "--name", "laptop")
     secret = capsys.readouterr().out.strip()
     assert secret.startswith("cpt_")
-    assert bearer_client(secret).get("/v2/endpoint/guild").status_code == 200
+    expect(api_client(secret).get("/v2/endpoint/guild"), 200)
     assert Account.objects.get(slug="dora").kind == "user"
     with pytest.raises(CommandError, match="already taken"):
         call_command("create_user", "guild")
@@ -113,27 +113,27 @@ def test_membership_changes_are_audited(db):
 def test_probes(db, client):
     assert client.get("/healthz").json() == {"status": "ok"}
     r = client.get("/readyz")
-    assert r.status_code == 200 and r.json()["checks"] == {"database": "ok", "broker": "ok"}
+    assert r.status_code == 200 and r.json()["checks"] == {"database": "ok", "broker": "ok"}, r.content
     metrics = client.get("/metrics")
-    assert metrics.status_code == 200 and b"controlplane_endpoints_unconverged" in metrics.content
+    assert metrics.status_code == 200 and b"controlplane_endpoints_unconverged" in metrics.content, metrics.content
 
 
 def test_readyz_reports_a_dead_broker(db, client, settings):
     settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"
     r = client.get("/readyz")
-    assert r.status_code == 503 and r.json()["checks"]["broker"].startswith("unavailable")
+    assert r.status_code == 503 and r.json()["checks"]["broker"].startswith("unavailable"), r.content
 
 
 def test_unknown_path_is_404_in_error_shape(client):
     r = client.get("/v2/nothing-here")
-    assert r.status_code == 404 and r.json()["code"] == "not_found"
+    assert r.status_code == 404 and r.json()["code"] == "not_found", r.content
 
 
 def test_openapi_schema_is_valid_and_covers_every_operation(db, client):
     from openapi_spec_validator import validate
 
     r = client.get("/api/schema/?format=json")
-    assert r.status_code == 200
+    assert r.status_code == 200, r.content
     schema = r.json()
     validate(schema)
     operation_ids = {op["operationId"] for item in schema["paths"].values() for op in item.values()
@@ -145,7 +145,7 @@ def test_openapi_schema_is_valid_and_covers_every_operation(db, client):
         for method, op in item.items():
             if isinstance(op, dict) and "responses" in op and path != "/api/schema/":
                 assert "401" in op["responses"], (path, method)
-    assert client.get("/api/docs/").status_code == 200
+    expect(client.get("/api/docs/"), 200)
 
 
 def test_admin_pages_render_without_secrets(db, client):
@@ -165,5 +165,5 @@ def test_admin_pages_render_without_secrets(db, client):
              "/admin/controlplane/auditevent/"]
     for page in pages:
         r = client.get(page)
-        assert r.status_code == 200, page
+        assert r.status_code == 200, (page, r.content)
         assert secret.encode() not in r.content and b"planted-secret-value" not in r.content, page

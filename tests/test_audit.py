@@ -8,14 +8,14 @@ the services the admin and the management commands call otherwise.
 
 import pytest
 from django.utils import timezone
-from rest_framework.test import APIClient
 
 from controlplane.models import AuditEvent
 from controlplane.services import membership_remove, membership_set
 from endpoints.models import Endpoint, EndpointEvent
 from quotas.models import QuotaRequest
 from quotas.services import quota_request_decide, quota_set
-from tests.factories import endpoint_spec, make_org, make_token, make_user
+from tests.factories import endpoint_spec, make_org, make_user
+from tests.helpers import expect, user_api
 
 pytestmark = pytest.mark.django_db
 
@@ -23,9 +23,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def people():
     alice = make_user("alice")
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {make_token(alice)}")
-    return {"alice": alice, "api": client, "operator": make_user("operator", is_staff=True),
+    return {"alice": alice, "api": user_api(alice), "operator": make_user("operator", is_staff=True),
             "since": timezone.now()}
 
 
@@ -38,14 +36,14 @@ def assert_recorded(record, actor, since) -> None:
 
 def test_every_endpoint_change_is_an_event_with_actor_time_and_diff(people):
     api, alice, since = people["api"], people["alice"], people["since"]
-    assert api.post("/v2/endpoint/alice", endpoint_spec("audited"), format="json").status_code == 202
-    assert api.put("/v2/endpoint/alice/audited", {"compute": {"scaling": {"maxReplica": 3}}, "tags": ["a"]},
-                   format="json").status_code == 200
+    expect(api.post("/v2/endpoint/alice", endpoint_spec("audited"), format="json"), 202)
+    expect(api.put("/v2/endpoint/alice/audited", {"compute": {"scaling": {"maxReplica": 3}}, "tags": ["a"]},
+                   format="json"), 200)
     for action in ("pause", "resume", "scale-to-zero"):
-        assert api.post(f"/v2/endpoint/alice/audited/{action}").status_code == 200, action
+        expect(api.post(f"/v2/endpoint/alice/audited/{action}"), 200, action)
     endpoint = Endpoint.objects.get(name="audited")
     Endpoint.objects.filter(pk=endpoint.pk).update(first_applied_at=timezone.now())  # its objects reached a cluster
-    assert api.delete("/v2/endpoint/alice/audited").status_code == 200
+    expect(api.delete("/v2/endpoint/alice/audited"), 200)
 
     events = list(EndpointEvent.objects.filter(endpoint=endpoint).order_by("created_at", "id"))
     assert [e.kind for e in events] == ["create", "update", "pause", "resume", "scaleToZero", "delete"]
@@ -73,11 +71,11 @@ def test_every_endpoint_change_is_an_event_with_actor_time_and_diff(people):
 
 def test_deleting_an_endpoint_that_never_reached_a_cluster_removes_its_events_and_keeps_who_did_it(people):
     api, alice = people["api"], people["alice"]
-    assert api.post("/v2/endpoint/alice", endpoint_spec("brief"), format="json").status_code == 202
+    expect(api.post("/v2/endpoint/alice", endpoint_spec("brief"), format="json"), 202)
     endpoint_id = Endpoint.objects.get(name="brief").pk
     assert EndpointEvent.objects.filter(endpoint_id=endpoint_id).count() == 1
 
-    assert api.delete("/v2/endpoint/alice/brief").status_code == 200
+    expect(api.delete("/v2/endpoint/alice/brief"), 200)
     assert not Endpoint.objects.filter(pk=endpoint_id).exists()
     assert not EndpointEvent.objects.filter(endpoint_id=endpoint_id).exists()
     deletion = AuditEvent.objects.get(action="endpoint.delete", target="brief")
@@ -129,7 +127,7 @@ def test_membership_grants_and_changes_are_audited(people):
 def test_token_revocation_is_audited_with_a_diff(people):
     api, alice = people["api"], people["alice"]
     token = api.post("/v2/tokens", {"name": "ci"}, format="json").json()
-    assert api.delete(f"/v2/tokens/{token['id']}").status_code == 200
+    expect(api.delete(f"/v2/tokens/{token['id']}"), 200)
     record = AuditEvent.objects.get(action="token.revoke")
     assert record.actor == alice  # who and when are there
     assert_recorded(record, alice, people["since"])

@@ -7,8 +7,8 @@ tenant sees 404 (not 403), and missing, revoked or expired tokens are 401.
 import pytest
 
 from endpoints.models import Endpoint
-from tests.conftest import bearer_client
 from tests.factories import endpoint_spec, make_org, make_token, make_user
+from tests.helpers import api_client, expect, user_api
 
 EP = "/v2/endpoint/acme/shared"
 
@@ -76,11 +76,13 @@ def test_authorisation_matrix(world, caller, operation):
         expected = OK.get(operation, 200)
     before = list(Endpoint.objects.values_list("name", "generation", "state"))
 
-    r = getattr(bearer_client(world["tokens"][caller]), method)(path, body, format="json")
+    r = getattr(api_client(world["tokens"][caller]), method)(path, body, format="json")
 
     assert r.status_code == expected, (caller, operation, r.json())
-    assert "error" in r.json() if expected >= 400 else True
+    if expected < 400:
+        assert "error" not in r.json(), r.json()
     if expected >= 400:
+        assert set(r.json()) >= {"error", "code"} and r.json()["error"], r.json()
         assert list(Endpoint.objects.values_list("name", "generation", "state")) == before, "nothing written"
     if expected == 403:
         assert r.headers["X-Error-Message"] == r.json()["error"]
@@ -93,21 +95,18 @@ def test_personal_namespace_of_another_user_is_404(db):
     from endpoints.services import endpoint_create
 
     endpoint_create(account=alice.personal_account, spec=endpoint_spec("mine"), actor=alice)
-    bob_api = bearer_client(make_token(bob))
-    assert bob_api.get("/v2/endpoint/alice/mine").status_code == 404
-    assert bob_api.get("/v2/endpoint/alice").status_code == 404
-    assert bob_api.get("/v2/endpoint/nobody").status_code == 404
+    bob_api = user_api(bob)
+    expect(bob_api.get("/v2/endpoint/alice/mine"), 404)
+    expect(bob_api.get("/v2/endpoint/alice"), 404)
+    expect(bob_api.get("/v2/endpoint/nobody"), 404)
     assert bob_api.get("/v2/endpoint/bob").json() == {"items": []}
 
 
 @pytest.mark.parametrize("header", ["Token abc", "Bearer", "Bearer not-a-token", "Basic YTpi"])
 def test_malformed_or_unknown_credentials_are_401(db, header):
-    from rest_framework.test import APIClient
-
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=header)
-    r = client.get("/api/whoami-v2")
-    assert r.status_code == 401 and r.json()["error"]
+    r = api_client(authorization=header).get("/api/whoami-v2")
+    assert r.status_code == 401, r.content
+    assert r.json()["code"] == "unauthenticated" and r.headers["WWW-Authenticate"].startswith("Bearer"), r.json()
 
 
 def test_token_last_used_is_recorded(db):
@@ -116,5 +115,5 @@ def test_token_last_used_is_recorded(db):
     user = make_user("lu")
     secret = make_token(user)
     assert ApiToken.objects.get().last_used_at is None
-    assert bearer_client(secret).get("/api/whoami-v2").status_code == 200
+    expect(api_client(secret).get("/api/whoami-v2"), 200)
     assert ApiToken.objects.get().last_used_at is not None

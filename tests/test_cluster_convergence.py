@@ -9,6 +9,7 @@ import pytest
 from endpoints.models import Endpoint
 from tests.clustertier import wait_for
 from tests.factories import endpoint_spec
+from tests.helpers import expect
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 MERGE = "application/merge-patch+json"
@@ -45,7 +46,7 @@ def test_converged_endpoint_costs_no_writes_over_three_sweeps_and_the_hpa_keeps_
     celery("worker")
     celery("beat")
     spec = endpoint_spec("web", compute={"scaling": {"minReplica": 1, "maxReplica": 3}})
-    assert api.post(f"/v2/endpoint/{api.account}", spec, format="json").status_code == 202
+    expect(api.post(f"/v2/endpoint/{api.account}", spec, format="json"), 202)
     settled_running(api, kube_cluster)
     # Scale as the HPA would (the scale subresource): that number is the HPA's, never written back.
     kube_cluster.send("PATCH", deployment_path(api) + "/scale", {"spec": {"replicas": 2}}, MERGE)
@@ -60,7 +61,7 @@ def test_converged_endpoint_costs_no_writes_over_three_sweeps_and_the_hpa_keeps_
 def test_drift_sweep_repairs_a_deleted_and_a_hand_edited_deployment(api, kube_cluster, celery):
     celery("worker")
     celery("beat")
-    assert api.post(f"/v2/endpoint/{api.account}", endpoint_spec("web"), format="json").status_code == 202
+    expect(api.post(f"/v2/endpoint/{api.account}", endpoint_spec("web"), format="json"), 202)
     settled_running(api, kube_cluster)
     original = kube_cluster.get(deployment_path(api))
     image = original["spec"]["template"]["spec"]["containers"][0]["image"]
@@ -83,12 +84,12 @@ def test_api_server_restart_and_etcd_outage_keep_the_last_state_and_converge_aft
         api, kube_cluster, local_cluster, celery):
     celery("worker")
     celery("beat")
-    assert api.post(f"/v2/endpoint/{api.account}", endpoint_spec("web"), format="json").status_code == 202
+    expect(api.post(f"/v2/endpoint/{api.account}", endpoint_spec("web"), format="json"), 202)
     settled_running(api, kube_cluster)
 
     local_cluster.stop("etcd")
     patch = {"compute": {"scaling": {"minReplica": 2, "maxReplica": 2}}}
-    assert api.put(f"/v2/endpoint/{api.account}/web", patch, format="json").status_code == 200
+    expect(api.put(f"/v2/endpoint/{api.account}/web", patch, format="json"), 200)
     wait_for(lambda: "Kubernetes API problem" in endpoint().message, 60,
              lambda: f"the outage reported, not {endpoint().state}: {endpoint().message}")
     assert endpoint().state == "updating"  # the last known state is kept, with the reason in the message

@@ -7,6 +7,7 @@ import pytest
 from endpoints.models import Endpoint
 from tests.clustertier import wait_for
 from tests.factories import endpoint_spec
+from tests.helpers import expect
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -21,8 +22,8 @@ def test_item12_item13_tenant_pods_are_hardened_and_the_namespace_refuses_privil
     celery("worker")
     image = {"custom": {"url": "registry.acme.example/team/server:1", "port": 8080,
                         "credentials": {"username": "bot", "password": "s3cret"}}}
-    assert api.post(f"/v2/endpoint/{api.account}", endpoint_spec("web", model={"image": image}),
-                    format="json").status_code == 202
+    expect(api.post(f"/v2/endpoint/{api.account}", endpoint_spec("web", model={"image": image}),
+                    format="json"), 202)
     running(api)
 
     namespace = kube_cluster.get(f"/api/v1/namespaces/{api.ns}")
@@ -51,7 +52,7 @@ def test_item12_item13_tenant_pods_are_hardened_and_the_namespace_refuses_privil
 
 def test_item03_the_tenant_egress_policy_is_accepted_and_selects_every_pod(api, kube_cluster, celery):
     celery("worker")
-    assert api.post(f"/v2/endpoint/{api.account}", endpoint_spec("web"), format="json").status_code == 202
+    expect(api.post(f"/v2/endpoint/{api.account}", endpoint_spec("web"), format="json"), 202)
     running(api)
     policy = kube_cluster.get(f"/apis/networking.k8s.io/v1/namespaces/{api.ns}/networkpolicies/tenant-egress")
     assert policy["spec"]["podSelector"] == {} and policy["spec"]["policyTypes"] == ["Egress"]
@@ -77,7 +78,7 @@ def test_item05_the_worker_writes_only_in_namespaces_it_manages(api, kube_cluste
     from kubernetes.client.exceptions import ApiException
 
     celery("worker")
-    assert api.post(f"/v2/endpoint/{api.account}", endpoint_spec("web"), format="json").status_code == 202
+    expect(api.post(f"/v2/endpoint/{api.account}", endpoint_spec("web"), format="json"), 202)
     running(api)  # the whole create path went through the policy
     core = as_worker(worker_kubeconfig)
     bystander = f"bystander-{api.account}"  # another team's namespace on the same cluster

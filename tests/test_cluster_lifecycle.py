@@ -8,6 +8,7 @@ import pytest
 from endpoints.models import Endpoint, EndpointEvent
 from tests.clustertier import wait_for
 from tests.factories import endpoint_spec
+from tests.helpers import expect
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 SHA = "1" * 40  # what the fake Hub pins every revision to
@@ -78,8 +79,8 @@ def test_update_rolls_out_and_a_bad_image_is_update_failed_while_the_old_version
     celery("worker")
     celery("beat")
     image = {"custom": {"url": "registry.example.com/team/server:1", "healthRoute": "/health", "port": 80}}
-    assert api.post(f"/v2/endpoint/{api.account}", endpoint_spec("web", model={"image": image}),
-                    format="json").status_code == 202
+    expect(api.post(f"/v2/endpoint/{api.account}", endpoint_spec("web", model={"image": image}),
+                    format="json"), 202)
     running("web", api)
 
     patch = {"model": {"image": {"custom": {"url": "registry.example.com/team/server:2"}}, "revision": "main"},
@@ -95,7 +96,7 @@ def test_update_rolls_out_and_a_bad_image_is_update_failed_while_the_old_version
     assert len(replicasets(kube_cluster, api.ns)) == 2  # the rollout went through a second ReplicaSet
 
     bad = {"model": {"image": {"custom": {"url": "simulated.invalid/pull-error/server:3"}}}}
-    assert api.put(f"/v2/endpoint/{api.account}/web", bad, format="json").status_code == 200
+    expect(api.put(f"/v2/endpoint/{api.account}/web", bad, format="json"), 200)
     wait_for(lambda: state("web") == "updateFailed", 60, "updateFailed")
     endpoint = Endpoint.objects.get(name="web")
     assert "ErrImagePull" in endpoint.message and "previous version keeps serving" in endpoint.message, endpoint.message
@@ -107,8 +108,8 @@ def test_update_rolls_out_and_a_bad_image_is_update_failed_while_the_old_version
 def test_a_crash_looping_image_fails_with_the_reason_the_cluster_gives(api, kube_cluster, celery):
     celery("worker")
     image = {"custom": {"url": "simulated.invalid/crash-loop/server:1", "healthRoute": "/health", "port": 80}}
-    assert api.post(f"/v2/endpoint/{api.account}", endpoint_spec("web", model={"image": image}),
-                    format="json").status_code == 202
+    expect(api.post(f"/v2/endpoint/{api.account}", endpoint_spec("web", model={"image": image}),
+                    format="json"), 202)
     wait_for(lambda: state("web") == "failed", 60,
              lambda: f"failed, not {Endpoint.objects.values_list('state', 'message').first()}")
     message = Endpoint.objects.get(name="web").message
@@ -118,26 +119,26 @@ def test_a_crash_looping_image_fails_with_the_reason_the_cluster_gives(api, kube
 def test_pause_resume_scale_to_zero_and_delete_down_to_the_namespace(api, kube_cluster, celery):
     celery("worker")
     celery("beat")
-    assert api.post(f"/v2/endpoint/{api.account}", endpoint_spec("web"), format="json").status_code == 202
+    expect(api.post(f"/v2/endpoint/{api.account}", endpoint_spec("web"), format="json"), 202)
     running("web", api)
     hpa_path = ns_path(api.ns, "horizontalpodautoscalers", "autoscaling/v2") + "/ep-web"
     deployment_path = ns_path(api.ns, "deployments", "apps/v1") + "/ep-web"
 
-    assert api.post(f"/v2/endpoint/{api.account}/web/pause").status_code == 200
+    expect(api.post(f"/v2/endpoint/{api.account}/web/pause"), 200)
     wait_for(lambda: kube_cluster.get(hpa_path) is None, 30, "the HPA removed")
     wait_for(lambda: kube_cluster.items(ns_path(api.ns, "pods")) == [], 30, "pods gone")
     assert kube_cluster.get(deployment_path)["spec"]["replicas"] == 0
     assert state("web") == "paused"
 
-    assert api.post(f"/v2/endpoint/{api.account}/web/resume").status_code == 200
+    expect(api.post(f"/v2/endpoint/{api.account}/web/resume"), 200)
     running("web", api)
     assert kube_cluster.get(hpa_path) is not None
 
-    assert api.post(f"/v2/endpoint/{api.account}/web/scale-to-zero").status_code == 200
+    expect(api.post(f"/v2/endpoint/{api.account}/web/scale-to-zero"), 200)
     wait_for(lambda: kube_cluster.items(ns_path(api.ns, "pods")) == [], 30, "pods gone")
     assert state("web") == "scaledToZero" and kube_cluster.get(hpa_path) is None
 
-    assert api.delete(f"/v2/endpoint/{api.account}/web").status_code == 200
+    expect(api.delete(f"/v2/endpoint/{api.account}/web"), 200)
     wait_for(lambda: not Endpoint.objects.filter(name="web").exists(), 30, "the row gone")
     # The garbage collector removes the ReplicaSets; the account's last endpoint takes the namespace with it.
     wait_for(lambda: kube_cluster.get(f"/api/v1/namespaces/{api.ns}") is None, 60, "the namespace finalised")
@@ -146,7 +147,7 @@ def test_pause_resume_scale_to_zero_and_delete_down_to_the_namespace(api, kube_c
 def test_the_mirrored_resource_quota_refuses_a_pod_and_the_endpoint_says_why(api, kube_cluster, celery):
     celery("worker")
     celery("beat")
-    assert api.post(f"/v2/endpoint/{api.account}", endpoint_spec("web"), format="json").status_code == 202
+    expect(api.post(f"/v2/endpoint/{api.account}", endpoint_spec("web"), format="json"), 202)
     running("web", api)
     quota = kube_cluster.get(ns_path(api.ns, "resourcequotas") + "/endpoints-quota")
     hard = quota["spec"]["hard"]["requests.cpu"]
@@ -156,7 +157,7 @@ def test_the_mirrored_resource_quota_refuses_a_pod_and_the_endpoint_says_why(api
                     "requests": {"cpu": str(float(hard) - 1.8)}}}]}}
     kube_cluster.send("POST", ns_path(api.ns, "pods"), squatter)
     patch = {"model": {"env": {"ROLL": "1"}}}  # a new template: the surge pod needs more CPU than is left
-    assert api.put(f"/v2/endpoint/{api.account}/web", patch, format="json").status_code == 200
+    expect(api.put(f"/v2/endpoint/{api.account}/web", patch, format="json"), 200)
     wait_for(lambda: "exceeded quota" in (Endpoint.objects.get(name="web").message or ""), 60,
              "the quota refusal reported")
     endpoint = Endpoint.objects.get(name="web")

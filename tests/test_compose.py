@@ -108,8 +108,8 @@ def test_data_stores_are_pinned_healthchecked_and_postgres_keeps_its_data(compos
     services = model(compose)["services"]
     assert re.fullmatch(r"postgres:16\.\d+(-[a-z0-9.]+)?", services["db"]["image"])
     assert re.fullmatch(r"redis:\d+\.\d+\.\d+(-[a-z0-9.]+)?", services["redis"]["image"])
-    for name in ("db", "redis"):
-        assert services[name]["healthcheck"]["test"], name
+    for name, probe in (("db", "pg_isready -U controlplane -d controlplane"), ("redis", "redis-cli ping")):
+        assert probe in " ".join(services[name]["healthcheck"]["test"]), services[name]["healthcheck"]
     (volume,) = services["db"]["volumes"]
     assert volume["type"] == "volume" and volume["target"] == "/var/lib/postgresql/data"
 
@@ -143,7 +143,8 @@ def test_web_and_gateway_publish_their_ports_and_report_health(compose):
         (published,) = services[name]["ports"]
         assert (published["target"], published["published"]) == (port, str(port))
         assert f"localhost:{port}/readyz" in " ".join(services[name]["healthcheck"]["test"])
-    assert services["worker"]["healthcheck"]["test"]
+    assert "celery --app=controlplane inspect ping" in " ".join(services["worker"]["healthcheck"]["test"]), \
+        services["worker"]["healthcheck"]
 
 
 def test_processes_run_in_production_mode_with_obviously_dev_secrets(compose):

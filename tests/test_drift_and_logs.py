@@ -5,8 +5,8 @@ from django.conf import settings
 from deployments.drift import drift_sweep
 from deployments.names import owner_labels
 from deployments.reconcile import ENDPOINT_KINDS
-from tests.conftest import bearer_client
-from tests.factories import make_token
+from endpoints.models import Endpoint
+from tests.helpers import expect, user_api
 from tests.kube_helpers import NS, converge, create
 
 
@@ -47,17 +47,19 @@ def test_drift_is_found_and_orphans_are_removed(alice, cluster, fake_kube, fake_
 
 def test_logs_api(alice, cluster, fake_kube, fake_hub):
     endpoint = converge(create(alice, "a").pk, "running")
-    api = bearer_client(make_token(alice, role="read"))
+    api = user_api(alice, role="read")
     r = api.get("/v2/endpoint/alice/a/logs?tail=5")
-    assert r.status_code == 200 and r["Content-Type"].startswith("text/plain")
+    assert r.status_code == 200 and r["Content-Type"].startswith("text/plain"), r.content
     text = r.content.decode()
     pod = text.splitlines()[0].removeprefix("==> ").removesuffix(" <==")
     assert pod.startswith("ep-a-") and len(text.splitlines()) > 1
     only = api.get(f"/v2/endpoint/alice/a/logs?replica={pod}&tail=1").content.decode().splitlines()
     assert only[0] == f"==> {pod} <==" and len(only) == 2
-    assert api.get("/v2/endpoint/alice/a/logs?replica=nope").status_code == 404
-    assert api.get("/v2/endpoint/alice/a/logs?tail=0").status_code == 400
+    expect(api.get("/v2/endpoint/alice/a/logs?replica=nope"), 404)
+    expect(api.get("/v2/endpoint/alice/a/logs?tail=0"), 400)
     fake_kube.unreachable(True)
     down = api.get("/v2/endpoint/alice/a/logs")
-    assert down.status_code == 503 and down.json()["code"] == "cluster_unavailable"
-    assert endpoint.pk
+    assert down.status_code == 503 and down.json()["code"] == "cluster_unavailable", down.content
+    # Reading logs, even failing to, changes nothing about the endpoint.
+    after = Endpoint.objects.get(pk=endpoint.pk)
+    assert (after.state, after.generation, after.message) == (endpoint.state, endpoint.generation, endpoint.message)

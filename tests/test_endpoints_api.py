@@ -6,6 +6,7 @@ import pytest
 
 from endpoints.models import Endpoint, EndpointEvent
 from tests.factories import endpoint_spec
+from tests.helpers import expect
 
 REQUIRED_KEYS = {"name", "type", "accountId", "provider", "compute", "model", "healthRoute", "tags", "route",
                  "cacheHttpResponses", "privateService", "status"}
@@ -63,23 +64,23 @@ def test_create_enqueues_one_reconcile_after_commit(alice_api, broker, django_ca
 def test_failed_create_enqueues_nothing(alice_api, broker, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         r = create(alice_api, compute={"instanceType": "nope"})
-    assert r.status_code == 400
+    assert r.status_code == 400, r.content
     assert callbacks == [] and queued_reconciles(broker) == []
 
 
 def test_get_and_list(alice_api, created):
     r = alice_api.get("/v2/endpoint/alice/my-endpoint")
-    assert r.status_code == 200 and r.json() == created
+    assert r.status_code == 200 and r.json() == created, r.content
     create(alice_api, name="second", tags=["prod"])
     r = alice_api.get("/v2/endpoint/alice")
-    assert r.status_code == 200
+    assert r.status_code == 200, r.content
     assert [item["name"] for item in r.json()["items"]] == ["my-endpoint", "second"]
     assert [i["name"] for i in alice_api.get("/v2/endpoint/alice?tags=prod").json()["items"]] == ["second"]
 
 
 def test_list_query_count_is_constant(alice_api, django_assert_max_num_queries):
     for n in range(5):
-        assert create(alice_api, name=f"ep-{n}").status_code == 202
+        expect(create(alice_api, name=f"ep-{n}"), 202)
     with django_assert_max_num_queries(6):
         r = alice_api.get("/v2/endpoint/alice")
     assert len(r.json()["items"]) == 5
@@ -99,7 +100,7 @@ def test_create_custom_image_with_task_outside_managed_catalog(alice_api):
 
 def test_managed_image_refuses_a_task_it_cannot_serve(alice_api):
     r = create(alice_api, model={"task": "visual-question-answering"})
-    assert r.status_code == 400
+    assert r.status_code == 400, r.content
     assert "custom image" in r.json()["error"]
     assert "model.task" in r.json()["fields"]
     assert not Endpoint.objects.exists()
@@ -107,7 +108,7 @@ def test_managed_image_refuses_a_task_it_cannot_serve(alice_api):
 
 def test_duplicate_name_is_409(alice_api, created):
     r = create(alice_api)
-    assert r.status_code == 409
+    assert r.status_code == 409, r.content
     assert r.json()["error"] == "An endpoint with the same name already exists"
     assert Endpoint.objects.count() == 1
 
@@ -182,23 +183,27 @@ def test_bad_create_body_is_400_naming_the_field(alice_api, field, overrides):
     assert not Endpoint.objects.exists() and not EndpointEvent.objects.exists()
 
 
-@pytest.mark.parametrize("raw", ["not json", "[1, 2]", "null", "42", '{"name": "a"', '"text"'])
-def test_non_object_bodies_are_400(alice_api, raw):
+@pytest.mark.parametrize(("raw", "code"), [("not json", "parse_error"), ("[1, 2]", "invalid"), ("null", "invalid"),
+                                           ("42", "invalid"), ('{"name": "a"', "parse_error"), ('"text"', "invalid")])
+def test_non_object_bodies_are_400(alice_api, raw, code):
     r = alice_api.post("/v2/endpoint/alice", raw, content_type="application/json")
-    assert r.status_code == 400
-    assert isinstance(r.json(), dict) and r.json()["error"]
+    assert r.status_code == 400, r.content
+    body = r.json()
+    assert body["code"] == code and body["error"], body
+    if code == "invalid":  # valid JSON, not an object: the body as a whole is the field at fault
+        assert list(body["fields"]) == ["body"], body
     assert not Endpoint.objects.exists()
 
 
 def test_wrong_content_type_is_415(alice_api):
     r = alice_api.post("/v2/endpoint/alice", "name=x", content_type="application/x-www-form-urlencoded")
-    assert r.status_code == 415 and "error" in r.json()
+    assert r.status_code == 415 and "error" in r.json(), r.content
 
 
 def test_oversize_body_is_413_not_500(alice_api):
     spec = endpoint_spec(model={"env": {"BIG": "x" * 300_000}})
     r = alice_api.post("/v2/endpoint/alice", spec, format="json")
-    assert r.status_code in (400, 413)
+    assert r.status_code in (400, 413), r.content
     assert "error" in r.json()
     assert not Endpoint.objects.exists()
 
@@ -223,7 +228,7 @@ def test_update_scaling_merges_key_by_key(alice_api, created):
 
 def test_empty_update_changes_nothing(alice_api, created):
     r = update(alice_api, {})
-    assert r.status_code == 200
+    assert r.status_code == 200, r.content
     assert r.json() == created
     assert Endpoint.objects.get().generation == 1
     assert not EndpointEvent.objects.filter(kind="update").exists()
@@ -252,21 +257,22 @@ def test_update_replaces_env_image_command_args_and_tags_whole(alice_api):
 
 def test_update_to_unknown_instance_is_400_and_writes_nothing(alice_api, created):
     r = update(alice_api, {"compute": {"instanceSize": "x64"}})
-    assert r.status_code == 400 and "compute.instanceSize" in r.json()["fields"]
+    assert r.status_code == 400 and "compute.instanceSize" in r.json()["fields"], r.content
     assert Endpoint.objects.get().generation == 1
 
 
 def test_update_bad_shapes_are_400(alice_api, created):
-    for patch in ([1], {"compute": {"scaling": {"minReplica": 5}}}, {"model": {"image": "tgi"}}, {"type": None}):
+    for patch, field in (([1], "body"), ({"compute": {"scaling": {"minReplica": 5}}}, "compute.scaling.maxReplica"),
+                         ({"model": {"image": "tgi"}}, "model.image"), ({"type": None}, "type")):
         r = update(alice_api, patch)
         assert r.status_code == 400, (patch, r.json())
-        assert r.json()["fields"]
+        assert r.json()["code"] == "invalid" and list(r.json()["fields"]) == [field], (patch, r.json())
     assert Endpoint.objects.get().generation == 1
 
 
 def test_update_of_missing_endpoint_is_404(alice_api):
     r = update(alice_api, {}, name="ghost")
-    assert r.status_code == 404 and r.json()["error"] == "Endpoint not found"
+    assert r.status_code == 404 and r.json()["error"] == "Endpoint not found", r.content
 
 
 def test_update_revision_unpins(alice_api, created):
@@ -306,16 +312,16 @@ def test_update_without_secrets_keeps_them(alice_api):
 # ---------------------------------------------------------------- lifecycle
 def test_pause_resume_scale_to_zero(alice_api, created):
     r = alice_api.post("/v2/endpoint/alice/my-endpoint/pause")
-    assert r.status_code == 200 and r.json()["status"]["state"] == "paused" and r.json()["status"]["url"] is None
+    assert r.status_code == 200 and r.json()["status"]["state"] == "paused" and r.json()["status"]["url"] is None, r.content
     assert alice_api.post("/v2/endpoint/alice/my-endpoint/pause").json()["status"]["state"] == "paused"
     r = alice_api.post("/v2/endpoint/alice/my-endpoint/scale-to-zero")
-    assert r.status_code == 400 and "paused" in r.json()["error"]
+    assert r.status_code == 400 and "paused" in r.json()["error"], r.content
     r = alice_api.post("/v2/endpoint/alice/my-endpoint/resume")
-    assert r.status_code == 200 and r.json()["status"]["state"] == "pending"
+    assert r.status_code == 200 and r.json()["status"]["state"] == "pending", r.content
     r = alice_api.post("/v2/endpoint/alice/my-endpoint/resume")
-    assert r.status_code == 400 and "already running" in r.content.decode()
+    assert r.status_code == 400 and "already running" in r.content.decode(), r.content
     r = alice_api.post("/v2/endpoint/alice/my-endpoint/scale-to-zero")
-    assert r.status_code == 200 and r.json()["status"]["state"] == "scaledToZero"
+    assert r.status_code == 200 and r.json()["status"]["state"] == "scaledToZero", r.content
     r = alice_api.post("/v2/endpoint/alice/my-endpoint/resume")
     assert r.json()["status"]["state"] == "pending"
     kinds = list(Endpoint.objects.get().events.values_list("kind", flat=True))
@@ -329,10 +335,10 @@ def test_actions_accept_an_empty_body_without_content_type(alice_api, created):
 
 def test_delete_of_unapplied_endpoint_removes_row_and_events(alice_api, created):
     r = alice_api.delete("/v2/endpoint/alice/my-endpoint")
-    assert r.status_code == 200 and r.json() == {}
+    assert r.status_code == 200 and r.json() == {}, r.content
     assert not Endpoint.objects.exists() and not EndpointEvent.objects.exists()
-    assert alice_api.get("/v2/endpoint/alice/my-endpoint").status_code == 404
-    assert alice_api.delete("/v2/endpoint/alice/my-endpoint").status_code == 404
+    expect(alice_api.get("/v2/endpoint/alice/my-endpoint"), 404)
+    expect(alice_api.delete("/v2/endpoint/alice/my-endpoint"), 404)
 
 
 def test_delete_of_applied_endpoint_waits_for_the_reconciler(alice_api, created, broker,
@@ -342,15 +348,15 @@ def test_delete_of_applied_endpoint_waits_for_the_reconciler(alice_api, created,
     Endpoint.objects.update(first_applied_at=timezone.now())
     with django_capture_on_commit_callbacks(execute=True):
         r = alice_api.delete("/v2/endpoint/alice/my-endpoint")
-    assert r.status_code == 200
+    assert r.status_code == 200, r.content
     assert alice_api.get("/v2/endpoint/alice/my-endpoint").json()["status"]["state"] == "deleting"
     endpoint = Endpoint.objects.get()
     assert queued_reconciles(broker) == [endpoint.pk]
     for path, method in (("", "put"), ("/pause", "post"), ("/resume", "post"), ("/scale-to-zero", "post")):
         r = getattr(alice_api, method)(f"/v2/endpoint/alice/my-endpoint{path}", {}, format="json")
         assert r.status_code == 409, (path, r.json())
-    assert alice_api.delete("/v2/endpoint/alice/my-endpoint").status_code == 200  # repeat is a no-op
-    assert create(alice_api).status_code == 409  # the name stays taken until the row is gone
+    expect(alice_api.delete("/v2/endpoint/alice/my-endpoint"), 200)  # repeat is a no-op
+    expect(create(alice_api), 409)  # the name stays taken until the row is gone
 
 
 def test_events_endpoint(alice_api, created):

@@ -17,6 +17,7 @@ from django.db import connection
 
 from endpoints.models import Endpoint
 from tests.factories import endpoint_spec, make_token, make_user
+from tests.helpers import expect, live_api
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -75,8 +76,11 @@ def alice(live_server):
 
 
 def call(alice, method: str, path: str, *, token: str | None = "alice", **kwargs) -> requests.Response:
-    headers = {"Authorization": f"Bearer {alice['token'] if token == 'alice' else token}"} if token else {}
-    return requests.request(method, alice["url"] + path, headers=headers, timeout=15, **kwargs)
+    call = live_api(alice["url"], alice["token"] if token == "alice" else token, timeout=15)
+    try:
+        return call(method, path, **kwargs)
+    finally:
+        call.close()
 
 
 def assert_unavailable(response: requests.Response) -> None:
@@ -89,8 +93,8 @@ def assert_unavailable(response: requests.Response) -> None:
 
 
 def test_database_outage_is_a_503_everywhere_and_recovers_without_a_restart(alice, postgres):
-    assert call(alice, "GET", "/v2/endpoint/alice").status_code == 200
-    assert call(alice, "GET", "/readyz").status_code == 200
+    expect(call(alice, "GET", "/v2/endpoint/alice"), 200)
+    expect(call(alice, "GET", "/readyz"), 200)
 
     postgres.refuse()
     started = time.monotonic()
@@ -110,7 +114,7 @@ def test_database_outage_is_a_503_everywhere_and_recovers_without_a_restart(alic
     assert ready.json()["status"] == "unavailable"
     assert ready.json()["checks"]["database"].startswith("unavailable"), ready.json()
     assert ready.json()["checks"]["broker"] == "ok", ready.json()
-    assert requests.get(alice["url"] + "/healthz", timeout=15).status_code == 200
+    expect(requests.get(alice["url"] + "/healthz", timeout=15), 200)
     # Postgres refuses at once, so failing is fast (the connect timeout would be 5 s per request).
     assert time.monotonic() - started < 10
 
@@ -118,8 +122,8 @@ def test_database_outage_is_a_503_everywhere_and_recovers_without_a_restart(alic
     connection.close()
     r = call(alice, "POST", "/v2/endpoint/alice", json=endpoint_spec("after"))
     assert r.status_code == 202, r.text
-    assert call(alice, "GET", "/v2/endpoint/alice/after").status_code == 200
-    assert requests.get(alice["url"] + "/readyz", timeout=15).status_code == 200
+    expect(call(alice, "GET", "/v2/endpoint/alice/after"), 200)
+    expect(requests.get(alice["url"] + "/readyz", timeout=15), 200)
     assert list(Endpoint.objects.values_list("name", flat=True)) == ["after"]
 
 

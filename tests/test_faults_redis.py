@@ -17,12 +17,12 @@ import signal
 import time
 
 import pytest
-import requests
 
 from controlplane.celery import app
 from endpoints.models import Endpoint
 from tests.factories import endpoint_spec, make_token, make_user
 from tests.hardening_fixtures import celery_publishing_to, running_redis
+from tests.helpers import expect, live_api
 from workers.tasks import reconcile_sweep_task
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -53,15 +53,9 @@ def celery_broker(tmp_path, settings):
 
 @pytest.fixture
 def api(live_server):
-    user = make_user("alice")
-    session = requests.Session()
-    session.headers["Authorization"] = f"Bearer {make_token(user)}"
-
-    def call(method: str, path: str, **kwargs) -> requests.Response:
-        return session.request(method, live_server.url + path, timeout=30, **kwargs)
-
+    call = live_api(live_server.url, make_token(make_user("alice")))
     yield call
-    session.close()
+    call.close()
 
 
 def test_writes_succeed_while_the_broker_is_down_and_the_sweep_reenqueues_them(api, celery_broker, caplog):
@@ -97,10 +91,10 @@ def test_writes_succeed_while_the_broker_is_down_and_the_sweep_reenqueues_them(a
     assert ready.json()["checks"]["broker"].startswith("unavailable"), ready.json()
     assert ready.json()["checks"]["database"] == "ok", ready.json()
     # Reads never needed the broker.
-    assert api("GET", "/v2/endpoint/alice").status_code == 200
+    expect(api("GET", "/v2/endpoint/alice"), 200)
 
     celery_broker.start()  # the same port, empty: every message published before the outage is gone too
-    assert api("GET", "/readyz").status_code == 200
+    expect(api("GET", "/readyz"), 200)
     assert queued_endpoint_ids(celery_broker) == []
     swept = reconcile_sweep_task.apply().get()
     queued = queued_endpoint_ids(celery_broker)
@@ -110,7 +104,7 @@ def test_writes_succeed_while_the_broker_is_down_and_the_sweep_reenqueues_them(a
 
 
 def test_a_frozen_broker_costs_a_write_at_most_the_socket_timeout(api, celery_broker, caplog):
-    assert api("POST", "/v2/endpoint/alice", json=endpoint_spec("before")).status_code == 202
+    expect(api("POST", "/v2/endpoint/alice", json=endpoint_spec("before")), 202)
     celery_broker.process.send_signal(signal.SIGSTOP)  # the port still accepts; nothing ever answers
     try:
         for name in ("frozen-1", "frozen-2"):
@@ -124,7 +118,7 @@ def test_a_frozen_broker_costs_a_write_at_most_the_socket_timeout(api, celery_br
     finally:
         celery_broker.process.send_signal(signal.SIGCONT)
     assert sum("reconcile.enqueue_failed" in r.getMessage() for r in caplog.records) == 2
-    assert api("GET", "/readyz").status_code == 200
+    expect(api("GET", "/readyz"), 200)
     swept = reconcile_sweep_task.apply().get()
     assert set(Endpoint.objects.values_list("pk", flat=True)) <= set(queued_endpoint_ids(celery_broker))
     assert swept == 3

@@ -10,9 +10,9 @@ import pytest
 import redis
 from django.conf import settings
 
-from tests.conftest import bearer_client
 from tests.factories import make_org, make_token, make_user
 from tests.gatewayrig import deploy, error_of, host
+from tests.helpers import expect, user_api
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -62,8 +62,8 @@ def test_access_matrix_by_caller_and_type(gateway, gateway_cluster, upstream):
     # Path style gives the same answers.
     r = gw.get("/acme/o-protected/v1/ping", token=tokens["bob (org reader)"])
     assert r.status_code == 200, r.text
-    assert gw.get("/acme/o-protected/v1/ping", token=tokens["carol (other user)"]).status_code == 403
-    assert gw.get("/acme/o-private/v1/ping", token=tokens["alice"]).status_code == 404
+    expect(gw.get("/acme/o-protected/v1/ping", token=tokens["carol (other user)"]), 403)
+    expect(gw.get("/acme/o-private/v1/ping", token=tokens["alice"]), 404)
     assert gw.get("/acme/nothing-here/x").json() == {"error": "No endpoint at this address",
                                                       "code": "endpoint_not_found"}
 
@@ -188,7 +188,7 @@ def test_broken_streams_are_cut_not_passed_off_as_complete(gateway, gateway_clus
     assert gw.metric("gateway_pending_requests", namespace="ie-alice", endpoint="ep-chat") == 0
     assert gw.metric("gateway_requests_total", namespace="ie-alice", endpoint="ep-chat", code="2xx") == 1
     assert gw.metric("gateway_requests_total", namespace="ie-alice", endpoint="ep-chat", code="4xx") == 1  # gone
-    assert gw.get("/alice/chat/ok").status_code == 200
+    expect(gw.get("/alice/chat/ok"), 200)
     assert "Error handling request" not in gw.log()
 
 
@@ -235,13 +235,13 @@ def test_revocation_membership_and_type_changes_apply_within_five_seconds(gatewa
     alice_token, bob_token = make_token(alice), make_token(bob)
     deploy(acme, "svc", "protected", alice)
     gw = gateway()
-    assert gw.get("/acme/svc/x", token=alice_token).status_code == 200
-    assert gw.get("/acme/svc/x", token=bob_token).status_code == 200
-    assert gw.get("/acme/svc/x").status_code == 401
+    expect(gw.get("/acme/svc/x", token=alice_token), 200)
+    expect(gw.get("/acme/svc/x", token=bob_token), 200)
+    expect(gw.get("/acme/svc/x"), 401)
 
-    revoker = bearer_client(make_token(alice))
+    revoker = user_api(alice)
     token_id = next(t["id"] for t in revoker.get("/v2/tokens").json()["items"] if t["prefix"] == alice_token[:10])
-    assert revoker.delete(f"/v2/tokens/{token_id}").status_code == 200
+    expect(revoker.delete(f"/v2/tokens/{token_id}"), 200)
     assert wait_for_status(gw, "/acme/svc/x", 401, token=alice_token) < 5
 
     from controlplane.services import membership_remove
@@ -273,16 +273,16 @@ def test_warm_requests_run_no_database_query(gateway, gateway_cluster, upstream)
         client.delete(key)
     gw = gateway()
     assert gw.metric("gateway_db_queries_total") == 0
-    assert gw.get("/v1/a", host=host(endpoint), token=token).status_code == 200
+    expect(gw.get("/v1/a", host=host(endpoint), token=token), 200)
     cold = gw.metric("gateway_db_queries_total")
     assert cold >= 2  # the route and the token
     for _ in range(50):
-        assert gw.get("/v1/a", host=host(endpoint), token=token).status_code == 200
-    assert gw.get("/alice/warm/v1/b", token=token).status_code == 200
+        expect(gw.get("/v1/a", host=host(endpoint), token=token), 200)
+    expect(gw.get("/alice/warm/v1/b", token=token), 200)
     assert gw.metric("gateway_db_queries_total") == cold
     # A second gateway finds the first one's reads in Redis: no database query even when cold.
     other = gateway()
-    assert other.get("/v1/a", host=host(endpoint), token=token).status_code == 200
+    expect(other.get("/v1/a", host=host(endpoint), token=token), 200)
     assert other.metric("gateway_db_queries_total") == 0
     client.close()
 
@@ -300,13 +300,13 @@ def test_redis_outage_serves_fresh_memory_and_refuses_the_unverifiable(gateway, 
     relay = Relay(target.hostname, target.port or 6379)
     try:
         gw = gateway(redis_url=f"redis://127.0.0.1:{relay.port}{target.path}", GATEWAY_STALE_SECONDS="3")
-        assert gw.get("/alice/svc/x", token=known).status_code == 200
+        expect(gw.get("/alice/svc/x", token=known), 200)
         relay.cut()
         time.sleep(0.5)
-        assert gw.get("/alice/svc/x", token=known).status_code == 200  # remembered, still fresh
+        expect(gw.get("/alice/svc/x", token=known), 200)  # remembered, still fresh
         r = gw.get("/alice/svc/x", token=unknown)  # never seen: cannot be checked without Redis
         assert error_of(r) == (503, "gateway_unavailable") and r.headers["Retry-After"]
-        assert gw.get("/readyz").status_code == 200  # stays in service for what it can verify
+        expect(gw.get("/readyz"), 200)  # stays in service for what it can verify
         # Revoked during the outage, and the publication is lost too (the web process cannot reach Redis).
         from controlplane.feed import _client
         from controlplane.services import token_revoke

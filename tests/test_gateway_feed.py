@@ -94,6 +94,6 @@ def test_admin_edits_of_tokens_and_memberships_reach_the_feed(gateway_prefix, cl
 
     membership = Membership.objects.get(account=acme, user=bob)
     r = client.post(f"/admin/controlplane/membership/{membership.pk}/delete/", {"post": "yes"})
-    assert r.status_code == 302
+    assert r.status_code == 302, r.content
     assert stored("grant", f"{acme.pk}:{bob.pk}")[1] == {"role": None}
     assert json.dumps(stored("grant", f"{acme.pk}:{bob.pk}")[1]) == '{"role": null}'

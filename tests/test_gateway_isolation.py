@@ -20,6 +20,7 @@ from controlplane.names import host_id
 from endpoints import services
 from tests.factories import make_token, make_user
 from tests.gatewayrig import deploy, error_of, host
+from tests.helpers import expect
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 ZERO_SCALING = {"compute": {"scaling": {"minReplica": 0, "maxReplica": 2, "scaleToZeroTimeout": 15}}}
@@ -48,7 +49,7 @@ def test_item_3a_unsigned_and_badly_signed_records_and_feed_messages_are_ignored
     token = make_token(alice)
     victim = deploy(alice.personal_account, "secret", "protected", alice)
     gw = gateway()
-    assert gw.get("/alice/secret/x", token=token).status_code == 200  # genuine records are trusted
+    expect(gw.get("/alice/secret/x", token=token), 200)  # genuine records are trusted
     client = redis_client()
     prefix, now = settings.GATEWAY_REDIS_PREFIX, time.time_ns()
     forged = {"user": alice.pk, "expires": None, "revoked": False}
@@ -62,7 +63,7 @@ def test_item_3a_unsigned_and_badly_signed_records_and_feed_messages_are_ignored
                                   forged, 600, False, signing_key=b"not-the-record-key")
     client.eval(records.CAS_SET, len(keys), *keys, *args)
     assert error_of(gw.get("/alice/secret/x", token=wrong_key_secret)) == (401, "invalid_token")
-    assert gw.get("/alice/secret/x", token=token).status_code == 200
+    expect(gw.get("/alice/secret/x", token=token), 200)
 
     # Feed messages opening the protected endpoint to anyone: unsigned, and signed with another key.
     route_name = f"route:{victim_host(victim)}"
@@ -79,7 +80,7 @@ def test_item_3a_unsigned_and_badly_signed_records_and_feed_messages_are_ignored
     # A gateway that starts now finds only the forged route in Redis: it goes to the database instead.
     fresh = gateway()
     assert error_of(fresh.get("/alice/secret/x")) == (401, "unauthorized")
-    assert fresh.get("/alice/secret/x", token=token).status_code == 200
+    expect(fresh.get("/alice/secret/x", token=token), 200)
     assert gw.metric("gateway_records_rejected_total", source="redis") == 2
     assert gw.metric("gateway_records_rejected_total", source="feed") == 2
     assert fresh.metric("gateway_records_rejected_total", source="redis") == 1
@@ -119,18 +120,18 @@ def test_item_8_metrics_are_served_only_for_the_metrics_token(gateway, gateway_c
     deploy(alice.personal_account, "web", "public", alice)
     closed = gateway(GATEWAY_METRICS_TOKEN="")  # none configured: never served
     for path in ("/_gateway/metrics", "/metrics"):
-        assert closed.get(path).status_code == 404, path
-        assert closed.get(path, headers={"Authorization": "Bearer "}).status_code == 404, path
+        expect(closed.get(path), 404, path)
+        expect(closed.get(path, headers={"Authorization": "Bearer "}), 404, path)
 
     gw = gateway(GATEWAY_METRICS_TOKEN="scrape-token-1")
-    assert gw.get("/alice/web/x").status_code == 200
+    expect(gw.get("/alice/web/x"), 200)
     for path in ("/_gateway/metrics", "/metrics"):
         for headers in ({}, {"Authorization": "Bearer scrape-token-2"}, {"Authorization": "Basic c2NyYXBl"}):
             r = gw.get(path, headers=headers)
             assert error_of(r) == (401, "unauthorized"), (path, headers)
             assert "ep-web" not in r.text
         r = gw.get(path, headers={"Authorization": "Bearer scrape-token-1"})
-        assert r.status_code == 200 and 'endpoint="ep-web"' in r.text
+        assert r.status_code == 200 and 'endpoint="ep-web"' in r.text, r.content
     assert "scrape-token-1" not in gw.log()
 
 
@@ -141,7 +142,7 @@ def test_item_9_unknown_tokens_and_hosts_are_remembered_and_misses_are_limited_p
     deploy(alice.personal_account, "svc", "protected", alice)
     # A long absent-answer TTL: an answer that went away quickly below was cleared by the feed.
     gw = gateway(GATEWAY_MISS_BURST="25", GATEWAY_MISS_RATE="1", GATEWAY_NEGATIVE_TTL_SECONDS="60")
-    assert gw.get("/alice/svc/x", token=token).status_code == 200
+    expect(gw.get("/alice/svc/x", token=token), 200)
     queries = gw.metric("gateway_db_queries_total")
     nowhere = "nothere-0123456789abcdef.endpoints.test"
     for _ in range(10):  # the same unknown token and host, again and again: read once
@@ -152,13 +153,13 @@ def test_item_9_unknown_tokens_and_hosts_are_remembered_and_misses_are_limited_p
     client = redis_client()
     before = gateway_keys(client)
     for i in range(5):  # random tokens leave nothing behind in Redis
-        assert gw.get("/alice/svc/x", token=f"cpt_random_{i}").status_code == 401
+        expect(gw.get("/alice/svc/x", token=f"cpt_random_{i}"), 401)
     assert gateway_keys(client) == before
     client.close()
 
     # An endpoint created after its host was looked up is served as soon as its route is published.
     later = f"{host_id('alice', 'later')}.endpoints.test"
-    assert gw.get("/x", host=later).status_code == 404
+    expect(gw.get("/x", host=later), 404)
     deploy(alice.personal_account, "later", "public", alice)
     deadline = time.monotonic() + 5
     while gw.get("/x", host=later).status_code != 200:
@@ -172,7 +173,7 @@ def test_item_9_unknown_tokens_and_hosts_are_remembered_and_misses_are_limited_p
     assert error_of(refused[-1]) == (429, "too_many_lookups") and int(refused[-1].headers["Retry-After"]) >= 1
     assert gw.metric("gateway_misses_refused_total") == len(refused)
     # What the client's address already knows is answered from memory, whatever its budget.
-    assert gw.get("/alice/svc/x", token=token).status_code == 200
+    expect(gw.get("/alice/svc/x", token=token), 200)
     assert error_of(gw.get("/alice/svc/x", token="cpt_unknown")) == (401, "invalid_token")
 
 
@@ -251,7 +252,7 @@ def test_item_16_our_tokens_are_stripped_from_every_credential_header(gateway, g
     assert ours[:12] not in json.dumps(seen)
 
     r = gw.get("/alice/prot/v1/x", token=ours, headers={"X-Api-Key": ours})  # protected: admitted, never passed on
-    assert r.status_code == 200 and ours[:12] not in json.dumps(r.json()["headers"])
+    assert r.status_code == 200 and ours[:12] not in json.dumps(r.json()["headers"]), r.content
 
 
 def test_item_22_domains_forwarding_headers_asterisk_and_logged_queries(gateway, gateway_cluster, upstream):

@@ -17,6 +17,7 @@ from endpoints.idle import idle_sweep
 from endpoints.models import Endpoint, EndpointEvent
 from tests.factories import endpoint_spec, make_token, make_user
 from tests.gatewayrig import deploy, error_of, set_state, start_worker, stop_process
+from tests.helpers import expect
 from tests.kube_helpers import converge
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -149,7 +150,7 @@ def test_paused_endpoint_answers_503_saying_so(gateway, gateway_cluster, upstrea
     gw = gateway()
     r = gw.get("/alice/web/x")
     assert r.status_code == 503 and r.json() == {"error": "The endpoint is paused; resume it to serve requests",
-                                                  "code": "endpoint_paused"}
+                                                  "code": "endpoint_paused"}, r.content
 
 
 def error_of_text(status: int, text: str) -> tuple[int, str]:
@@ -166,7 +167,7 @@ def test_gateway_records_activity_at_most_every_few_seconds(gateway, gateway_clu
     client = redis.Redis.from_url(settings.REDIS_URL)
     key = f"{settings.GATEWAY_REDIS_PREFIX}activity"
     before = time.time()
-    assert gw.get("/alice/web/x").status_code == 200
+    expect(gw.get("/alice/web/x"), 200)
     deadline = time.monotonic() + 5
     while client.zscore(key, str(endpoint.pk)) is None:
         assert time.monotonic() < deadline, "no activity recorded"

@@ -305,7 +305,7 @@ def test_default_values_refuse_to_render_and_name_what_to_set(helm):
 @pytest.mark.parametrize("values", CI_IDS)
 def test_every_rendered_object_is_valid_kubernetes(values):
     objects = rendered(values)
-    assert objects
+    assert {"Deployment", "Service"} <= {obj["kind"] for obj in objects}, [obj["kind"] for obj in objects]
     assert schema_errors(objects) == []
 
 

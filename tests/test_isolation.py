@@ -20,8 +20,8 @@ from deployments.render import render_endpoint
 from deployments.services import cluster_register
 from endpoints.models import Endpoint
 from endpoints.services import endpoint_secrets
-from tests.conftest import bearer_client
 from tests.factories import endpoint_spec
+from tests.helpers import api_client, expect
 from tests.kube_helpers import NS, converge
 from tests.kube_helpers import create as create_endpoint
 
@@ -146,7 +146,7 @@ def test_item11_deeply_nested_json_is_a_400_naming_the_limit(alice_api, depth):
 def test_item10_a_child_token_never_outlives_its_parents_expiry(alice):
     parent_expiry = timezone.now() + timedelta(hours=1)
     _token, secret = token_create(user=alice, name="short", expires_at=parent_expiry)
-    api = bearer_client(secret)
+    api = api_client(secret)
     r = api.post("/v2/tokens", {"name": "child"}, format="json")
     assert r.status_code == 201, r.json()
     assert ApiToken.objects.get(name="child").expires_at == parent_expiry  # no expiry asked: the parent's
@@ -158,16 +158,16 @@ def test_item10_a_child_token_never_outlives_its_parents_expiry(alice):
 
 def test_item10_revoking_a_token_revokes_every_token_it_made(alice):
     parent, secret = token_create(user=alice, name="parent")
-    child_secret = bearer_client(secret).post("/v2/tokens", {"name": "child"}, format="json").json()["token"]
-    grandchild_secret = bearer_client(child_secret).post("/v2/tokens", {"name": "grandchild"},
+    child_secret = api_client(secret).post("/v2/tokens", {"name": "child"}, format="json").json()["token"]
+    grandchild_secret = api_client(child_secret).post("/v2/tokens", {"name": "grandchild"},
                                                          format="json").json()["token"]
-    assert bearer_client(grandchild_secret).get("/api/whoami-v2").status_code == 200
+    expect(api_client(grandchild_secret).get("/api/whoami-v2"), 200)
     _other, other_secret = token_create(user=alice, name="unrelated")
-    r = bearer_client(other_secret).delete(f"/v2/tokens/{parent.pk}")
+    r = api_client(other_secret).delete(f"/v2/tokens/{parent.pk}")
     assert r.status_code == 200, r.json()
     for revoked in (secret, child_secret, grandchild_secret):
-        assert bearer_client(revoked).get("/api/whoami-v2").status_code == 401
-    assert bearer_client(other_secret).get("/api/whoami-v2").status_code == 200
+        expect(api_client(revoked).get("/api/whoami-v2"), 401)
+    expect(api_client(other_secret).get("/api/whoami-v2"), 200)
     assert set(ApiToken.objects.filter(revoked_at__isnull=False).values_list("name", flat=True)) == {
         "parent", "child", "grandchild"}
 
@@ -175,7 +175,7 @@ def test_item10_revoking_a_token_revokes_every_token_it_made(alice):
 def test_item10_a_user_holds_a_bounded_number_of_live_tokens(alice, settings):
     settings.MAX_TOKENS_PER_USER = 3
     _token, secret = token_create(user=alice, name="first")
-    api = bearer_client(secret)
+    api = api_client(secret)
     assert [api.post("/v2/tokens", {"name": f"t{i}"}, format="json").status_code for i in range(3)] == [201, 201, 409]
     r = api.post("/v2/tokens", {"name": "again"}, format="json")
     assert r.status_code == 409 and r.json()["code"] == "token_limit", r.json()
@@ -188,7 +188,7 @@ def custom_image(url: str, password: str) -> dict:
 
 
 def test_item06_a_new_registry_needs_the_password_again(alice_api):
-    assert create(alice_api, model=custom_image("registry.acme.example/team/app:1", "s3cret")).status_code == 202
+    expect(create(alice_api, model=custom_image("registry.acme.example/team/app:1", "s3cret")), 202)
     stolen = {"model": custom_image("attacker.example/app:1", "********")}
     r = alice_api.put("/v2/endpoint/alice/my-endpoint", stolen, format="json")
     assert r.status_code == 400, r.json()
@@ -199,12 +199,12 @@ def test_item06_a_new_registry_needs_the_password_again(alice_api):
 
 
 def test_item06_the_mask_keeps_the_password_on_the_same_registry(alice_api):
-    assert create(alice_api, model=custom_image("registry.acme.example/team/app:1", "s3cret")).status_code == 202
+    expect(create(alice_api, model=custom_image("registry.acme.example/team/app:1", "s3cret")), 202)
     same = {"model": custom_image("registry.acme.example/team/app:2", "********")}
-    assert alice_api.put("/v2/endpoint/alice/my-endpoint", same, format="json").status_code == 200
+    expect(alice_api.put("/v2/endpoint/alice/my-endpoint", same, format="json"), 200)
     assert endpoint_secrets(endpoint=Endpoint.objects.get(name="my-endpoint"))[1] == "s3cret"
     moved = {"model": custom_image("mirror.acme.example/team/app:2", "n3w")}  # a new password: accepted
-    assert alice_api.put("/v2/endpoint/alice/my-endpoint", moved, format="json").status_code == 200
+    expect(alice_api.put("/v2/endpoint/alice/my-endpoint", moved, format="json"), 200)
     assert endpoint_secrets(endpoint=Endpoint.objects.get(name="my-endpoint"))[1] == "n3w"
 
 
@@ -292,11 +292,11 @@ def test_item01_only_an_account_admin_sets_its_hub_token_and_bad_tokens_are_400(
 
     bob = make_user("bob")
     org = make_org("acme", members={alice: "admin", bob: "write"})
-    bob_api = bearer_client(token_create(user=bob, name="b")[1])
+    bob_api = api_client(token_create(user=bob, name="b")[1])
     r = bob_api.put(f"/v2/accounts/{org.slug}/hub-token", {"token": "hf_bob_token_x"}, format="json")
     assert r.status_code == 403, r.json()
-    assert alice_api.put("/v2/accounts/alice/hub-token", {"token": "no spaces allowed"},
-                         format="json").status_code == 400
-    assert bearer_client(token_create(user=bob, name="c")[1]).get("/v2/accounts/alice/hub-token").status_code == 404
+    expect(alice_api.put("/v2/accounts/alice/hub-token", {"token": "no spaces allowed"},
+                         format="json"), 400)
+    expect(api_client(token_create(user=bob, name="c")[1]).get("/v2/accounts/alice/hub-token"), 404)
     assert alice_api.delete("/v2/accounts/alice/hub-token").json() == {"set": False}
     assert not Account.objects.get(slug="acme").hub_token_encrypted

@@ -11,6 +11,7 @@ import sys
 import pytest
 import yaml
 
+from tests.helpers import expect
 from tests.test_compose import compose, model  # noqa: F401 (compose is a fixture)
 from tests.test_helm_chart import CHART, ROOT, containers, find, helm, render, rendered  # noqa: F401 (helm: fixture)
 
@@ -222,7 +223,7 @@ def test_item18_reassigning_a_membership_in_the_admin_moves_it(client, gateway_p
     with django_capture_on_commit_callbacks(execute=True):
         r = client.post(f"/admin/controlplane/membership/{membership.pk}/change/",
                         {"account": guild.pk, "user": carol.pk, "role": "read", **WHEN})
-    assert r.status_code == 302
+    assert r.status_code == 302, r.content
     assert set(Membership.objects.values_list("account__slug", "user__username")) == {("guild", "carol")}
     membership = Membership.objects.get()
     form = {"memberships-TOTAL_FORMS": "1", "memberships-INITIAL_FORMS": "1", "memberships-MIN_NUM_FORMS": "0",
@@ -239,8 +240,8 @@ def test_item18_reassigning_a_membership_in_the_admin_moves_it(client, gateway_p
     membership = Membership.objects.get()
     r = client.post(f"/admin/controlplane/membership/{membership.pk}/change/",
                     {"account": bob.personal_account.pk, "user": dora.pk, "role": "read", **WHEN})
-    assert r.status_code == 200 and b"Select a valid choice" in r.content
-    assert client.get(f"/admin/controlplane/account/{bob.personal_account.pk}/change/").status_code == 200
+    assert r.status_code == 200 and b"Select a valid choice" in r.content, r.content
+    expect(client.get(f"/admin/controlplane/account/{bob.personal_account.pk}/change/"), 200)
 
 
 @pytest.mark.django_db
@@ -261,12 +262,12 @@ def test_item18_deleting_endpoints_in_the_admin_goes_through_the_service(client,
 
     with django_capture_on_commit_callbacks(execute=True):
         r = client.post(f"/admin/endpoints/endpoint/{made[0].pk}/delete/", {"post": "yes"})
-    assert r.status_code == 302
+    assert r.status_code == 302, r.content
     r = client.post(f"/admin/endpoints/endpoint/{made[1].pk}/delete/", {"post": "yes"})
-    assert r.status_code == 302
+    assert r.status_code == 302, r.content
     r = client.post("/admin/endpoints/endpoint/", {"action": "delete_selected", "post": "yes",
                                                    "_selected_action": [made[2].pk, made[3].pk]})
-    assert r.status_code == 302
+    assert r.status_code == 302, r.content
     left = dict(Endpoint.objects.values_list("name", "state"))
     assert left == {"e1": "deleting", "e3": "deleting"}  # never a raw row delete behind the reconciler's back
     assert set(AuditEvent.objects.filter(action="endpoint.delete").values_list("target", flat=True)) == {
@@ -299,9 +300,9 @@ def test_item18_admin_logins_are_rate_limited_per_username_and_per_address(clien
 
     for _ in range(3):
         r = login(client, name, "wrong", address)
-        assert r.status_code == 200 and b"Please enter the correct username and password" in r.content
+        assert r.status_code == 200 and b"Please enter the correct username and password" in r.content, r.content
     r = login(client, name, "right-password", f"{address[:-1]}2")  # locked out, from any address
-    assert r.status_code == 200 and b"Too many failed login attempts" in r.content
+    assert r.status_code == 200 and b"Too many failed login attempts" in r.content, r.content
     assert "_auth_user_id" not in client.session
     r = login(client, name.upper(), "right-password", f"{address[:-1]}3")  # the same username, however typed
     assert b"Too many failed login attempts" in r.content
@@ -313,9 +314,9 @@ def test_item18_admin_logins_are_rate_limited_per_username_and_per_address(clien
     victim = f"dora{run}"
     make_user(victim, is_staff=True, password="pw-dora")
     r = login(client, victim, "pw-dora", other)
-    assert r.status_code == 200 and b"Too many failed login attempts" in r.content
+    assert r.status_code == 200 and b"Too many failed login attempts" in r.content, r.content
     r = login(client, victim, "pw-dora", f"{address[:-1]}8")  # from elsewhere the right password works
-    assert r.status_code == 302 and client.session["_auth_user_id"]
+    assert r.status_code == 302 and client.session["_auth_user_id"], r.content
 
 
 def test_item18_login_limit_settings_have_production_safe_defaults():
@@ -364,7 +365,7 @@ def test_item23_no_third_party_script_runs_on_the_admin_origin(client):
     # (tests/test_static_files.py loads every file they reference).
     for page in ("/api/docs/", "/api/redoc/"):
         r = client.get(page)
-        assert r.status_code == 200, page
+        assert r.status_code == 200, (page, r.content)
         assert r.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY, page
         assert not re.search(rb"<script(?![^>]*\bsrc=)[^>]*>", r.content), page  # no inline script to refuse
         assert not re.search(rb"(src|href)=[\"']?(https?:)?//", r.content), page
@@ -391,7 +392,7 @@ def test_item01_item02_operators_set_a_hub_token_and_grant_registries_in_the_adm
     shown = client.get(page).content.decode()
     assert "hf_carol_token" not in shown and "A token is set." in shown
     r = client.post(page, {"hub_token": "", "registries": "not a host!"})
-    assert r.status_code == 200 and "Not a registry host" in r.content.decode()  # a form error, never a 500
-    assert client.post(page, {"clear_hub_token": "on", "registries": ""}).status_code == 302
+    assert r.status_code == 200 and "Not a registry host" in r.content.decode(), r.content  # a form error, never a 500
+    expect(client.post(page, {"clear_hub_token": "on", "registries": ""}), 302)
     account = Account.objects.get(slug="carol")
     assert account_hub_token(account=account) is None and account.granted_registries == []

@@ -14,21 +14,14 @@ import time
 import uuid
 
 import pytest
-from rest_framework.test import APIClient
 
 from controlplane import throttling
 from endpoints.models import Endpoint
-from tests.factories import endpoint_spec, make_token, make_user
+from tests.factories import endpoint_spec, make_user
 from tests.hardening_fixtures import running_redis
+from tests.helpers import api_client, expect, user_api
 
 pytestmark = pytest.mark.django_db
-
-
-def client_for(secret: str | None = None) -> APIClient:
-    client = APIClient()
-    if secret:
-        client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
-    return client
 
 
 @pytest.fixture
@@ -55,37 +48,36 @@ def assert_throttled(response) -> None:
 # ---------------------------------------------------------------- rate limit
 def test_each_token_has_its_own_limit_and_the_next_request_gets_429_with_retry_after(alice, fresh_counters):
     fresh_counters.API_RATE_LIMIT = "3/day"
-    first, second = client_for(make_token(alice)), client_for(make_token(alice))
+    first, second = user_api(alice), user_api(alice)
     for _ in range(3):
-        assert first.get("/v2/endpoint/alice").status_code == 200
+        expect(first.get("/v2/endpoint/alice"), 200)
     assert_throttled(first.get("/v2/endpoint/alice"))
     assert_throttled(first.post("/v2/endpoint/alice", endpoint_spec(), format="json"))
     assert not Endpoint.objects.exists()  # refused before the service ran
     # Another token of the same user counts separately.
-    assert second.get("/api/whoami-v2").status_code == 200
+    expect(second.get("/api/whoami-v2"), 200)
 
 
 def test_sessions_count_per_user_and_anonymous_callers_per_address(alice, fresh_counters):
     fresh_counters.API_RATE_LIMIT = "2/day"
-    session = APIClient()
-    session.force_login(alice)
+    session = api_client(session_user=alice)
     for _ in range(2):
-        assert session.get("/v2/tokens").status_code == 200
+        expect(session.get("/v2/tokens"), 200)
     assert_throttled(session.get("/v2/tokens"))
 
     # The schema is public: anonymous callers are counted by address. X-Forwarded-For is not trusted
     # (API_NUM_PROXIES=0), so a caller cannot reset its count by naming another address.
     for _ in range(2):
-        assert APIClient().get("/api/schema/").status_code == 200
-    throttled = APIClient().get("/api/schema/", HTTP_X_FORWARDED_FOR="203.0.113.9")
+        expect(api_client().get("/api/schema/"), 200)
+    throttled = api_client().get("/api/schema/", HTTP_X_FORWARDED_FOR="203.0.113.9")
     assert throttled["Content-Type"] == "application/json"  # errors are JSON even where the view renders YAML
     assert_throttled(throttled)
-    assert APIClient(REMOTE_ADDR="198.51.100.7").get("/api/schema/").status_code == 200
+    expect(api_client(REMOTE_ADDR="198.51.100.7").get("/api/schema/"), 200)
 
 
 def test_a_stopped_or_frozen_cache_lets_requests_through_and_says_so(alice, fresh_counters, tmp_path, caplog):
     fresh_counters.API_RATE_LIMIT = "2/day"
-    api = client_for(make_token(alice))
+    api = user_api(alice)
     with running_redis(tmp_path) as cache_redis:
         fresh_counters.CACHES = {"default": {**fresh_counters.CACHES["default"], "LOCATION": cache_redis.url()}}
         assert [api.get("/v2/tokens").status_code for _ in range(3)] == [200, 200, 429]
@@ -105,7 +97,7 @@ def test_a_stopped_or_frozen_cache_lets_requests_through_and_says_so(alice, fres
         throttling._cache_down_until = 0.0
         try:
             started = time.monotonic()
-            assert api.get("/v2/tokens").status_code == 200  # pays the 1 s socket timeout once
+            expect(api.get("/v2/tokens"), 200)  # pays the 1 s socket timeout once
             first = time.monotonic() - started
             started = time.monotonic()
             assert [api.get("/v2/tokens").status_code for _ in range(5)] == [200] * 5
@@ -128,7 +120,7 @@ def test_the_limit_is_read_from_the_environment_format():
                                          ("post", "/v2/tokens"), ("post", "/v2/quotas/alice/requests")])
 def test_a_body_over_the_limit_is_413_whatever_it_holds(alice, settings, method, path):
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 4096  # API_MAX_BODY_BYTES
-    api = client_for(make_token(alice))
+    api = user_api(alice)
     body = {**endpoint_spec(), "ignoredUnknownKey": "x" * 5000}  # unknown keys are ignored, not exempt
     r = getattr(api, method)(path, body, format="json")
     assert r.status_code == 413, r.content
@@ -137,17 +129,17 @@ def test_a_body_over_the_limit_is_413_whatever_it_holds(alice, settings, method,
 
 
 def test_the_default_body_limit_refuses_300_kib(alice):
-    r = client_for(make_token(alice)).post("/v2/endpoint/alice", {**endpoint_spec(), "x": "y" * 300_000},
+    r = user_api(alice).post("/v2/endpoint/alice", {**endpoint_spec(), "x": "y" * 300_000},
                                            format="json")
-    assert r.status_code == 413 and r.json()["code"] == "body_too_large"
+    assert r.status_code == 413 and r.json()["code"] == "body_too_large", r.content
 
 
 # ---------------------------------------------------------------- count and size limits of a spec
 def test_the_endpoint_count_limit_is_409_naming_the_limit(alice, settings):
     settings.MAX_ENDPOINTS_PER_ACCOUNT = 2
-    api = client_for(make_token(alice))
+    api = user_api(alice)
     for name in ("one", "two"):
-        assert api.post("/v2/endpoint/alice", endpoint_spec(name), format="json").status_code == 202
+        expect(api.post("/v2/endpoint/alice", endpoint_spec(name), format="json"), 202)
     r = api.post("/v2/endpoint/alice", endpoint_spec("three"), format="json")
     assert r.status_code == 409, r.json()
     assert r.json() == {"error": "'alice' already has the maximum of 2 endpoints", "code": "endpoint_limit"}
@@ -175,7 +167,7 @@ SPEC_LIMITS = [
 
 @pytest.mark.parametrize("field,override,message", SPEC_LIMITS, ids=[case[0] + ":" + case[2] for case in SPEC_LIMITS])
 def test_each_spec_limit_is_a_400_naming_the_field(alice, field, override, message):
-    r = client_for(make_token(alice)).post("/v2/endpoint/alice", endpoint_spec(**override), format="json")
+    r = user_api(alice).post("/v2/endpoint/alice", endpoint_spec(**override), format="json")
     assert r.status_code == 400, r.json()
     body = r.json()
     assert body["code"] == "invalid" and field in body["fields"], body
@@ -186,27 +178,27 @@ def test_each_spec_limit_is_a_400_naming_the_field(alice, field, override, messa
 
 # ---------------------------------------------------------------- inputs Postgres cannot store (found by fuzzing)
 def test_a_nul_in_the_tags_filter_is_a_400_naming_it(alice):
-    r = client_for(make_token(alice)).get("/v2/endpoint/alice", {"tags": "a\x00b"})
+    r = user_api(alice).get("/v2/endpoint/alice", {"tags": "a\x00b"})
     assert r.status_code == 400 and "tags" in r.json()["fields"], r.content
 
 
 @pytest.mark.parametrize("host", ["td|c", "evil.example"])
 def test_a_host_django_refuses_is_a_json_400_not_an_html_page(alice, settings, host):
     settings.ALLOWED_HOSTS = ["testserver"]  # "td|c" is not a host name at all; evil.example is not allowed
-    r = client_for(make_token(alice)).get("/v2/endpoint/alice", HTTP_HOST=host)
+    r = user_api(alice).get("/v2/endpoint/alice", HTTP_HOST=host)
     assert r.status_code == 400 and r["Content-Type"] == "application/json", (r["Content-Type"], r.content[:100])
     assert r.json() == {"error": "Malformed request", "code": "bad_request"}
 
 
 def test_a_nul_in_a_path_is_a_404(alice):
-    api = client_for(make_token(alice))
+    api = user_api(alice)
     for path in ("/v2/endpoint/ali%00ce", "/v2/endpoint/alice/ep%00", "/v2/quotas/%00"):
         r = api.get(path)
         assert r.status_code == 404 and r.json()["code"] == "not_found", (path, r.content)
 
 
 def test_a_nul_or_lone_surrogate_in_image_options_is_a_400_naming_the_path(alice):
-    api = client_for(make_token(alice))
+    api = user_api(alice)
     for value in ("a\x00b", "\ud800"):
         spec = endpoint_spec(model={"image": {"tgi": {"url": "r.example/tgi:3", "quantize": value}}})
         # As a client would send them: JSON escapes (\u0000, \ud800) in ASCII text.

@@ -11,8 +11,7 @@ from deployments.names import private_lb_name
 from deployments.reconcile import Retry, endpoint_reconcile
 from endpoints import services
 from endpoints.models import Endpoint
-from tests.conftest import bearer_client
-from tests.factories import make_token
+from tests.helpers import user_api
 from tests.kube_helpers import NS, converge, create
 
 LINK = {"accountId": "123456789012", "region": "us-east-1"}
@@ -70,7 +69,7 @@ def test_private_endpoint_gets_an_endpoint_service_once_its_nlb_exists(alice, aw
     assert endpoint.private_service_name == config["ServiceName"]
     assert endpoint.url == "http://ep-web.ie-alice.svc.cluster.local:80"  # internal: never the gateway's
     assert principals(moto, config["ServiceId"]) == ["arn:aws:iam::123456789012:root"]
-    body = bearer_client(make_token(alice)).get("/v2/endpoint/alice/web").json()
+    body = user_api(alice).get("/v2/endpoint/alice/web").json()
     assert body["status"]["private"] == {"serviceName": config["ServiceName"]}
 
     # A second pass changes nothing; a new account id replaces the allowed principal.

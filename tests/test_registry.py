@@ -59,7 +59,9 @@ def test_explicit_credentials_win_and_other_registries_get_no_ecr_token(alice, a
 
 def test_ecr_image_on_a_cluster_without_aws_pulls_without_secret(alice, cluster, fake_kube, fake_hub):
     # Granted even so: the nodes' own cloud identity (an instance role) may pull ECR images.
-    assert converge(create(alice, "ungranted", **custom(ECR_IMAGE)).pk, "failed")
+    ungranted = converge(create(alice, "ungranted", **custom(ECR_IMAGE)).pk, "failed")
+    assert ungranted.message.startswith(f"Endpoint refused: the image pulls from {SERVER}, which this account may "
+                                        "not pull from"), ungranted.message
     account_registry_grant(account=alice.personal_account, server=SERVER)
     converge(create(alice, **custom(ECR_IMAGE)).pk, "running")
     assert "imagePullSecrets" not in deployment(fake_kube)["spec"]["template"]["spec"]

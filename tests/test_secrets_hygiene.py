@@ -28,6 +28,7 @@ from controlplane.encryption import decrypt_json
 from controlplane.models import ApiToken
 from endpoints.models import Endpoint
 from tests.factories import endpoint_spec, make_token, make_user
+from tests.helpers import api_client
 
 pytestmark = pytest.mark.django_db
 
@@ -69,9 +70,7 @@ def test_no_planted_secret_appears_in_responses_logs_messages_or_plain_columns(d
     staff = make_user("root", is_staff=True)
     values = {"api_key": planted("apikey"), "db_password": planted("dbpass"), "registry": planted("regpass"),
               "api_key_2": planted("apikey2"), "registry_2": planted("regpass2"), "rejected": planted("rejected")}
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
-    api = Recorder(client)
+    api = Recorder(api_client(token))
     image = {"custom": {"url": "registry.example.com/me/server:1", "port": 8080,
                         "credentials": {"username": "me", "password": values["registry"]}}}
     spec = endpoint_spec("secretive", model={"image": image, "secrets": {"API_KEY": values["api_key"],
@@ -109,8 +108,7 @@ def test_no_planted_secret_appears_in_responses_logs_messages_or_plain_columns(d
     api("get", "/v2/tokens")
 
     endpoint = Endpoint.objects.get(name="secretive")
-    admin = Recorder(APIClient())
-    admin.client.force_login(staff)
+    admin = Recorder(api_client(session_user=staff))
     for path in ("/admin/endpoints/endpoint/", f"/admin/endpoints/endpoint/{endpoint.pk}/change/",
                  "/admin/controlplane/apitoken/", f"/admin/controlplane/apitoken/{ApiToken.objects.first().pk}/change/",
                  "/admin/controlplane/auditevent/", "/admin/controlplane/account/"):

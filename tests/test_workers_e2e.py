@@ -16,9 +16,9 @@ import pytest
 from django.conf import settings
 
 from endpoints.models import Endpoint
-from tests.conftest import bearer_client
-from tests.factories import endpoint_spec, make_token, make_user
+from tests.factories import endpoint_spec, make_user
 from tests.gatewayrig import database_url
+from tests.helpers import expect, user_api
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -73,7 +73,7 @@ def state(name: str) -> str | None:
 
 def test_api_create_runs_and_api_delete_leaves_nothing(processes, cluster, fake_kube):
     user = make_user("e2e")
-    api = bearer_client(make_token(user))
+    api = user_api(user)
     processes("worker")
     processes("beat")
     r = api.post("/v2/endpoint/e2e", endpoint_spec("svc", model={"secrets": {"K": "v"}}), format="json")
@@ -86,9 +86,9 @@ def test_api_create_runs_and_api_delete_leaves_nothing(processes, cluster, fake_
              if o["metadata"].get("labels", {}).get("endpoints.controlplane.dev/id")]
     assert len(owned) == 4, owned
 
-    assert api.delete("/v2/endpoint/e2e/svc").status_code == 200
+    expect(api.delete("/v2/endpoint/e2e/svc"), 200)
     wait_for(lambda: not Endpoint.objects.filter(name="svc").exists(), what="row gone")
-    assert api.get("/v2/endpoint/e2e/svc").status_code == 404
+    expect(api.get("/v2/endpoint/e2e/svc"), 404)
     left = [o["metadata"]["name"] for kind in ("deployments", "services", "horizontalpodautoscalers", "secrets")
             for o in fake_kube.objects(kind, "ie-e2e") if o["metadata"]["name"].startswith("ep-svc")]
     assert left == []
@@ -96,10 +96,10 @@ def test_api_create_runs_and_api_delete_leaves_nothing(processes, cluster, fake_
 
 def test_worker_killed_mid_reconcile_is_recovered_by_the_sweep(processes, cluster, fake_kube, broker):
     user = make_user("crash")
-    api = bearer_client(make_token(user))
+    api = user_api(user)
     fake_kube.hang_next(1, 30)  # the worker's first Kubernetes call hangs: it is mid-reconcile
     worker = processes("worker")
-    assert api.post("/v2/endpoint/crash", endpoint_spec("svc"), format="json").status_code == 202
+    expect(api.post("/v2/endpoint/crash", endpoint_spec("svc"), format="json"), 202)
     wait_for(lambda: any(r.verb for r in fake_kube.requests), what="the worker to reach Kubernetes")
     os.killpg(worker.pid, signal.SIGKILL)
     worker.wait(timeout=10)

@@ -1,0 +1,72 @@
+"""What every test module shares: the one way to build an API client, the status check that shows the
+body when it fails, and a free local port.
+
+- ``api_client(secret)``: DRF's in-process test client sending ``Authorization: Bearer <secret>`` (none when
+  ``secret`` is None); ``authorization=`` sends a raw header instead, ``session_user=`` logs a user in with a
+  session (the admin and the browsable API), other keywords become request defaults (``REMOTE_ADDR``).
+- ``user_api(user, role)``: ``api_client`` with a fresh token of ``user``'s.
+- ``live_api(base_url, secret)``: the same caller over real HTTP (``requests``), for a live server.
+- ``expect(response, status)``: asserts the status with the body in the failure message; returns the response.
+- ``free_port()``: a port nothing listens on at the moment of asking.
+"""
+
+import socket
+from collections.abc import Callable
+
+import requests
+from rest_framework.test import APIClient
+
+
+def api_client(secret: str | None = None, *, authorization: str | None = None, session_user=None,
+               **defaults) -> APIClient:
+    client = APIClient(**defaults)
+    if secret is not None or authorization is not None:
+        client.credentials(HTTP_AUTHORIZATION=authorization if authorization is not None else f"Bearer {secret}")
+    if session_user is not None:
+        client.force_login(session_user)
+    return client
+
+
+def user_api(user, role: str = "write") -> APIClient:
+    from tests.factories import make_token
+
+    return api_client(make_token(user, role=role))
+
+
+def live_api(base_url: str, secret: str | None = None, *, timeout: float = 30) -> Callable[..., requests.Response]:
+    """``call(method, path, **kwargs)`` against ``base_url`` with ``secret`` as the bearer token (if any);
+    ``call.close()`` closes its connections."""
+    session = requests.Session()
+    if secret is not None:
+        session.headers["Authorization"] = f"Bearer {secret}"
+
+    def call(method: str, path: str, **kwargs) -> requests.Response:
+        kwargs.setdefault("timeout", timeout)
+        return session.request(method, base_url + path, **kwargs)
+
+    call.close = session.close
+    return call
+
+
+def body_of(response, limit: int = 2000) -> str:
+    """The response's body as text, cut to ``limit`` characters, for failure messages."""
+    content = getattr(response, "content", b"")
+    if not isinstance(content, bytes | str):  # a streaming response
+        return "<streaming>"
+    text = content.decode(errors="replace") if isinstance(content, bytes) else content
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def expect(response, status: int | tuple[int, ...], note=None):
+    """Assert ``response`` answered ``status`` (or one of them), with its body (and ``note``) in the message
+    when it did not. Returns the response."""
+    wanted = status if isinstance(status, tuple) else (status,)
+    context = f" ({note})" if note is not None else ""
+    assert response.status_code in wanted, f"{response.status_code} != {status}{context}: {body_of(response)}"
+    return response
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
