@@ -40,6 +40,9 @@ class MembershipInline(admin.TabularInline):
     extra = 0
     autocomplete_fields = ["user"]
 
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("account", "user")
+
 
 class AccountForm(forms.ModelForm):
     """The account, its own Hub token (write-only: never shown, blank keeps it) and the cloud registries
@@ -80,6 +83,7 @@ class AccountForm(forms.ModelForm):
 class AccountAdmin(admin.ModelAdmin):
     form = AccountForm
     list_display = ["slug", "kind", "user", "created_at"]
+    list_select_related = ["user"]
     list_filter = ["kind"]
     search_fields = ["slug"]
     inlines = [MembershipInline]
@@ -168,6 +172,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
 @admin.register(AuditEvent)
 class AuditEventAdmin(admin.ModelAdmin):
     list_display = ["created_at", "actor_name", "action", "account", "target"]
+    list_select_related = ["account"]
     list_filter = ["action"]
     search_fields = ["actor_name", "target", "account__slug"]
     readonly_fields = [f.name for f in AuditEvent._meta.fields]

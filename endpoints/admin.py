@@ -2,13 +2,14 @@
 quotas, with what the account's endpoints hold."""
 
 from django.contrib import admin, messages
+from django.db.models import OuterRef
 
 from controlplane.errors import DomainError
 from quotas.models import Quota
 from quotas.services import quota_set
 
 from .models import Endpoint, EndpointEvent
-from .quota import quota_usage
+from .quota import held_units
 from .services import endpoint_delete
 
 
@@ -63,9 +64,13 @@ class QuotaAdmin(admin.ModelAdmin):
     list_select_related = ["account"]
     readonly_fields = ["usage"]
 
-    @admin.display(description="in use")
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(
+            held=held_units(account=OuterRef("account"), accelerator=OuterRef("accelerator")))
+
+    @admin.display(description="in use", ordering="held")
     def usage(self, obj: Quota) -> int:
-        return quota_usage(account=obj.account)[obj.accelerator]
+        return obj.held
 
     def save_model(self, request, obj, form, change):
         quota_set(account=obj.account, accelerator=obj.accelerator, limit=obj.limit, actor=request.user)

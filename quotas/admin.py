@@ -22,6 +22,7 @@ class QuotaRequestAdmin(admin.ModelAdmin):
                     "decided_by", "decided_at"]
     list_filter = ["status", "accelerator"]
     search_fields = ["account__slug", "reason"]
+    list_select_related = ["account", "requested_by", "decided_by"]
     readonly_fields = ["account", "accelerator", "requested_limit", "reason", "requested_by", "created_at",
                        "status", "decided_by", "decided_at"]
     actions = ["approve", "reject"]
