@@ -3,6 +3,7 @@
 from rest_framework import serializers
 
 from .fields import StrictCharField
+from .wire import TimestampField
 
 
 class WhoamiOrgSerializer(serializers.Serializer):
@@ -38,14 +39,16 @@ class HubTokenStateSerializer(serializers.Serializer):
 
 
 class TokenSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
+    """An ``ApiToken`` as the API shows it: never its secret or digest."""
+
+    id = serializers.IntegerField(source="pk")
     name = serializers.CharField()
     role = serializers.CharField()
     prefix = serializers.CharField()
-    createdAt = serializers.CharField()
-    lastUsedAt = serializers.CharField(allow_null=True)
-    expiresAt = serializers.CharField(allow_null=True)
-    revokedAt = serializers.CharField(allow_null=True)
+    createdAt = TimestampField(source="created_at")
+    lastUsedAt = TimestampField(source="last_used_at", allow_null=True)
+    expiresAt = TimestampField(source="expires_at", allow_null=True)
+    revokedAt = TimestampField(source="revoked_at", allow_null=True)
 
 
 class TokenCreatedSerializer(TokenSerializer):

@@ -2,11 +2,13 @@
 
 from django.http import HttpResponse, JsonResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework.permissions import SAFE_METHODS, BasePermission, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from . import services
+from .errors import Forbidden
 from .models import Account, ApiToken, Role
 from .selectors import account_get_for_caller, token_list, user_orgs
 from .serializers import (
@@ -19,7 +21,6 @@ from .serializers import (
     TokenSerializer,
     WhoamiSerializer,
 )
-from .wire import iso_z
 
 
 def caller_account(request: Request, namespace: str, need: str) -> Account:
@@ -62,48 +63,55 @@ class WhoamiView(APIView):
         return Response(WhoamiSerializer(body).data)
 
 
-def token_body(token: ApiToken) -> dict:
-    return {
-        "id": token.pk, "name": token.name, "role": token.role, "prefix": token.prefix,
-        "createdAt": iso_z(token.created_at), "lastUsedAt": iso_z(token.last_used_at),
-        "expiresAt": iso_z(token.expires_at), "revokedAt": iso_z(token.revoked_at),
-    }
+class WriteTokenForWrites(BasePermission):
+    """Writes of tokens and account credentials need a session or a write token: a read token may list, never
+    mint, revoke or set (a 403 naming why)."""
+
+    def has_permission(self, request: Request, view) -> bool:
+        if request.method not in SAFE_METHODS and isinstance(request.auth, ApiToken) \
+                and request.auth.role != ApiToken.TokenRole.WRITE:
+            raise Forbidden("A read token cannot manage tokens; use a write token")
+        return True
 
 
 class TokenListView(APIView):
     """The caller's own API tokens. The secret appears only in the response that creates it."""
 
+    permission_classes = [IsAuthenticated, WriteTokenForWrites]
+
     @extend_schema(operation_id="token_list", tags=["tokens"], responses={200: TokenListSerializer, **error_responses()})
     def get(self, request: Request) -> Response:
-        return Response({"items": [token_body(t) for t in token_list(user=request.user)]})
+        return Response(TokenListSerializer({"items": token_list(user=request.user)}).data)
 
     @extend_schema(operation_id="token_create", tags=["tokens"], request=TokenCreateSerializer,
                    responses={201: TokenCreatedSerializer, **body_error_responses(403, 409)})
     def post(self, request: Request) -> Response:
         data = TokenCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        _require_write_token(request)
         token, secret = services.token_create(user=request.user, name=data.validated_data["name"],
                                               role=data.validated_data["role"],
                                               expires_at=data.validated_data["expiresAt"],
                                               parent=request.auth if isinstance(request.auth, ApiToken) else None)
-        return Response({**token_body(token), "token": secret}, status=201)
+        return Response({**TokenSerializer(token).data, "token": secret}, status=201)
 
 
 class TokenDetailView(APIView):
+    permission_classes = [IsAuthenticated, WriteTokenForWrites]
+
     @extend_schema(operation_id="token_revoke", tags=["tokens"],
                    responses={200: TokenSerializer, **error_responses(403, 404)})
     def delete(self, request: Request, token_id: int) -> Response:
-        _require_write_token(request)
-        return Response(token_body(services.token_revoke(user=request.user, token_id=token_id)))
+        return Response(TokenSerializer(services.token_revoke(user=request.user, token_id=token_id)).data)
 
 
 class HubTokenView(APIView):
     """The account's own Hub token, for its endpoints' private and gated repositories: set or cleared by an
     account admin, never read back (GET says only whether one is set)."""
 
+    permission_classes = [IsAuthenticated, WriteTokenForWrites]
+
     def _account(self, request: Request, namespace: str, need: str):
-        return account_get_for_caller(user=request.user, token=request.auth or None, namespace=namespace, need=need)
+        return caller_account(request, namespace, need)
 
     @extend_schema(operation_id="hub_token_get", tags=["accounts"], responses={200: HubTokenStateSerializer,
                                                                                 **error_responses(403, 404)})
@@ -115,7 +123,6 @@ class HubTokenView(APIView):
     def put(self, request: Request, namespace: str) -> Response:
         data = HubTokenSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        _require_write_token(request)
         account = self._account(request, namespace, Role.ADMIN)
         services.account_hub_token_set(account=account, token=data.validated_data["token"], actor=request.user)
         return Response({"set": True})
@@ -123,17 +130,9 @@ class HubTokenView(APIView):
     @extend_schema(operation_id="hub_token_clear", tags=["accounts"],
                    responses={200: HubTokenStateSerializer, **error_responses(403, 404)})
     def delete(self, request: Request, namespace: str) -> Response:
-        _require_write_token(request)
         account = self._account(request, namespace, Role.ADMIN)
         services.account_hub_token_set(account=account, token=None, actor=request.user)
         return Response({"set": False})
-
-
-def _require_write_token(request: Request) -> None:
-    from .errors import Forbidden
-
-    if isinstance(request.auth, ApiToken) and request.auth.role != ApiToken.TokenRole.WRITE:
-        raise Forbidden("A read token cannot manage tokens; use a write token")
 
 
 def healthz(_request) -> HttpResponse:

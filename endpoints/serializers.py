@@ -27,12 +27,13 @@ from controlplane.images import (
 )
 from controlplane.names import ENDPOINT_NAME_PATTERN
 from controlplane.validators import FullMatchValidator
+from controlplane.wire import TimestampField
 
 from .models import EndpointType
 from .scaling import MEASURES
+from .spec import endpoint_body
 
 MAX_REPLICA_LIMIT = 100
-MASK = "********"
 ENGINE_OPTION_RE = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,63}$")
 DEVICE_ENV_MESSAGE = ("Device-selection variables (NVIDIA_*, CUDA_VISIBLE_DEVICES and the like) are set by the "
                       "platform from the admitted accelerator, never by the endpoint.")
@@ -299,6 +300,9 @@ class RouteOutSerializer(serializers.Serializer):
 
 
 class EndpointSerializer(serializers.Serializer):
+    """The HF v2 Endpoint object. Its fields document the shape; ``endpoint_body`` builds it (one pass over
+    the row, no per-field machinery: lists of thousands stay cheap)."""
+
     name = serializers.CharField()
     type = serializers.CharField()
     accountId = serializers.CharField(allow_null=True)
@@ -312,21 +316,26 @@ class EndpointSerializer(serializers.Serializer):
     privateService = serializers.DictField(allow_null=True)
     status = StatusSerializer()
 
+    def to_representation(self, instance) -> dict:
+        return endpoint_body(instance)
+
 
 class EndpointListSerializer(serializers.Serializer):
     items = EndpointSerializer(many=True)
 
 
 class EndpointEventSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
+    """An ``EndpointEvent``: a state change, a spec change (``diff``, secret keys only) or an intent."""
+
+    id = serializers.IntegerField(source="pk")
     kind = serializers.CharField()
-    actor = serializers.CharField()
+    actor = serializers.CharField(source="actor_name")
     message = serializers.CharField(allow_blank=True)
     diff = serializers.DictField()
-    fromState = serializers.CharField(allow_blank=True)
-    toState = serializers.CharField(allow_blank=True)
+    fromState = serializers.CharField(source="from_state", allow_blank=True)
+    toState = serializers.CharField(source="to_state", allow_blank=True)
     generation = serializers.IntegerField()
-    createdAt = serializers.CharField()
+    createdAt = TimestampField(source="created_at")
 
 
 class EndpointEventListSerializer(serializers.Serializer):

@@ -28,9 +28,9 @@ from .errors import EndpointNotFound, StateConflict
 from .locks import endpoint_try_lock_for_transaction
 from .models import Endpoint, EndpointEvent, Intent, State
 from .quota import quota_reserve
-from .serializers import MASK, EndpointSpecSerializer
+from .serializers import EndpointSpecSerializer
 from .signals import endpoint_changed
-from .spec import deep_merge, spec_diff, stored_spec
+from .spec import MASK, deep_merge, spec_diff, stored_spec
 
 RESPEC_FIELDS = ("model.repository", "model.revision")
 

@@ -12,7 +12,9 @@ from controlplane.wire import iso_z
 
 from .models import Endpoint
 from .scaling import scaling_target
-from .serializers import MASK
+
+# What the API shows in place of a secret value, and what a client sends back to keep the stored one.
+MASK = "********"
 
 REPLACED_WHOLE = frozenset({
     "model.image", "model.command", "model.args", "model.env", "model.secrets", "tags",
@@ -104,7 +106,7 @@ def _account_ref(user) -> dict | None:
     return {"id": str(user.pk), "name": user.get_username()} if user else None
 
 
-def render(endpoint: Endpoint) -> dict:
+def endpoint_body(endpoint: Endpoint) -> dict:
     """The HF v2 Endpoint object: every key of the HF wire format, ``Z`` timestamps, secret values masked."""
     spec = stored_spec(endpoint)
     metric, threshold = scaling_measure(endpoint)

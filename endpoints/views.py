@@ -1,4 +1,5 @@
-"""The HF-compatible Endpoints v2 API: authenticate, authorise, parse, call one service, render."""
+"""The HF-compatible Endpoints v2 API: authenticate, authorise, parse, call one service, answer with the
+serializer that documents the body."""
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
@@ -8,7 +9,6 @@ from rest_framework.views import APIView
 from controlplane.models import Role
 from controlplane.serializers import EmptySerializer
 from controlplane.views import body_error_responses, caller_account, error_responses
-from controlplane.wire import iso_z
 
 from . import selectors, services
 from .serializers import (
@@ -19,7 +19,6 @@ from .serializers import (
     EndpointSpecSerializer,
     EndpointUpdateSerializer,
 )
-from .spec import render
 
 
 class EndpointCollectionView(APIView):
@@ -31,14 +30,14 @@ class EndpointCollectionView(APIView):
         query = EndpointListQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         tag = query.validated_data["tags"] or None
-        return Response({"items": [render(ep) for ep in selectors.endpoint_list(account=account, tag=tag)]})
+        return Response(EndpointListSerializer({"items": selectors.endpoint_list(account=account, tag=tag)}).data)
 
     @extend_schema(operation_id="endpoint_create", tags=["endpoints"], request=EndpointSpecSerializer,
                    responses={202: EndpointSerializer, **body_error_responses(403, 404, 409)})
     def post(self, request: Request, namespace: str) -> Response:
         account = caller_account(request, namespace, Role.WRITE)
         endpoint = services.endpoint_create(account=account, spec=request.data, actor=request.user)
-        return Response(render(endpoint), status=202)
+        return Response(EndpointSerializer(endpoint).data, status=202)
 
 
 class EndpointDetailView(APIView):
@@ -46,7 +45,7 @@ class EndpointDetailView(APIView):
                    responses={200: EndpointSerializer, **error_responses(403, 404)})
     def get(self, request: Request, namespace: str, name: str) -> Response:
         account = caller_account(request, namespace, Role.READ)
-        return Response(render(selectors.endpoint_get(account=account, name=name)))
+        return Response(EndpointSerializer(selectors.endpoint_get(account=account, name=name)).data)
 
     @extend_schema(operation_id="endpoint_update", tags=["endpoints"], request=EndpointUpdateSerializer,
                    description="Deep-merge partial update: objects merge key by key; model.image, model.env, "
@@ -58,7 +57,7 @@ class EndpointDetailView(APIView):
         patch.is_valid(raise_exception=True)
         endpoint = services.endpoint_update(account=account, name=name, patch=patch.validated_data,
                                             actor=request.user)
-        return Response(render(selectors.endpoint_get(account=account, name=endpoint.name)))
+        return Response(EndpointSerializer(selectors.endpoint_get(account=account, name=endpoint.name)).data)
 
     @extend_schema(operation_id="endpoint_delete", tags=["endpoints"],
                    responses={200: EmptySerializer, **error_responses(403, 404)})
@@ -77,7 +76,7 @@ class _ActionView(APIView):
     def act(self, request: Request, namespace: str, name: str, service) -> Response:
         account = caller_account(request, namespace, Role.WRITE)
         service(account=account, name=name, actor=request.user)
-        return Response(render(selectors.endpoint_get(account=account, name=name)))
+        return Response(EndpointSerializer(selectors.endpoint_get(account=account, name=name)).data)
 
 
 class EndpointPauseView(_ActionView):
@@ -107,8 +106,4 @@ class EndpointEventsView(APIView):
     def get(self, request: Request, namespace: str, name: str) -> Response:
         account = caller_account(request, namespace, Role.READ)
         events = selectors.endpoint_events(account=account, name=name)
-        return Response({"items": [{
-            "id": e.pk, "kind": e.kind, "actor": e.actor_name, "message": e.message, "diff": e.diff,
-            "fromState": e.from_state, "toState": e.to_state, "generation": e.generation,
-            "createdAt": iso_z(e.created_at),
-        } for e in events]})
+        return Response(EndpointEventListSerializer({"items": events}).data)

@@ -3,6 +3,7 @@
 from rest_framework import serializers
 
 from controlplane.fields import StrictCharField, StrictIntegerField
+from controlplane.wire import TimestampField
 
 from .models import Accelerator
 
@@ -75,16 +76,18 @@ class QuotaRequestCreateSerializer(serializers.Serializer):
 
 
 class QuotaRequestSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
+    """A ``QuotaRequest`` and its decision."""
+
+    id = serializers.IntegerField(source="pk")
     accelerator = serializers.CharField()
-    limit = serializers.IntegerField()
+    limit = serializers.IntegerField(source="requested_limit")
     reason = serializers.CharField()
     status = serializers.CharField()
-    requestedBy = serializers.CharField(allow_null=True)
-    createdAt = serializers.CharField()
-    decidedBy = serializers.CharField(allow_null=True)
-    decidedAt = serializers.CharField(allow_null=True)
-    decisionNote = serializers.CharField(allow_blank=True)
+    requestedBy = serializers.CharField(source="requested_by.username", allow_null=True)
+    createdAt = TimestampField(source="created_at")
+    decidedBy = serializers.CharField(source="decided_by.username", allow_null=True)
+    decidedAt = TimestampField(source="decided_at", allow_null=True)
+    decisionNote = serializers.CharField(source="decision_note", allow_blank=True)
 
 
 class QuotaRequestListSerializer(serializers.Serializer):
