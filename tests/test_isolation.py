@@ -133,6 +133,21 @@ def test_item11_debug_is_off_by_default_and_then_secrets_are_required():
     assert production.stdout.split() == ["False", "[]"], production.stderr
 
 
+def test_item13_a_pod_range_containing_an_allowed_private_range_is_refused_at_startup():
+    keys = {"DJANGO_SECRET_KEY": "k" * 50, "SECRETS_ENCRYPTION_KEY": "e" * 32}
+    refused = settings_in_a_fresh_process(**keys, PRIVATE_ALLOWED_CIDRS="192.168.0.0/16,10.244.8.0/24",
+                                          TENANT_POD_CIDRS="10.244.0.0/16")
+    assert refused.returncode != 0
+    assert "PRIVATE_ALLOWED_CIDRS 10.244.8.0/24 lies inside the pod range 10.244.0.0/16" in refused.stderr
+    equal = settings_in_a_fresh_process(**keys, PRIVATE_ALLOWED_CIDRS="10.244.0.0/16", TENANT_POD_CIDRS="10.244.0.0/16")
+    assert equal.returncode != 0 and "TENANT_POD_CIDRS" in equal.stderr
+    malformed = settings_in_a_fresh_process(**keys, PRIVATE_ALLOWED_CIDRS="10.0.0.0/8", TENANT_POD_CIDRS="10.244.0/x")
+    assert malformed.returncode != 0 and "TENANT_POD_CIDRS: " in malformed.stderr
+    # A pod range inside an allowed range is what the renderer excepts: that configuration starts.
+    narrowed = settings_in_a_fresh_process(**keys, PRIVATE_ALLOWED_CIDRS="10.0.0.0/8", TENANT_POD_CIDRS="10.244.0.0/16")
+    assert narrowed.returncode == 0, narrowed.stderr
+
+
 @pytest.mark.parametrize("depth", [33, 5000, 100_000])
 def test_item11_deeply_nested_json_is_a_400_naming_the_limit(alice_api, depth):
     body = '{"name": "web", "model": ' + "[" * depth + "]" * depth + "}"
