@@ -310,6 +310,13 @@ GATEWAY_NEGATIVE_CACHE_SIZE = env_int("GATEWAY_NEGATIVE_CACHE_SIZE", 20_000)
 # GATEWAY_MISS_BURST, refilled at GATEWAY_MISS_RATE per second; past that, 429.
 GATEWAY_MISS_RATE = env_int("GATEWAY_MISS_RATE", 20)
 GATEWAY_MISS_BURST = env_int("GATEWAY_MISS_BURST", 200)
+# Path-style addresses (/<account>/<name>/...) are served on an endpoint's own cluster ingress domain and on
+# these Hosts only (comma separated, `name` or `name:port`, e.g. "127.0.0.1,localhost"): never on any Host.
+GATEWAY_PATH_HOSTS = [host.lower() for host in env_list("GATEWAY_PATH_HOSTS", [])]
+for _host in GATEWAY_PATH_HOSTS:
+    if not re.fullmatch(r"(?:[a-z0-9._-]+|\[[0-9a-f:.]+\])(?::[0-9]{1,5})?", _host):
+        raise ImproperlyConfigured(f"GATEWAY_PATH_HOSTS: {_host!r} is not a host name or address "
+                                   "(optionally with :port); wildcards are not accepted")
 
 # ---------------------------------------------------------------- AWS (PrivateLink, ECR), per cluster
 # Points every boto3 client at another endpoint (a local moto server in tests).
