@@ -190,7 +190,8 @@ def _reconcile(endpoint_id: int) -> Outcome | None:
     if not endpoint.pinned_revision:
         try:
             sha = revision_resolve(repository=endpoint.repository, revision=endpoint.revision,
-                                   token=account_hub_token(account=endpoint.account))
+                                   token=account_hub_token(account=endpoint.account),
+                                   platform_grants=endpoint.account.granted_repositories)
         except RevisionError as exc:
             if exc.transient:
                 raise Retry(str(exc)) from exc
