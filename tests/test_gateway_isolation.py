@@ -181,7 +181,7 @@ def test_item_14_request_headers_sent_too_slowly_are_cut(gateway, gateway_cluste
     deploy(alice.personal_account, "web", "public", alice)
     gw = gateway(GATEWAY_HEADER_TIMEOUT="1")
     with socket.create_connection(("127.0.0.1", gw.port), timeout=0.3) as conn:
-        conn.sendall(b"GET /alice/web/x HTTP/1.1\r\nHost: x\r\n")
+        conn.sendall(b"GET /alice/web/x HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         started, closed_after = time.monotonic(), None
         while time.monotonic() - started < 5:
             try:
@@ -199,7 +199,7 @@ def test_item_14_request_headers_sent_too_slowly_are_cut(gateway, gateway_cluste
 
     # An idle keep-alive connection is not a slow request: it outlives the header deadline.
     with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as conn:
-        request = b"GET /alice/web/x HTTP/1.1\r\nHost: x\r\n\r\n"
+        request = b"GET /alice/web/x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
         for _ in range(2):
             conn.sendall(request)
             assert conn.recv(65536).startswith(b"HTTP/1.1 200"), "a request on the kept-alive connection failed"
@@ -244,7 +244,7 @@ def test_item_16_our_tokens_are_stripped_from_every_credential_header(gateway, g
     credentials = (f"Authorization: token {ours}\r\nAuthorization: Bearer model-key\r\n"
                    f"Authorization: Basic {basic}\r\nAuthorization: {ours}\r\n"
                    f"X-Api-Key: {ours}\r\nX-Api-Key: model-api-key\r\n")
-    answer = raw(gw, f"GET /alice/pub/v1/x HTTP/1.1\r\nHost: x\r\n{credentials}Connection: close\r\n\r\n".encode())
+    answer = raw(gw, f"GET /alice/pub/v1/x HTTP/1.1\r\nHost: 127.0.0.1\r\n{credentials}Connection: close\r\n\r\n".encode())
     assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
     seen = json.loads(answer.partition(b"\r\n\r\n")[2])["headers"]
     assert seen["Authorization"] == "Bearer model-key" and seen["X-Api-Key"] == "model-api-key"
