@@ -143,7 +143,7 @@ def main() -> None:
     children = [subprocess.Popen([sys.executable, __file__, "--serve-upstream", str(upstream_port)], cwd=REPO, env=env),
                 subprocess.Popen([sys.executable, "-m", "gateway"], cwd=REPO,
                                  env={**env, "GATEWAY_BIND": f"127.0.0.1:{gateway_port}", "LOG_LEVEL": "WARNING",
-                                      "GATEWAY_METRICS_TOKEN": METRICS_TOKEN})]
+                                      "GATEWAY_METRICS_TOKEN": METRICS_TOKEN, "GATEWAY_PATH_HOSTS": "127.0.0.1"})]
     try:
         wait_port(upstream_port)
         wait_port(gateway_port)

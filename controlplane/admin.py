@@ -9,8 +9,10 @@ from django.db import transaction
 from .loginlimit import RateLimitedAdminAuthenticationForm
 from .models import Account, ApiToken, AuditEvent, Membership
 from .services import (
+    HUB_REPOSITORY_RE,
     HUB_TOKEN_RE,
     REGISTRY_HOST_RE,
+    account_hub_repository_grant,
     account_hub_token_set,
     account_registry_grant,
     membership_remove,
@@ -45,8 +47,9 @@ class MembershipInline(admin.TabularInline):
 
 
 class AccountForm(forms.ModelForm):
-    """The account, its own Hub token (write-only: never shown, blank keeps it) and the cloud registries
-    the platform's identity may pull from for it, saved through the services."""
+    """The account, its own Hub token (write-only: never shown, blank keeps it), the cloud registries the
+    platform's identity may pull from for it and the private Hub repositories the platform's Hub token may
+    read for it, saved through the services."""
 
     hub_token = forms.CharField(required=False, strip=False, widget=forms.PasswordInput(render_value=False),
                                 help_text="Write-only: leave blank to keep the current token.")
@@ -54,6 +57,10 @@ class AccountForm(forms.ModelForm):
     registries = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}),
                                  help_text="Registry hosts the platform's cloud identity pulls from for this "
                                            "account, one per line (e.g. 123456789012.dkr.ecr.us-east-1.amazonaws.com).")
+    repositories = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Private or gated Hub repositories the platform's Hub token may read for this account, one per "
+                  "line: owner/name, or owner/* for all of an owner's repositories.")
 
     class Meta:
         model = Account
@@ -63,6 +70,7 @@ class AccountForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         if self.instance.pk:
             self.fields["registries"].initial = "\n".join(self.instance.granted_registries)
+            self.fields["repositories"].initial = "\n".join(self.instance.granted_repositories)
             self.fields["hub_token"].help_text += " A token is set." if self.instance.hub_token_encrypted else ""
 
     def clean_hub_token(self):
@@ -77,6 +85,14 @@ class AccountForm(forms.ModelForm):
         if bad:
             raise forms.ValidationError(f"Not a registry host: {bad[0][:64]}")
         return hosts
+
+    def clean_repositories(self):
+        lines = self.cleaned_data["repositories"].splitlines()
+        grants = sorted({line.strip().lower() for line in lines if line.strip()})
+        bad = [grant for grant in grants if not HUB_REPOSITORY_RE.fullmatch(grant)]
+        if bad:
+            raise forms.ValidationError(f"Not a Hub repository (owner/name or owner/*): {bad[0][:64]}")
+        return grants
 
 
 @admin.register(Account)
@@ -100,6 +116,10 @@ class AccountAdmin(admin.ModelAdmin):
         for server in sorted(wanted ^ set(obj.granted_registries)):
             obj.granted_registries = account_registry_grant(account=obj, server=server, granted=server in wanted,
                                                             actor=request.user)
+        wanted = set(data.get("repositories") or [])
+        for repository in sorted(wanted ^ set(obj.granted_repositories)):
+            obj.granted_repositories = account_hub_repository_grant(account=obj, repository=repository,
+                                                                granted=repository in wanted, actor=request.user)
 
     def get_readonly_fields(self, request, obj=None):
         # A slug names the account's Kubernetes namespace and its endpoints' hosts: fixed once created.

@@ -39,6 +39,10 @@ class Account(models.Model):
     # Cloud registries (e.g. 123456789012.dkr.ecr.us-east-1.amazonaws.com) an operator lets the cluster's own
     # cloud identity pull from for this account; any other private registry needs the tenant's credentials.
     granted_registries = models.JSONField(default=list, blank=True)
+    # Private or gated Hub repositories (``owner/name``, or ``owner/*`` for all of an owner's) the platform's
+    # HF_HUB_TOKEN may read for this account, set by an operator only; without an entry it reads public,
+    # ungated repositories only.
+    granted_repositories = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["slug"]

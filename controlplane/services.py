@@ -19,6 +19,8 @@ from .selectors import token_digest
 
 HUB_TOKEN_RE = re.compile(r"[!-~]{8,512}")
 REGISTRY_HOST_RE = re.compile(r"[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?(:[0-9]{1,5})?")
+# An operator's Hub repository grant, lower-cased: ``owner/name``, or ``owner/*`` for every repository of owner.
+HUB_REPOSITORY_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,95}/(\*|[a-z0-9][a-z0-9._-]{0,95})")
 
 
 def audit_record(*, actor: AbstractBaseUser | None, action: str, account: Account | None = None,
@@ -226,4 +228,25 @@ def account_registry_grant(*, account: Account, server: str, granted: bool = Tru
         account.save(update_fields=["granted_registries"])
         audit_record(actor=actor, action="account.registry_grant" if granted else "account.registry_revoke",
                      account=account, target=server, diff={"grantedRegistries": [before, after]})
+    return after
+
+
+@transaction.atomic
+def account_hub_repository_grant(*, account: Account, repository: str, granted: bool = True,
+                                 actor: AbstractBaseUser | None = None) -> list[str]:
+    """Let (or stop letting) the platform's ``HF_HUB_TOKEN`` read the private or gated Hub ``repository``
+    (``owner/name``, or ``owner/*``: every repository of ``owner``) for ``account``'s endpoints (operators
+    only; no tenant API reaches this). Case-insensitive, idempotent, audited; returns the account's list."""
+    repository = repository.strip().lower()
+    if not HUB_REPOSITORY_RE.fullmatch(repository):
+        raise InvalidSpec(f"'{repository[:64]}' is not a Hub repository grant",
+                          fields={"repository": ["owner/name, or owner/* for all of owner's repositories"]})
+    account = Account.objects.select_for_update().get(pk=account.pk)
+    before = list(account.granted_repositories)
+    after = sorted(set(before) | {repository}) if granted else [r for r in before if r != repository]
+    if after != before:
+        account.granted_repositories = after
+        account.save(update_fields=["granted_repositories"])
+        audit_record(actor=actor, action="account.hub_repository_grant" if granted else "account.hub_repository_revoke",
+                     account=account, target=repository, diff={"grantedRepositories": [before, after]})
     return after

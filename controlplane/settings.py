@@ -6,6 +6,7 @@ Redis; with ``DJANGO_DEBUG`` off, a missing production secret stops the process 
 
 import hashlib
 import hmac
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -261,6 +262,27 @@ GATEWAY_POD_LABELS = dict(item.split("=", 1) for item in env_list("GATEWAY_POD_L
                                                                   ["app.kubernetes.io/component=gateway"]))
 # Sources admitted to private endpoints' pods (e.g. the VPC CIDR their PrivateLink NLB sends from).
 PRIVATE_ALLOWED_CIDRS = env_list("PRIVATE_ALLOWED_CIDRS", [])
+# The cluster's pod (and Service) ranges. A CNI may match pod addresses against an ipBlock, so each private
+# range is rendered with the pod ranges inside it excepted: a tenant pod never reaches another tenant's
+# private endpoint by sitting in an allowed range. A pod range containing an allowed range would admit
+# pods only, so that configuration is refused.
+TENANT_POD_CIDRS = env_list("TENANT_POD_CIDRS", [])
+
+
+def _networks(name: str, values: list[str]) -> list:
+    try:
+        return [ipaddress.ip_network(value, strict=False) for value in values]
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name}: {exc} (expected comma-separated CIDRs, e.g. 10.0.0.0/16)") from None
+
+
+_allowed_networks = _networks("PRIVATE_ALLOWED_CIDRS", PRIVATE_ALLOWED_CIDRS)
+for _pods in _networks("TENANT_POD_CIDRS", TENANT_POD_CIDRS):
+    for _allowed in _allowed_networks:
+        if _allowed.version == _pods.version and _allowed.subnet_of(_pods):
+            raise ImproperlyConfigured(
+                f"PRIVATE_ALLOWED_CIDRS {_allowed} lies inside the pod range {_pods} (TENANT_POD_CIDRS): it would "
+                "admit only pods to private endpoints; allow the range the private traffic comes from instead")
 # Tenant pods: pull every image on each start (true), or only images that need credentials (the default),
 # and the size limit of the volume the model is downloaded into.
 IMAGE_PULL_ALWAYS = env_bool("IMAGE_PULL_ALWAYS", False)
@@ -300,6 +322,13 @@ GATEWAY_NEGATIVE_CACHE_SIZE = env_int("GATEWAY_NEGATIVE_CACHE_SIZE", 20_000)
 # GATEWAY_MISS_BURST, refilled at GATEWAY_MISS_RATE per second; past that, 429.
 GATEWAY_MISS_RATE = env_int("GATEWAY_MISS_RATE", 20)
 GATEWAY_MISS_BURST = env_int("GATEWAY_MISS_BURST", 200)
+# Path-style addresses (/<account>/<name>/...) are served on an endpoint's own cluster ingress domain and on
+# these Hosts only (comma separated, `name` or `name:port`, e.g. "127.0.0.1,localhost"): never on any Host.
+GATEWAY_PATH_HOSTS = [host.lower() for host in env_list("GATEWAY_PATH_HOSTS", [])]
+for _host in GATEWAY_PATH_HOSTS:
+    if not re.fullmatch(r"(?:[a-z0-9._-]+|\[[0-9a-f:.]+\])(?::[0-9]{1,5})?", _host):
+        raise ImproperlyConfigured(f"GATEWAY_PATH_HOSTS: {_host!r} is not a host name or address "
+                                   "(optionally with :port); wildcards are not accepted")
 
 # ---------------------------------------------------------------- AWS (PrivateLink, ECR), per cluster
 # Points every boto3 client at another endpoint (a local moto server in tests).

@@ -173,7 +173,8 @@ def _pin_revision(endpoint: Endpoint, generation: int) -> None:
     if endpoint.pinned_revision:
         return
     sha = revision_resolve(repository=endpoint.repository, revision=endpoint.revision,
-                           token=account_hub_token(account=endpoint.account))
+                           token=account_hub_token(account=endpoint.account),
+                           platform_grants=endpoint.account.granted_repositories)
     Endpoint.objects.filter(pk=endpoint.pk, generation=generation).update(pinned_revision=sha)
     endpoint.pinned_revision = sha
 

@@ -6,6 +6,7 @@ No ORM, no I/O, no clock: the same input always gives the same dicts, which the 
 
 import base64
 import hashlib
+import ipaddress
 import json
 from dataclasses import dataclass, field
 
@@ -53,6 +54,9 @@ class Platform:
     gateway_pod_labels: tuple[tuple[str, str], ...] = (("app.kubernetes.io/component", "gateway"),)
     # Sources admitted to private endpoints (e.g. the VPC CIDR their PrivateLink NLB sends from).
     private_cidrs: tuple[str, ...] = ()
+    # The cluster's pod and Service ranges: excepted from every private ipBlock that contains them, since a
+    # CNI may match pod addresses against ipBlocks (a tenant pod must not pass as private traffic).
+    pod_cidrs: tuple[str, ...] = ()
     # Pull every tenant image on each start (True), or only those that need credentials (False): a cached
     # private image must never start for a tenant that could not pull it.
     pull_always: bool = False
@@ -357,8 +361,18 @@ def _access(target: EndpointTarget, platform: Platform, labels: dict) -> list[di
                      "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}]},
         })
     if platform.private_cidrs:
-        objects.append(_policy(target, labels, "private", [{"ipBlock": {"cidr": c}} for c in platform.private_cidrs]))
+        objects.append(_policy(target, labels, "private",
+                               [_private_block(c, platform.pod_cidrs) for c in platform.private_cidrs]))
     return objects
+
+
+def _private_block(cidr: str, pod_cidrs: tuple[str, ...]) -> dict:
+    """An ipBlock admitting ``cidr`` but the pod ranges strictly inside it. Settings refuse a pod range that
+    contains ``cidr`` (the block would admit pods only); ranges that do not overlap need no exception."""
+    allowed = ipaddress.ip_network(cidr, strict=False)
+    inside = [p for p in pod_cidrs if (net := ipaddress.ip_network(p, strict=False)).version == allowed.version
+              and net != allowed and net.subnet_of(allowed)]
+    return {"ipBlock": {"cidr": cidr, **({"except": inside} if inside else {})}}
 
 
 def render_endpoint(target: EndpointTarget, platform: Platform) -> list[dict]:

@@ -15,12 +15,22 @@ class RevisionError(Exception):
         self.transient = transient
 
 
-def revision_resolve(*, repository: str, revision: str | None, token: str | None = None) -> str:
+def platform_may_read(repository: str, granted: list[str] | tuple[str, ...]) -> bool:
+    """Whether an operator's grants (``owner/name``, or ``owner/*``: every repository of that owner, lower
+    case) let the platform's Hub token read ``repository`` (compared case-insensitively, as the Hub does)."""
+    wanted = repository.lower()
+    owner, slash, _name = wanted.partition("/")
+    return wanted in granted or bool(slash) and f"{owner}/*" in granted
+
+
+def revision_resolve(*, repository: str, revision: str | None, token: str | None = None,
+                     platform_grants: list[str] | tuple[str, ...] = ()) -> str:
     """The 40-hex commit ``revision`` of ``repository`` points at. A full sha is returned without a call.
 
     ``token`` is the endpoint account's own Hub token. Without one the request carries the platform's
-    ``HF_HUB_TOKEN`` (if any), whose answer is accepted only for a public, ungated repository: the platform's
-    access never serves a tenant's private or gated repository."""
+    ``HF_HUB_TOKEN`` (if any), whose answer is accepted only for a public, ungated repository, or one an
+    operator granted to the account (``platform_grants``, see ``platform_may_read``): the platform's access
+    never serves a tenant's private or gated repository otherwise."""
     if revision and SHA_RE.fullmatch(revision):
         return revision
     from huggingface_hub import HfApi
@@ -41,9 +51,11 @@ def revision_resolve(*, repository: str, revision: str | None, token: str | None
         raise RevisionError(f"The Hub answered {status}: {_hub_message(exc)}", transient=transient) from exc
     except Exception as exc:  # network errors of any transport: retry
         raise RevisionError(f"The Hub is unreachable: {type(exc).__name__}", transient=True) from exc
-    if not token and (getattr(info, "private", False) or getattr(info, "gated", False)):
+    if not token and (getattr(info, "private", False) or getattr(info, "gated", False)) \
+            and not platform_may_read(repository, platform_grants):
         raise RevisionError(f"{repository} is private or gated: give the account its own Hub token "
-                            "(PUT /v2/accounts/<namespace>/hub-token)", transient=False)
+                            "(PUT /v2/accounts/<namespace>/hub-token), or ask an operator to grant the "
+                            "repository to the account", transient=False)
     if not info.sha:
         raise RevisionError(f"The Hub returned no commit for {repository}@{revision or 'main'}", transient=True)
     return info.sha

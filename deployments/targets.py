@@ -38,7 +38,8 @@ def platform() -> Platform:
                     progress_deadline_seconds=settings.DEPLOYMENT_PROGRESS_DEADLINE_SECONDS,
                     gateway_namespace=settings.GATEWAY_NAMESPACE,
                     gateway_pod_labels=tuple(sorted(settings.GATEWAY_POD_LABELS.items())),
-                    private_cidrs=tuple(settings.PRIVATE_ALLOWED_CIDRS), pull_always=settings.IMAGE_PULL_ALWAYS,
+                    private_cidrs=tuple(settings.PRIVATE_ALLOWED_CIDRS),
+                    pod_cidrs=tuple(settings.TENANT_POD_CIDRS), pull_always=settings.IMAGE_PULL_ALWAYS,
                     repository_size_limit=settings.REPOSITORY_VOLUME_SIZE_LIMIT, installation=settings.INSTALLATION_ID)
 
 

@@ -10,7 +10,9 @@ Addressing (checked in this order):
 3. ``/healthz``, ``/readyz``, ``/metrics`` when the Host is not an endpoint's (probes and scrapes reach the
    pod by IP).
 4. Path style: ``/<account>/<name>/<rest>`` -> that endpoint, upstream path ``/<rest>`` (prefix stripped,
-   sent as ``X-Forwarded-Prefix``), on any Host that is not an endpoint's.
+   sent as ``X-Forwarded-Prefix``), only when the Host (lower-cased, with or without its port) is the
+   ingress domain of the endpoint's cluster (the route's ``domain``) or one of ``GATEWAY_PATH_HOSTS``
+   (``Config.path_hosts``); on any other Host the path names no endpoint (404 ``endpoint_not_found``).
 
 Then: private -> 404 (never served here); access by type (``gateway.access``); paused -> 503;
 scaled to zero or starting -> woken and held (``gateway.hold``); otherwise streamed (``gateway.proxy``).
@@ -164,8 +166,16 @@ class Gateway:
         route = await self.cache.get("route", cached_host_id(account, name), client)
         if route is None or route["account"] != account or route["name"] != name:
             return None
+        if not self._serves_path_style(host, route):
+            return None
         rest = "/" + segments[3] if len(segments) == 4 else "/"
         return route, rest, f"/{segments[1]}/{segments[2]}"
+
+    def _serves_path_style(self, host: str, route: dict) -> bool:
+        """Path style is answered only on the endpoint's own cluster domain or an operator-listed Host: a
+        name that happens to reach the gateway (an IP, a stray DNS record) does not expose every endpoint."""
+        names = {host, _without_port(host)}
+        return route.get("domain") in names or not names.isdisjoint(self.config.path_hosts)
 
     # ---------------------------------------------------------------- serving one endpoint
     async def _serve(self, request: web.BaseRequest, route: dict, path: str, prefix: str,

@@ -37,6 +37,9 @@ class Config:
     negative_size: int = 20_000
     miss_rate: float = 20.0
     miss_burst: int = 200
+    # Hosts (lower-case, ``name`` or ``name:port``) on which path-style addresses are served besides each
+    # endpoint's own cluster domain; empty: only there.
+    path_hosts: frozenset[str] = frozenset()
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -70,4 +73,5 @@ def from_settings() -> Config:
         keepalive_timeout=float(s.GATEWAY_KEEPALIVE_SECONDS), client_hold_limit=s.GATEWAY_CLIENT_HOLD_LIMIT,
         negative_ttl=float(s.GATEWAY_NEGATIVE_TTL_SECONDS), negative_size=s.GATEWAY_NEGATIVE_CACHE_SIZE,
         miss_rate=float(s.GATEWAY_MISS_RATE), miss_burst=s.GATEWAY_MISS_BURST,
+        path_hosts=frozenset(s.GATEWAY_PATH_HOSTS),
     )

@@ -1,9 +1,10 @@
 """``make run``: create the database if missing, migrate, then run web, worker, beat and gateway together.
 
 Web is gunicorn on http://127.0.0.1:8000 (``PORT`` to change). The endpoint gateway listens on
-http://127.0.0.1:8080 (``GATEWAY_PORT``) and serves endpoints path-style, ``/<account>/<name>/...``: register
-a cluster with ``--ingress-domain 127.0.0.1:8080 --endpoint-url-template 'http://{domain}/{account}/{name}'``
-so that ``status.url`` points there. Ctrl-C (or SIGTERM) stops every
+http://127.0.0.1:8080 (``GATEWAY_PORT``) and serves endpoints path-style, ``/<account>/<name>/...``, on
+``127.0.0.1:<port>`` and ``localhost:<port>`` (``GATEWAY_PATH_HOSTS``, unless set already): register a cluster
+with ``--ingress-domain 127.0.0.1:8080 --endpoint-url-template 'http://{domain}/{account}/{name}'`` so that
+``status.url`` points there. Ctrl-C (or SIGTERM) stops every
 process; if any one of them exits, the others are stopped too and the exit code is passed on. On the
 first run of an empty database an ``admin`` operator is created and its password and an API token are
 printed once. Static files are collected into ``STATIC_ROOT`` first, as the image does at build time, so the
@@ -150,7 +151,9 @@ def main() -> int:
                  "--schedule", str(data / "celerybeat-schedule")],
         "gateway": [PYTHON, "-m", "gateway"],
     }
-    env = {**os.environ, "GATEWAY_BIND": f"127.0.0.1:{gateway_port}"}
+    # The gateway serves path style only on the Hosts it is told: here, the addresses it is printed under.
+    env = {"GATEWAY_PATH_HOSTS": f"127.0.0.1:{gateway_port},localhost:{gateway_port}", **os.environ,
+           "GATEWAY_BIND": f"127.0.0.1:{gateway_port}"}
     procs = {name: subprocess.Popen(cmd, cwd=REPO, env=env) for name, cmd in commands.items()}
     default_cluster = DefaultCluster(data, gateway_port) if DefaultCluster.wanted(DATABASE_URL) else None
     if default_cluster:

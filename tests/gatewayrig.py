@@ -213,7 +213,8 @@ class Relay(_LoopThread):
 
 class GatewayProcess:
     """``python -m gateway`` on a free port, pointed at the test database and Redis (or ``redis_url``), with
-    this test process's record key and ``METRICS_TOKEN`` (keyword arguments override any variable)."""
+    this test process's record key and ``METRICS_TOKEN``, serving path style on Host 127.0.0.1 (keyword
+    arguments override any variable)."""
 
     def __init__(self, log_path: Path, redis_url: str | None = None, **env: str):
         self.port = free_port()
@@ -223,6 +224,7 @@ class GatewayProcess:
                 "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
                 "CELERY_TASK_DEFAULT_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE,
                 "GATEWAY_REDIS_PREFIX": settings.GATEWAY_REDIS_PREFIX, "GATEWAY_BIND": f"127.0.0.1:{self.port}",
+                "GATEWAY_PATH_HOSTS": "127.0.0.1",  # what self.get sends path-style requests to
                 "GATEWAY_RECORD_KEY": settings.GATEWAY_RECORD_KEY, "GATEWAY_METRICS_TOKEN": METRICS_TOKEN,
                 "SECRETS_ENCRYPTION_KEY": settings.SECRETS_ENCRYPTION_KEY, "DJANGO_DEBUG": "true",
                 "PYTHONUNBUFFERED": "1", **env}

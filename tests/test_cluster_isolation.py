@@ -99,3 +99,18 @@ def test_item05_the_worker_writes_only_in_namespaces_it_manages(api, kube_cluste
     assert kube_cluster.get(f"/api/v1/namespaces/{bystander}")["status"]["phase"] == "Active"
     # In a namespace it manages, the same write is admitted.
     assert core.create_namespaced_secret(api.ns, secret).metadata.name == "planted"
+
+
+def test_item13_a_private_endpoints_cidr_rule_excepts_the_clusters_pod_range(api, kube_cluster, celery):
+    from scripts.localcluster.cluster import POD_CIDR, SERVICE_CIDR
+
+    # The allowed range holds the cluster's pod and Service ranges, as a VPC range often does.
+    celery("worker", PRIVATE_ALLOWED_CIDRS="10.0.0.0/8", TENANT_POD_CIDRS=f"{POD_CIDR},{SERVICE_CIDR}")
+    assert api.post(f"/v2/endpoint/{api.account}", endpoint_spec("web", type="private"),
+                    format="json").status_code == 202
+    running(api)
+    (policy,) = [p for p in kube_cluster.items(f"/apis/networking.k8s.io/v1/namespaces/{api.ns}/networkpolicies")
+                 if p["metadata"]["name"].startswith("private-")]
+    (rule,) = policy["spec"]["ingress"]
+    # What the API server stored: the allowed range without the pod range a tenant's pod would come from.
+    assert rule["from"] == [{"ipBlock": {"cidr": "10.0.0.0/8", "except": [POD_CIDR, SERVICE_CIDR]}}]

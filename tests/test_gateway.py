@@ -114,7 +114,7 @@ def test_expect_100_continue_is_answered_after_admission(gateway, gateway_cluste
 
     def ask(headers: str) -> bytes:
         with socket.create_connection(("127.0.0.1", int(gw.url.rsplit(":", 1)[1])), timeout=5) as conn:
-            conn.sendall(f"POST /alice/prot/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+            conn.sendall(f"POST /alice/prot/upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\n"
                          f"Expect: 100-continue\r\n{headers}\r\n".encode())
             first = conn.recv(4096)
             if first.startswith(b"HTTP/1.1 100"):

@@ -182,7 +182,7 @@ def test_item_14_request_headers_sent_too_slowly_are_cut(gateway, gateway_cluste
     deploy(alice.personal_account, "web", "public", alice)
     gw = gateway(GATEWAY_HEADER_TIMEOUT="1")
     with socket.create_connection(("127.0.0.1", gw.port), timeout=0.3) as conn:
-        conn.sendall(b"GET /alice/web/x HTTP/1.1\r\nHost: x\r\n")
+        conn.sendall(b"GET /alice/web/x HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         started, closed_after = time.monotonic(), None
         while time.monotonic() - started < 5:
             try:
@@ -200,7 +200,7 @@ def test_item_14_request_headers_sent_too_slowly_are_cut(gateway, gateway_cluste
 
     # An idle keep-alive connection is not a slow request: it outlives the header deadline.
     with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as conn:
-        request = b"GET /alice/web/x HTTP/1.1\r\nHost: x\r\n\r\n"
+        request = b"GET /alice/web/x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
         for _ in range(2):
             conn.sendall(request)
             assert conn.recv(65536).startswith(b"HTTP/1.1 200"), "a request on the kept-alive connection failed"
@@ -245,7 +245,7 @@ def test_item_16_our_tokens_are_stripped_from_every_credential_header(gateway, g
     credentials = (f"Authorization: token {ours}\r\nAuthorization: Bearer model-key\r\n"
                    f"Authorization: Basic {basic}\r\nAuthorization: {ours}\r\n"
                    f"X-Api-Key: {ours}\r\nX-Api-Key: model-api-key\r\n")
-    answer = raw(gw, f"GET /alice/pub/v1/x HTTP/1.1\r\nHost: x\r\n{credentials}Connection: close\r\n\r\n".encode())
+    answer = raw(gw, f"GET /alice/pub/v1/x HTTP/1.1\r\nHost: 127.0.0.1\r\n{credentials}Connection: close\r\n\r\n".encode())
     assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
     seen = json.loads(answer.partition(b"\r\n\r\n")[2])["headers"]
     assert seen["Authorization"] == "Bearer model-key" and seen["X-Api-Key"] == "model-api-key"
@@ -264,7 +264,7 @@ def test_item_22_domains_forwarding_headers_asterisk_and_logged_queries(gateway,
     assert gw.get("/v1/x", host=f"{registered}:8443").json()["path"] == "/v1/x"
     for foreign in (f"{victim_host(endpoint)}.attacker.example", victim_host(endpoint)):
         assert error_of(gw.get("/v1/x", host=foreign)) == (404, "endpoint_not_found"), foreign
-    assert gw.get("/alice/web/v1/x", host="gateway.internal").json()["path"] == "/v1/x"  # path style stays
+    assert gw.get("/alice/web/v1/x", host="endpoints.test").json()["path"] == "/v1/x"  # path style stays
 
     spoofed = {"X-Forwarded-For": "192.0.2.1", "X-Forwarded-Proto": "https", "X-Forwarded-Host": "bank.example",
                "X-Forwarded-Prefix": "/admin", "X-Forwarded-Port": "443", "Forwarded": "for=192.0.2.1",
@@ -285,3 +285,40 @@ def test_item_22_domains_forwarding_headers_asterisk_and_logged_queries(gateway,
         assert time.monotonic() < deadline, "the broken upstream was not logged"
         time.sleep(0.05)
     assert "query-secret-1" not in gw.log()
+
+
+def test_item_22_path_style_is_served_only_on_the_clusters_domain_or_a_configured_host(gateway, gateway_cluster,
+                                                                                      upstream):
+    alice = make_user("alice")
+    deploy(alice.personal_account, "web", "public", alice)
+    gw = gateway(GATEWAY_PATH_HOSTS="gateway.internal,127.0.0.1")
+    # The endpoint's cluster ingress domain (endpoints.test) and the configured Hosts, any case, any port.
+    for served in ("endpoints.test", "ENDPOINTS.test:8443", "gateway.internal", "Gateway.Internal:8080",
+                   f"127.0.0.1:{gw.port}"):
+        assert gw.get("/alice/web/v1/x", host=served).json()["path"] == "/v1/x", served
+    for foreign in ("attacker.example", "endpoints.test.attacker.example", "test", "internal", "10.0.0.7",
+                    "localhost", f"localhost:{gw.port}"):
+        assert error_of(gw.get("/alice/web/v1/x", host=foreign)) == (404, "endpoint_not_found"), foreign
+    # The gateway's own routes and probes answer on any Host (a pod IP, a scrape).
+    for any_host in ("attacker.example", "10.0.0.7"):
+        assert gw.get("/healthz", host=any_host).status_code == 200
+        assert gw.get("/_gateway/readyz", host=any_host).status_code == 200
+
+    # Nothing configured: the cluster's domain only; the address the gateway listens on serves nothing.
+    strict = gateway(GATEWAY_PATH_HOSTS="")
+    assert error_of(strict.get("/alice/web/v1/x")) == (404, "endpoint_not_found")
+    assert strict.get("/alice/web/v1/x", host="endpoints.test:80").json()["path"] == "/v1/x"
+
+
+@pytest.mark.parametrize("hosts", ["*.example.com", "gateway.internal/x", "bad host"])
+def test_item_22_a_path_host_that_is_not_a_host_name_is_refused_at_startup(hosts):
+    import os
+    import subprocess
+    import sys
+
+    from tests.gatewayrig import REPO
+
+    env = {**os.environ, "GATEWAY_PATH_HOSTS": f"127.0.0.1,{hosts}"}
+    result = subprocess.run([sys.executable, "-c", "import controlplane.settings"], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and "GATEWAY_PATH_HOSTS" in result.stderr

@@ -593,3 +593,120 @@ def test_reference_check_catches_a_service_that_selects_nothing(helm, tmp_path):
         '{{- include "controlplane.selectorLabels" $c | nindent 4 }}', "app.kubernetes.io/component: gatewy"))
     problems = reference_problems(render(helm, chart, CHART / "ci" / "minimal-values.yaml"))
     assert any("selects no Deployment" in p for p in problems)
+
+
+# ---------------------------------------------------------------- NetworkPolicies of the chart's own pods
+
+def selects(selector: dict, labels: dict) -> bool:
+    """A Kubernetes label selector (matchLabels and In / NotIn / Exists / DoesNotExist expressions) against labels."""
+    if not selector.get("matchLabels", {}).items() <= labels.items():
+        return False
+    for expression in selector.get("matchExpressions", []):
+        key, operator, values = expression["key"], expression["operator"], expression.get("values", [])
+        if not {"In": key in labels and labels[key] in values, "NotIn": labels.get(key) not in values,
+                "Exists": key in labels, "DoesNotExist": key not in labels}[operator]:
+            return False
+    return True
+
+
+def pods(objects) -> dict[str, dict]:
+    """component -> the pod template labels of every Deployment and Job."""
+    return {obj["metadata"]["labels"]["app.kubernetes.io/component"]: obj["spec"]["template"]["metadata"]["labels"]
+            for obj in objects if pod_spec(obj)}
+
+
+def ingress_of(objects, labels: dict, namespace: str = NAMESPACE) -> list[dict] | None:
+    """The ingress rules of every policy in ``namespace`` that selects a pod with ``labels``, or None when none
+    selects it (then it admits everything)."""
+    policies = [p for p in find(objects, "NetworkPolicy") if p["metadata"].get("namespace", NAMESPACE) == namespace
+                and "Ingress" in p["spec"]["policyTypes"] and selects(p["spec"]["podSelector"], labels)]
+    return None if not policies else [rule for p in policies for rule in p["spec"].get("ingress", [])]
+
+
+def admitted_components(rule: dict, objects) -> set[str]:
+    """The chart's components whose pods (in the release's namespace) a rule's peers admit."""
+    admitted = set()
+    for component, labels in pods(objects).items():
+        for peer in rule["from"]:
+            namespace_ok = selects(peer.get("namespaceSelector", {"matchLabels": {"x": "no namespace selector"}}),
+                                   {"kubernetes.io/metadata.name": NAMESPACE})
+            if namespace_ok and selects(peer.get("podSelector", {}), labels):
+                admitted.add(component)
+    return admitted
+
+
+def test_item03_web_and_gateway_admit_only_their_serving_ports_and_the_rest_admit_nothing():
+    """On by default: every pod the chart runs is selected; web and gateway take any source (the ingress
+    controller, the internet) but only on the port they serve; worker, beat and migrate listen on nothing."""
+    for values in CI_IDS:
+        objects = rendered(values)
+        serving = {"web": 8000, "gateway": 8080}
+        for component, labels in pods(objects).items():
+            rules = ingress_of(objects, labels)
+            assert rules is not None, f"{values}: no NetworkPolicy selects the {component} pods"
+            if component in serving:
+                ports = [port for rule in rules for port in rule["ports"]]
+                assert ports == [{"protocol": "TCP", "port": serving[component]}], (values, component)
+                (container,) = containers(one(objects, "Deployment", component))
+                assert serving[component] in {p["containerPort"] for p in container["ports"]}
+                if values != "network-policy-values":
+                    assert ["from" in rule for rule in rules] == [False], (values, component)  # any source
+            else:
+                assert rules == [], (values, component)
+
+
+def test_item03_the_peers_admitted_to_web_and_gateway_are_configurable():
+    objects = rendered("network-policy-values")
+    (rule,) = ingress_of(objects, pods(objects)["web"])
+    assert rule["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}]
+    (gateway,) = ingress_of(objects, pods(objects)["gateway"])
+    assert "from" not in gateway
+
+
+def secret_urls(objects) -> dict[str, set[str]]:
+    """component -> the data store URLs its container is given."""
+    return {obj["metadata"]["labels"]["app.kubernetes.io/component"]:
+            {e["name"] for c in containers(obj) for e in c.get("env", [])} & {"DATABASE_URL", "REDIS_URL"}
+            for obj in objects if pod_spec(obj)}
+
+
+def test_item03_in_cluster_datastores_admit_only_the_processes_that_use_them():
+    objects = rendered("network-policy-values")
+    urls = secret_urls(objects)
+    for namespace, labels, url, ports in (("db", {"cnpg.io/cluster": "controlplane"}, "DATABASE_URL", [5432]),
+                                          ("cache", {"app.kubernetes.io/name": "redis"}, "REDIS_URL",
+                                           [6379, "redis-sentinel"])):
+        (rule,) = ingress_of(objects, labels, namespace)
+        assert [p["port"] for p in rule["ports"]] == ports
+        # Exactly the chart's processes given that store's URL: the gateway reads both, beat only Redis,
+        # migrate only Postgres.
+        assert admitted_components(rule, objects) == {c for c, given in urls.items() if url in given}, namespace
+        assert "gateway" in admitted_components(rule, objects)
+        # Nothing outside the release's namespace: every peer is pinned to it.
+        assert all(peer["namespaceSelector"] == {"matchLabels": {"kubernetes.io/metadata.name": NAMESPACE}}
+                   for peer in rule["from"])
+        assert ingress_of(objects, {"app": "someone-else"}, namespace) is None  # other pods there untouched
+    assert not [p for p in find(rendered("minimal-values"), "NetworkPolicy") if p["metadata"].get("namespace")]
+
+
+def test_item03_network_policies_can_be_turned_off(helm, tmp_path):
+    values = tmp_path / "values.yaml"
+    values.write_text((CHART / "ci" / "minimal-values.yaml").read_text() + "networkPolicy:\n  enabled: false\n")
+    assert not find(render(helm, CHART, values), "NetworkPolicy")
+
+
+def test_item03_a_datastore_without_a_pod_selector_is_refused(helm, tmp_path):
+    """An empty podSelector would fence every pod of the datastore's namespace: the schema refuses it."""
+    values = tmp_path / "values.yaml"
+    values.write_text((CHART / "ci" / "minimal-values.yaml").read_text() + "networkPolicy:\n  datastores:\n"
+                      "    - {name: pg, kind: postgres, namespace: db, podSelector: {}, ports: [5432]}\n")
+    result = lint(helm, CHART, values)
+    assert result.returncode != 0 and "podSelector" in result.stdout + result.stderr
+
+
+def test_item03_the_policy_check_catches_a_pod_no_policy_selects(helm, tmp_path):
+    chart = copy_chart(tmp_path)
+    policy = chart / "templates" / "networkpolicy.yaml"
+    policy.write_text(policy.read_text().replace('values: ["worker", "beat", "migrate"]', 'values: ["worker"]'))
+    objects = render(helm, chart, CHART / "ci" / "minimal-values.yaml")
+    assert ingress_of(objects, pods(objects)["beat"]) is None

@@ -133,6 +133,21 @@ def test_item11_debug_is_off_by_default_and_then_secrets_are_required():
     assert production.stdout.split() == ["False", "[]"], production.stderr
 
 
+def test_item13_a_pod_range_containing_an_allowed_private_range_is_refused_at_startup():
+    keys = {"DJANGO_SECRET_KEY": "k" * 50, "SECRETS_ENCRYPTION_KEY": "e" * 32}
+    refused = settings_in_a_fresh_process(**keys, PRIVATE_ALLOWED_CIDRS="192.168.0.0/16,10.244.8.0/24",
+                                          TENANT_POD_CIDRS="10.244.0.0/16")
+    assert refused.returncode != 0
+    assert "PRIVATE_ALLOWED_CIDRS 10.244.8.0/24 lies inside the pod range 10.244.0.0/16" in refused.stderr
+    equal = settings_in_a_fresh_process(**keys, PRIVATE_ALLOWED_CIDRS="10.244.0.0/16", TENANT_POD_CIDRS="10.244.0.0/16")
+    assert equal.returncode != 0 and "TENANT_POD_CIDRS" in equal.stderr
+    malformed = settings_in_a_fresh_process(**keys, PRIVATE_ALLOWED_CIDRS="10.0.0.0/8", TENANT_POD_CIDRS="10.244.0/x")
+    assert malformed.returncode != 0 and "TENANT_POD_CIDRS: " in malformed.stderr
+    # A pod range inside an allowed range is what the renderer excepts: that configuration starts.
+    narrowed = settings_in_a_fresh_process(**keys, PRIVATE_ALLOWED_CIDRS="10.0.0.0/8", TENANT_POD_CIDRS="10.244.0.0/16")
+    assert narrowed.returncode == 0, narrowed.stderr
+
+
 @pytest.mark.parametrize("depth", [33, 5000, 100_000])
 def test_item11_deeply_nested_json_is_a_400_naming_the_limit(alice_api, depth):
     body = '{"name": "web", "model": ' + "[" * depth + "]" * depth + "}"
@@ -285,6 +300,62 @@ def test_item01_the_accounts_own_token_resolves_its_private_repository_and_is_ne
     assert "hf_alice_own_token" not in json.dumps(list(AuditEvent.objects.values("diff")))
     assert Account.objects.get(slug="alice").hub_token_encrypted and "hf_alice" not in \
         Account.objects.get(slug="alice").hub_token_encrypted
+
+
+def test_item01_an_operator_grant_lets_the_platform_token_resolve_that_private_repository_for_that_account(
+        alice, cluster, fake_kube, fake_hub, settings):
+    from controlplane.services import account_hub_repository_grant
+    from tests.factories import make_user
+
+    settings.HF_HUB_TOKEN = "hf_platform_token"
+    for repo, sha in (("acme/weights", "5"), ("Acme/Other", "6"), ("acme-evil/weights", "7"), ("acmex/weights", "8")):
+        fake_hub.repos[repo] = {"main": sha * 40}
+        fake_hub.private[repo] = "hf_platform_token"  # the operator's token reads every one of them
+    assert account_hub_repository_grant(account=alice.personal_account, repository=" ACME/weights ") == ["acme/weights"]
+    granted = converge(create_endpoint(alice, "web", model={"repository": "acme/weights"}).pk, "running")
+    assert granted.pinned_revision == "5" * 40
+    refused = converge(create_endpoint(alice, "other", model={"repository": "Acme/Other"}).pk, "failed")
+    assert "private or gated" in refused.message  # one repository granted, not its owner's others
+
+    # Another account never benefits from alice's grant.
+    bob = make_user("bob")
+    theirs = converge(create_endpoint(bob, "web", model={"repository": "acme/weights"}).pk, "failed")
+    assert "private or gated" in theirs.message and theirs.pinned_revision in ("", None)
+
+    # owner/* grants every repository of that owner, and only of that owner.
+    assert account_hub_repository_grant(account=alice.personal_account, repository="acme/*") == ["acme/*",
+                                                                                                 "acme/weights"]
+    assert converge(create_endpoint(alice, "other2", model={"repository": "Acme/Other"}).pk,
+                    "running").pinned_revision == "6" * 40
+    for name, repo in (("evil", "acme-evil/weights"), ("acmex", "acmex/weights")):
+        assert "private or gated" in converge(create_endpoint(alice, name, model={"repository": repo}).pk,
+                                              "failed").message, repo
+
+    # The platform token still never goes into the tenant's namespace.
+    assert fake_kube.get_object("secrets", NS, "hub-token") is None
+    assert base64.b64encode(b"hf_platform_token").decode() not in json.dumps(fake_kube.objects("secrets", NS))
+    assert "hf_platform_token" not in json.dumps(fake_kube.objects("deployments", NS))
+    events = AuditEvent.objects.filter(action="account.hub_repository_grant").values_list("target", flat=True)
+    assert sorted(events) == ["acme/*", "acme/weights"]
+
+
+def test_item01_a_tenant_cannot_grant_itself_a_repository(alice, alice_api):
+    for body in ({"token": "hf_alice_own_token", "grantedRepositories": ["acme/*"]},
+                 {"token": "hf_alice_own_token", "granted_repositories": ["acme/*"]}):
+        alice_api.put("/v2/accounts/alice/hub-token", body, format="json")
+    for path in ("/v2/accounts/alice", "/v2/accounts/alice/hub-repositories"):
+        assert alice_api.put(path, {"grantedRepositories": ["acme/*"]}, format="json").status_code in (404, 405)
+    assert Account.objects.get(slug="alice").granted_repositories == []
+
+
+@pytest.mark.parametrize("repository", ["acme", "acme/", "*/weights", "acme/we*", "acme/weights/x", "a b/c", "*"])
+def test_item01_a_repository_grant_outside_the_grammar_is_refused_naming_the_field(alice, repository):
+    from controlplane.services import account_hub_repository_grant
+
+    with pytest.raises(InvalidSpec) as refused:
+        account_hub_repository_grant(account=alice.personal_account, repository=repository)
+    assert "repository" in refused.value.fields
+    assert Account.objects.get(slug="alice").granted_repositories == []
 
 
 def test_item01_only_an_account_admin_sets_its_hub_token_and_bad_tokens_are_400(alice, alice_api):

@@ -4,6 +4,7 @@ and headers. Each test is named after its item and goes through a public interfa
 `docker compose config`, a settings import in a fresh interpreter, the Django test client.
 """
 
+import io
 import os
 import subprocess
 import sys
@@ -396,3 +397,38 @@ def test_item01_item02_operators_set_a_hub_token_and_grant_registries_in_the_adm
     expect(client.post(page, {"clear_hub_token": "on", "registries": ""}), 302)
     account = Account.objects.get(slug="carol")
     assert account_hub_token(account=account) is None and account.granted_registries == []
+
+
+@pytest.mark.django_db
+def test_item01_operators_grant_hub_repositories_in_the_admin_and_with_a_command(client):
+    from django.core.management import CommandError, call_command
+
+    from controlplane.models import Account, AuditEvent
+    from tests.factories import make_user
+
+    operator_client(client)
+    make_user("carol")
+    page = f"/admin/controlplane/account/{Account.objects.get(slug='carol').pk}/change/"
+    r = client.post(page, {"repositories": "Acme/Weights\nresearch/*\n\n", "registries": ""})
+    assert r.status_code == 302, r.content[:500]
+    assert Account.objects.get(slug="carol").granted_repositories == ["acme/weights", "research/*"]
+    assert "research/*" in client.get(page).content.decode()
+    r = client.post(page, {"repositories": "acme/weights\nnot a repo", "registries": ""})
+    assert r.status_code == 200 and "Not a Hub repository" in r.content.decode()  # a form error, never a 500
+    assert Account.objects.get(slug="carol").granted_repositories == ["acme/weights", "research/*"]
+    assert client.post(page, {"repositories": "research/*", "registries": ""}).status_code == 302
+    assert Account.objects.get(slug="carol").granted_repositories == ["research/*"]
+    audited = AuditEvent.objects.filter(action__startswith="account.hub_repository_")
+    assert sorted(audited.values_list("action", "target")) == [
+        ("account.hub_repository_grant", "acme/weights"), ("account.hub_repository_grant", "research/*"),
+        ("account.hub_repository_revoke", "acme/weights")]
+    assert {event.actor.username for event in audited} == {"ops"}
+
+    out = io.StringIO()
+    call_command("grant_repository", "carol", "acme/weights", stdout=out)
+    assert out.getvalue().split() == ["acme/weights", "research/*"]
+    call_command("grant_repository", "carol", "research/*", "--revoke", stdout=io.StringIO())
+    assert Account.objects.get(slug="carol").granted_repositories == ["acme/weights"]
+    for args in (("carol", "acme"), ("nobody", "acme/weights")):
+        with pytest.raises(CommandError):
+            call_command("grant_repository", *args)

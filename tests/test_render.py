@@ -6,6 +6,7 @@ and review the diff. Every rendered object must also pass strict Kubernetes sche
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import kubernetes_validate
@@ -129,3 +130,22 @@ def test_only_the_gateway_reaches_public_and_protected_endpoints_and_never_priva
     nlb, = [o for o in linked if o["kind"] == "Service" and o["spec"]["type"] == "LoadBalancer"]
     assert nlb["metadata"]["annotations"]["service.beta.kubernetes.io/aws-load-balancer-scheme"] == "internal"
     assert len(nlb["metadata"]["annotations"]["service.beta.kubernetes.io/aws-load-balancer-name"]) <= 32
+
+
+# The cluster's pod and Service ranges, two of them inside an allowed private range, one outside every one.
+POD_RANGES = replace(PLATFORM, private_cidrs=("10.0.0.0/8", "192.168.10.0/24", "fd00::/8"),
+                     pod_cidrs=("10.244.0.0/16", "10.96.0.0/12", "172.16.0.0/12", "fd00:10::/64"))
+
+
+def test_item13_a_private_endpoints_cidr_rule_excepts_the_pod_ranges_inside_it():
+    objects = render_endpoint(target(access="private"), POD_RANGES)
+    _check("private-pod-ranges-excepted", objects)
+    (policy,) = [o for o in objects if o["kind"] == "NetworkPolicy"]
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["from"] == [
+        {"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.244.0.0/16", "10.96.0.0/12"]}},
+        {"ipBlock": {"cidr": "192.168.10.0/24"}},  # no pod range inside it: nothing to except
+        {"ipBlock": {"cidr": "fd00::/8", "except": ["fd00:10::/64"]}},
+    ]
+    # Only the private rule changes: public endpoints still admit the gateway's pods and nothing else.
+    assert render_endpoint(target(access="public"), POD_RANGES) == render_endpoint(target(access="public"), PLATFORM)

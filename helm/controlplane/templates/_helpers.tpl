@@ -106,6 +106,9 @@ GATEWAY_HOLD_TIMEOUT: {{ . | toString | quote }}
 {{- with .Values.gateway.queueLimit }}
 GATEWAY_QUEUE_LIMIT: {{ . | toString | quote }}
 {{- end }}
+{{- with .Values.gateway.pathHosts }}
+GATEWAY_PATH_HOSTS: {{ join "," . | quote }}
+{{- end }}
 {{- /* Behind the chart's Ingress or HTTPRoute the peer is the proxy: trust its X-Forwarded-For. */}}
 {{- if ne (toString .Values.gateway.trustedProxies) "" }}
 GATEWAY_TRUSTED_PROXIES: {{ .Values.gateway.trustedProxies | toString | quote }}
