@@ -3,7 +3,7 @@
 The broker is a real redis-server of the test's own (``tests/hardening_fixtures.py``), stopped and
 started again mid-test; the live server's Celery app publishes to it. Postgres is the truth, so creates,
 updates and lifecycle actions answer 2xx while Redis is down; each lost publish is logged as
-``reconcile.enqueue_failed`` and fails fast. Once Redis is back, one run of the sweep task re-enqueues
+``task.enqueue_failed`` and fails fast. Once Redis is back, one run of the sweep task re-enqueues
 every endpoint whose change was never published.
 
 Before ``CELERY_BROKER_TRANSPORT_OPTIONS`` got ``max_retries: 0`` a create took 6 s with Redis stopped
@@ -82,9 +82,10 @@ def test_writes_succeed_while_the_broker_is_down_and_the_sweep_reenqueues_them(a
     assert max(timings.values()) < STOPPED_BUDGET_SECONDS, timings
 
     changed = set(Endpoint.objects.filter(name__in=["before", "down-1", "down-2"]).values_list("pk", flat=True))
-    failed = [r.getMessage() for r in caplog.records if r.getMessage().startswith("reconcile.enqueue_failed")]
+    failed = [r.getMessage() for r in caplog.records if r.getMessage().startswith("task.enqueue_failed")]
     assert len(failed) == 4, failed  # create, create, update, pause: one failed publish each
-    assert {int(m.split("endpoint=")[1].split()[0]) for m in failed} == changed
+    assert all(m.startswith("task.enqueue_failed task=workers.reconcile_endpoint args=(") for m in failed), failed
+    assert {int(m.split("args=(")[1].split(",")[0]) for m in failed} == changed
 
     ready = api("GET", "/readyz")
     assert ready.status_code == 503, ready.text
@@ -117,7 +118,7 @@ def test_a_frozen_broker_costs_a_write_at_most_the_socket_timeout(api, celery_br
         assert ready.status_code == 503 and ready.json()["checks"]["broker"].startswith("unavailable"), ready.text
     finally:
         celery_broker.process.send_signal(signal.SIGCONT)
-    assert sum("reconcile.enqueue_failed" in r.getMessage() for r in caplog.records) == 2
+    assert sum(r.getMessage().startswith("task.enqueue_failed task=workers.reconcile_endpoint") for r in caplog.records) == 2
     expect(api("GET", "/readyz"), 200)
     swept = reconcile_sweep_task.apply().get()
     assert set(Endpoint.objects.values_list("pk", flat=True)) <= set(queued_endpoint_ids(celery_broker))
