@@ -16,14 +16,20 @@ from rest_framework import exceptions, status
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
+from .errorcodes import Code
+
 log = logging.getLogger(__name__)
 
+# DRF's exception codes, as ours (any other DRF code would be a 4xx we never raise: bad_request).
+DRF_CODES = {"parse_error": Code.PARSE_ERROR, "method_not_allowed": Code.METHOD_NOT_ALLOWED,
+             "not_acceptable": Code.NOT_ACCEPTABLE, "unsupported_media_type": Code.UNSUPPORTED_MEDIA_TYPE,
+             "permission_denied": Code.FORBIDDEN, "not_found": Code.NOT_FOUND}
 UNAUTHENTICATED_MESSAGE = "A valid user or organization token, sent as a Bearer, is required"
 
 
 class DomainError(exceptions.APIException):
     status_code = status.HTTP_400_BAD_REQUEST
-    code = "bad_request"
+    code = Code.BAD_REQUEST
     message = "Bad request"
 
     def __init__(self, message: str | None = None, *, code: str | None = None, fields: dict | None = None, **extra):
@@ -35,31 +41,31 @@ class DomainError(exceptions.APIException):
 
 
 class InvalidSpec(DomainError):
-    code = "invalid"
+    code = Code.INVALID
     message = "Invalid request"
 
 
 class NotFound(DomainError):
     status_code = status.HTTP_404_NOT_FOUND
-    code = "not_found"
+    code = Code.NOT_FOUND
     message = "Not found"
 
 
 class Conflict(DomainError):
     status_code = status.HTTP_409_CONFLICT
-    code = "conflict"
+    code = Code.CONFLICT
     message = "Conflict"
 
 
 class Forbidden(DomainError):
     status_code = status.HTTP_403_FORBIDDEN
-    code = "forbidden"
+    code = Code.FORBIDDEN
     message = "You do not have permission to perform this action"
 
 
 class ServiceUnavailable(DomainError):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    code = "service_unavailable"
+    code = Code.SERVICE_UNAVAILABLE
     message = "The database is unavailable; retry shortly"
 
 
@@ -103,25 +109,26 @@ def _render(exc) -> tuple[int, dict, dict]:
         return 503, error_body(ServiceUnavailable.message, ServiceUnavailable.code), {"Retry-After": "5"}
     if isinstance(exc, RequestDataTooBig):
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        return 413, error_body(f"Request body too large; the limit is {limit} bytes", "body_too_large"), headers
+        return 413, error_body(f"Request body too large; the limit is {limit} bytes", Code.BODY_TOO_LARGE), headers
     if isinstance(exc, SuspiciousOperation):
-        return 400, error_body("Malformed request", "bad_request"), headers
+        return 400, error_body("Malformed request", Code.BAD_REQUEST), headers
     if isinstance(exc, Http404):
-        return 404, error_body("Not found", "not_found"), headers
+        return 404, error_body("Not found", Code.NOT_FOUND), headers
     if isinstance(exc, PermissionDenied):
         return 403, error_body(Forbidden.message, Forbidden.code), headers
     if isinstance(exc, exceptions.ValidationError):
         fields = flatten_errors(exc.detail)
         summary = "; ".join(f"{path}: {' '.join(messages)}" for path, messages in fields.items())
-        return 400, error_body(f"Invalid request: {summary}", "invalid", fields), headers
+        return 400, error_body(f"Invalid request: {summary}", Code.INVALID, fields), headers
     if isinstance(exc, (exceptions.NotAuthenticated, exceptions.AuthenticationFailed)):
         message = UNAUTHENTICATED_MESSAGE if isinstance(exc, exceptions.NotAuthenticated) else str(exc.detail)
-        return 401, error_body(message, "unauthenticated"), {"WWW-Authenticate": 'Bearer realm="api"'}
+        return 401, error_body(message, Code.UNAUTHENTICATED), {"WWW-Authenticate": 'Bearer realm="api"'}
     if isinstance(exc, exceptions.Throttled):
         wait = int(exc.wait or 1)
-        return 429, error_body(f"Rate limit exceeded; retry in {wait} s", "rate_limited"), {"Retry-After": str(wait)}
-    if isinstance(exc, exceptions.APIException):
-        code = exc.get_codes() if isinstance(exc.get_codes(), str) else "error"
+        return 429, error_body(f"Rate limit exceeded; retry in {wait} s", Code.RATE_LIMITED), {"Retry-After": str(wait)}
+    if isinstance(exc, exceptions.APIException):  # DRF's own: parse_error, method_not_allowed, ...
+        codes = exc.get_codes()
+        code = DRF_CODES.get(codes, Code.BAD_REQUEST) if isinstance(codes, str) else Code.BAD_REQUEST
         return exc.status_code, error_body(str(exc.detail), code), headers
     return 0, {}, headers
 

@@ -11,6 +11,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from .errorcodes import Code
 from .errors import Conflict, InvalidSpec, NotFound
 from .feed import grant_publish_on_commit, token_publish_on_commit, user_tokens_publish_on_commit
 from .models import Account, ApiToken, AuditEvent, Membership, Role
@@ -55,7 +56,7 @@ def user_create(*, username: str, email: str = "", is_staff: bool = False, passw
     """
     User = get_user_model()
     if User.objects.filter(username=username).exists() or Account.objects.filter(slug=username).exists():
-        raise Conflict(f"The name '{username}' is already taken", code="name_taken")
+        raise Conflict(f"The name '{username}' is already taken", code=Code.NAME_TAKEN)
     account = Account(slug=username, kind=Account.Kind.USER)
     _clean(account, exclude=["user"])
     user = User(username=username, email=email, is_staff=is_staff, is_superuser=is_staff)
@@ -89,7 +90,7 @@ def user_set_active(*, user: AbstractBaseUser, active: bool, actor: AbstractBase
 def org_create(*, slug: str, actor: AbstractBaseUser | None = None) -> Account:
     """Create an organisation account with default quotas. Raises Conflict if the name is taken."""
     if Account.objects.filter(slug=slug).exists() or get_user_model().objects.filter(username=slug).exists():
-        raise Conflict(f"The name '{slug}' is already taken", code="name_taken")
+        raise Conflict(f"The name '{slug}' is already taken", code=Code.NAME_TAKEN)
     account = Account(slug=slug, kind=Account.Kind.ORG)
     _clean(account)
     account.save()
@@ -150,7 +151,7 @@ def token_create(*, user: AbstractBaseUser, name: str, role: str = ApiToken.Toke
     live = ApiToken.objects.filter(user=user, revoked_at__isnull=True).exclude(expires_at__lte=now).count()
     if live >= settings.MAX_TOKENS_PER_USER:
         raise Conflict(f"You already have the maximum of {settings.MAX_TOKENS_PER_USER} live tokens; revoke one",
-                       code="token_limit")
+                       code=Code.TOKEN_LIMIT)
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     try:
         with transaction.atomic():

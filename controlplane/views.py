@@ -8,6 +8,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from . import services
+from .errorcodes import Code
 from .errors import Forbidden
 from .models import Account, ApiToken, Role
 from .selectors import account_get_for_caller, token_list, user_orgs
@@ -161,9 +162,9 @@ def metrics(_request) -> HttpResponse:
 
 def not_found(request, exception=None) -> HttpResponse:
     """Unknown paths answer in the API error shape."""
-    return JsonResponse({"error": f"No route for {request.path}", "code": "not_found"}, status=404)
+    return JsonResponse({"error": f"No route for {request.path}", "code": Code.NOT_FOUND}, status=404)
 
 
 def server_error(request) -> HttpResponse:
     """Last resort: a 500 in the API error shape, never a traceback page."""
-    return JsonResponse({"error": "Internal server error", "code": "internal_error"}, status=500)
+    return JsonResponse({"error": "Internal server error", "code": Code.INTERNAL_ERROR}, status=500)

@@ -2,6 +2,7 @@
 
 from django.conf import settings
 
+from controlplane.errorcodes import Code
 from controlplane.errors import NotFound, ServiceUnavailable
 from controlplane.names import namespace_name
 from endpoints.models import Endpoint
@@ -28,5 +29,5 @@ def endpoint_logs(*, endpoint: Endpoint, tail: int, replica: str | None = None) 
             pods = [replica]
         blocks = [f"==> {pod} <==\n{kube.logs(namespace, pod, tail=tail)}" for pod in pods]
     except KubeError as exc:
-        raise ServiceUnavailable(f"The cluster could not be read: {exc}", code="cluster_unavailable") from exc
+        raise ServiceUnavailable(f"The cluster could not be read: {exc}", code=Code.CLUSTER_UNAVAILABLE) from exc
     return "\n".join(blocks)

@@ -8,6 +8,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from controlplane.encryption import encrypt_json
+from controlplane.errorcodes import Code
 from controlplane.errors import Conflict, InvalidSpec
 from controlplane.services import audit_record
 
@@ -77,7 +78,7 @@ def cluster_register(*, name: str, vendor: str, region: str, kubeconfig_text: st
     unchanged = Cluster.objects.filter(name=name, api_server=api_server).exists()  # an update of a known sharer
     if twin and not force and not unchanged:
         raise Conflict(f"Cluster '{twin.name}' is registered with the same API server ({api_server}); register it "
-                       "once, or pass force to share it", code="cluster_duplicate", fields={"kubeconfig": ["duplicate"]})
+                       "once, or pass force to share it", code=Code.CLUSTER_DUPLICATE, fields={"kubeconfig": ["duplicate"]})
     defaults = {"vendor": vendor, "region": region, "kubeconfig_encrypted": encrypted, "context": context,
                 "api_server": api_server,
                 "in_cluster": in_cluster, "namespace_prefix": namespace_prefix, "ingress_domain": ingress_domain,
@@ -95,7 +96,7 @@ def cluster_register(*, name: str, vendor: str, region: str, kubeconfig_text: st
         with transaction.atomic():
             cluster, _ = Cluster.objects.update_or_create(name=name, defaults=defaults)
     except IntegrityError as exc:
-        raise Conflict(f"Another enabled cluster already serves {vendor}/{region}", code="cluster_exists") from exc
+        raise Conflict(f"Another enabled cluster already serves {vendor}/{region}", code=Code.CLUSTER_EXISTS) from exc
     return cluster
 
 
@@ -131,7 +132,7 @@ def cluster_update(*, cluster: Cluster, changes: dict, actor=None) -> Cluster:
             cluster.save()
     except IntegrityError as exc:
         raise Conflict(f"Another enabled cluster already serves {cluster.vendor}/{cluster.region}",
-                       code="cluster_exists") from exc
+                       code=Code.CLUSTER_EXISTS) from exc
     if diff:
         audit_record(actor=actor, action="cluster.update", target=cluster.name, diff=diff)
     return cluster

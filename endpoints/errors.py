@@ -1,10 +1,11 @@
 """Endpoint errors, rendered by the one handler in ``controlplane.errors``."""
 
+from controlplane.errorcodes import Code
 from controlplane.errors import DomainError, NotFound
 
 
 class EndpointNotFound(NotFound):
-    code = "endpoint_not_found"
+    code = Code.ENDPOINT_NOT_FOUND
     message = "Endpoint not found"
 
 
@@ -12,7 +13,7 @@ class StateConflict(DomainError):
     """The endpoint's state does not allow the operation (409 by default; 400 where HF answers 400)."""
 
     status_code = 409
-    code = "state_conflict"
+    code = Code.STATE_CONFLICT
     message = "The endpoint's state does not allow this operation"
 
     def __init__(self, message: str | None = None, *, status: int | None = None, **kwargs):

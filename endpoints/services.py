@@ -16,6 +16,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from controlplane.encryption import decrypt_json, encrypt_json
+from controlplane.errorcodes import Code
 from controlplane.errors import Conflict, InvalidSpec
 from controlplane.images import MANAGED_TASKS, MANAGED_VARIANTS, image_registry
 from controlplane.locks import account_lock
@@ -71,7 +72,7 @@ def _check_task(model: dict) -> None:
     if variant in MANAGED_VARIANTS and task is not None and task not in MANAGED_TASKS:
         message = (f"The managed image cannot serve task '{task}'; deploy it with a custom image "
                    f"(model.image = {{\"custom\": {{\"url\": ...}}}})")
-        raise InvalidSpec(message, code="unsupported_task", fields={"model.task": [message]})
+        raise InvalidSpec(message, code=Code.UNSUPPORTED_TASK, fields={"model.task": [message]})
 
 
 def _split_registry_password(image: dict, old_password: str | None,
@@ -160,11 +161,11 @@ def endpoint_create(*, account: Account, spec: dict, actor: AbstractBaseUser | N
                             instance_type=compute["instanceType"], instance_size=compute["instanceSize"])
     account_lock(account=account)
     if Endpoint.objects.filter(account=account, name=spec["name"]).exists():
-        raise Conflict("An endpoint with the same name already exists", code="name_taken",
+        raise Conflict("An endpoint with the same name already exists", code=Code.NAME_TAKEN,
                        fields={"name": [f"'{spec['name']}' is taken in '{account.slug}'"]})
     if Endpoint.objects.filter(account=account).count() >= settings.MAX_ENDPOINTS_PER_ACCOUNT:
         raise Conflict(f"'{account.slug}' already has the maximum of {settings.MAX_ENDPOINTS_PER_ACCOUNT} endpoints",
-                       code="endpoint_limit")
+                       code=Code.ENDPOINT_LIMIT)
     quota_reserve(account=account, instance=instance, max_replica=compute["scaling"]["maxReplica"])
     image, password = _split_registry_password(spec["model"]["image"], None)
     spec["model"]["image"] = image
@@ -175,7 +176,7 @@ def endpoint_create(*, account: Account, spec: dict, actor: AbstractBaseUser | N
         with transaction.atomic():
             endpoint.save()
     except IntegrityError as exc:  # the account lock makes this unreachable; kept as a backstop
-        raise Conflict("An endpoint with the same name already exists", code="name_taken") from exc
+        raise Conflict("An endpoint with the same name already exists", code=Code.NAME_TAKEN) from exc
     event_record(endpoint=endpoint, kind="create", actor=actor, message="Endpoint created",
                  diff={k: v for k, v in spec_diff({}, stored_spec(endpoint)).items() if v[1] not in (None, [], {})},
                  to_state=endpoint.state)
@@ -280,7 +281,7 @@ def endpoint_resume(*, account: Account, name: str, actor: AbstractBaseUser | No
     if endpoint.intent == Intent.DELETE:
         raise StateConflict("Endpoint is being deleted")
     if endpoint.intent == Intent.RUN and endpoint.state not in (State.FAILED, State.UPDATE_FAILED):
-        raise StateConflict("Endpoint is already running", code="already_running", status=400)
+        raise StateConflict("Endpoint is already running", code=Code.ALREADY_RUNNING, status=400)
     quota_reserve(account=account, instance=endpoint.instance, max_replica=endpoint.max_replica,
                   endpoint_id=endpoint.pk)
     return _intent_change(endpoint, intent=Intent.RUN, state=State.PENDING, message="Endpoint resuming",

@@ -13,6 +13,8 @@ import time
 
 from aiohttp import web
 
+from controlplane.errorcodes import Code
+
 from .errors import error
 
 OPEN = "public"
@@ -33,11 +35,11 @@ async def authorize(route: dict, authorization: str | None, cache, client: str |
         return None
     secret = bearer(authorization)
     if secret is None:
-        return error(401, "unauthorized", "This endpoint needs a token: send 'Authorization: Bearer <token>'",
+        return error(401, Code.UNAUTHENTICATED, "This endpoint needs a token: send 'Authorization: Bearer <token>'",
                      headers={"WWW-Authenticate": 'Bearer realm="endpoints"'})
     token = await cache.get("token", hashlib.sha256(secret.encode()).hexdigest(), client)
     if token is None or token["revoked"] or (token["expires"] is not None and token["expires"] <= time.time()):
-        return error(401, "invalid_token", "The token is invalid, expired or revoked",
+        return error(401, Code.INVALID_TOKEN, "The token is invalid, expired or revoked",
                      headers={"WWW-Authenticate": 'Bearer realm="endpoints", error="invalid_token"'})
     if route["owner"] is not None:
         allowed = route["owner"] == token["user"]
@@ -45,5 +47,5 @@ async def authorize(route: dict, authorization: str | None, cache, client: str |
         grant = await cache.get("grant", f"{route['accountId']}:{token['user']}", client)
         allowed = bool(grant and grant["role"])
     if not allowed:
-        return error(403, "forbidden", f"Your token does not give access to '{route['account']}/{route['name']}'")
+        return error(403, Code.FORBIDDEN, f"Your token does not give access to '{route['account']}/{route['name']}'")
     return None

@@ -32,6 +32,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from yarl import URL
 
+from controlplane.errorcodes import Code
 from controlplane.names import ACCOUNT_NAME_RE, ENDPOINT_NAME_RE, host_id, host_name_candidate
 
 from . import metrics
@@ -103,7 +104,7 @@ class Gateway:
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         path = request.rel_url.raw_path
         if not path.startswith("/"):
-            return self._count(metrics.NO_ENDPOINT, error(400, "bad_request", "The request target must be a path"))
+            return self._count(metrics.NO_ENDPOINT, error(400, Code.BAD_REQUEST, "The request target must be a path"))
         if path.startswith(RESERVED):
             return self._own(request, path[len(RESERVED) - 1:])
         client = client_address(request, self.config.trusted_proxies)
@@ -112,22 +113,22 @@ class Gateway:
             if target is None:
                 if path in OWN:
                     return self._own(request, path)
-                return self._count(metrics.NO_ENDPOINT, error(404, "endpoint_not_found", "No endpoint at this address"))
+                return self._count(metrics.NO_ENDPOINT, error(404, Code.ENDPOINT_NOT_FOUND, "No endpoint at this address"))
             route, upstream_path, prefix = target
             if route["type"] == "private":
-                return self._count(metrics.NO_ENDPOINT, error(404, "endpoint_not_found", "No endpoint at this address"))
+                return self._count(metrics.NO_ENDPOINT, error(404, Code.ENDPOINT_NOT_FOUND, "No endpoint at this address"))
             m = metrics.for_endpoint(route["namespace"], route["object"])
             denied = await authorize(route, request.headers.get("Authorization"), self.cache, client)
         except TooManyMisses:
             metrics.MISSES_REFUSED.inc()
             return self._count(metrics.NO_ENDPOINT, error(
-                429, "too_many_lookups", "Too many requests for unknown tokens or endpoints from your address",
+                429, Code.TOO_MANY_LOOKUPS, "Too many requests for unknown tokens or endpoints from your address",
                 retry_after=RETRY_MISSES))
         except Unverifiable as exc:
             metrics.UNVERIFIABLE.inc()
             log.warning("gateway.unverifiable error=%s", exc)
             return self._count(metrics.NO_ENDPOINT, error(
-                503, "gateway_unavailable", "The gateway cannot verify this request right now; retry shortly",
+                503, Code.GATEWAY_UNAVAILABLE, "The gateway cannot verify this request right now; retry shortly",
                 retry_after=RETRY_QUEUE_FULL))
         if denied is not None:
             return self._count(m, denied)
@@ -182,15 +183,15 @@ class Gateway:
                      m: metrics.EndpointMetrics, client: str) -> web.StreamResponse:
         intent, state = route["intent"], route["state"]
         if intent == "delete" or state == "deleting":
-            return error(404, "endpoint_not_found", "The endpoint is being deleted")
+            return error(404, Code.ENDPOINT_NOT_FOUND, "The endpoint is being deleted")
         if intent == "pause":
-            return error(503, "endpoint_paused", "The endpoint is paused; resume it to serve requests")
+            return error(503, Code.ENDPOINT_PAUSED, "The endpoint is paused; resume it to serve requests")
         if not route["upstream"]:
-            return error(503, "endpoint_unavailable", "No cluster serves this endpoint yet", retry_after=RETRY_WAKING)
+            return error(503, Code.ENDPOINT_UNAVAILABLE, "No cluster serves this endpoint yet", retry_after=RETRY_WAKING)
         if state == "failed":
-            return error(503, "endpoint_failed", f"The endpoint failed: {route['message']}")
+            return error(503, Code.ENDPOINT_FAILED, f"The endpoint failed: {route['message']}")
         if route.get("simulated"):
-            return error(503, "simulated_node", "The endpoint runs on a simulated node (a local development "
+            return error(503, Code.SIMULATED_NODE, "The endpoint runs on a simulated node (a local development "
                          "cluster): no container runs there to answer requests")
         deadline = time.monotonic()
         if not serving(route):
@@ -200,16 +201,16 @@ class Gateway:
             try:
                 ready = await self.holds.hold(route, timeout, client)
             except QueueFull:
-                return error(429, "too_many_waiting", f"{self.config.queue_limit} requests already wait for this "
+                return error(429, Code.TOO_MANY_WAITING, f"{self.config.queue_limit} requests already wait for this "
                              "endpoint to wake up", retry_after=RETRY_QUEUE_FULL)
             except ClientQueueFull:
-                return error(429, "too_many_waiting", f"{self.config.client_hold_limit} requests from your address "
+                return error(429, Code.TOO_MANY_WAITING, f"{self.config.client_hold_limit} requests from your address "
                              "already wait for endpoints to wake up", retry_after=RETRY_QUEUE_FULL)
             finally:
                 m.held.dec()
             if not ready:
                 what = "scaled to zero and waking up" if intent == "scale_to_zero" else "starting"
-                return error(503, "endpoint_waking", f"The endpoint is {what}; no replica was ready within "
+                return error(503, Code.ENDPOINT_WAKING, f"The endpoint is {what}; no replica was ready within "
                              f"{timeout:g}s", retry_after=RETRY_WAKING)
         query = request.rel_url.raw_query_string
         # Already percent-encoded as the client sent it: passed on byte for byte, never re-quoted.
@@ -224,7 +225,7 @@ class Gateway:
                 # hold lasts (nothing was sent, so retrying is safe).
                 if time.monotonic() + self.config.probe_interval >= deadline:
                     log.info("gateway.upstream_unreachable endpoint=%s error=%s", route["id"], exc)
-                    return error(502, "upstream_unavailable", "The endpoint's service is not reachable")
+                    return error(502, Code.UPSTREAM_UNAVAILABLE, "The endpoint's service is not reachable")
                 await asyncio.sleep(self.config.probe_interval)
 
     def _hold_timeout(self, request: web.BaseRequest) -> float:
@@ -250,17 +251,17 @@ class Gateway:
             return web.Response(status=200 if ok else 503, text=json.dumps(body), content_type="application/json")
         if path == "/metrics":
             return self._metrics(request)
-        return error(404, "not_found", "Unknown gateway route")
+        return error(404, Code.NOT_FOUND, "Unknown gateway route")
 
     def _metrics(self, request: web.BaseRequest) -> web.Response:
         """The metrics name every endpoint and its traffic: only for ``Bearer <GATEWAY_METRICS_TOKEN>``.
         Without a configured token they are not served at all (404, as if absent)."""
         expected = self.config.metrics_token
         if not expected:
-            return error(404, "not_found", "Unknown gateway route")
+            return error(404, Code.NOT_FOUND, "Unknown gateway route")
         sent = bearer(request.headers.get("Authorization"))
         if sent is None or not hmac.compare_digest(sent.encode(), expected.encode()):
-            return error(401, "unauthorized", "The metrics need 'Authorization: Bearer <metrics token>'",
+            return error(401, Code.UNAUTHENTICATED, "The metrics need 'Authorization: Bearer <metrics token>'",
                          headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
         return web.Response(body=generate_latest(metrics.REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
 

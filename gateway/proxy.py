@@ -13,6 +13,7 @@ import logging
 import aiohttp
 from aiohttp import web
 
+from controlplane.errorcodes import Code
 from controlplane.records import TOKEN_PREFIX
 
 from .clients import forwarded_chain
@@ -109,10 +110,10 @@ async def forward(request: web.BaseRequest, session: aiohttp.ClientSession, url,
     except aiohttp.ClientConnectorError as exc:
         raise UpstreamUnreachable(str(exc)) from exc
     except TimeoutError:
-        return error(504, "upstream_timeout", "The endpoint did not answer in time")
+        return error(504, Code.UPSTREAM_TIMEOUT, "The endpoint did not answer in time")
     except aiohttp.ClientError as exc:
         log.info("gateway.upstream_failed url=%s error=%s", url.with_query(None), type(exc).__name__)
-        return error(502, "upstream_error", "The endpoint closed the connection without answering")
+        return error(502, Code.UPSTREAM_ERROR, "The endpoint closed the connection without answering")
     try:
         length = upstream.content_length
         small = length is not None and length <= WHOLE_BODY_BYTES and request.method != "HEAD"

@@ -2,6 +2,7 @@
 
 from django.conf import settings
 
+from controlplane.errorcodes import Code
 from controlplane.models import Account
 
 from .errors import UnknownInstance
@@ -22,7 +23,7 @@ def instance_get(*, vendor: str, region: str, accelerator: str, instance_type: s
     if instance is not None:
         if not instance.orderable:
             message = f"Instance {instance.compute_id} is {instance.get_status_display()} and cannot be used"
-            raise UnknownInstance(message, code="instance_unavailable", fields={"compute.instanceType": [message]})
+            raise UnknownInstance(message, code=Code.INSTANCE_UNAVAILABLE, fields={"compute.instanceType": [message]})
         return instance
     # Not found: narrow field by field to name the first one that matches nothing.
     rows = InstanceType.objects.filter(vendor=vendor)

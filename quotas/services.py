@@ -4,6 +4,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
+from controlplane.errorcodes import Code
 from controlplane.errors import Conflict, InvalidSpec
 from controlplane.locks import account_lock
 from controlplane.models import Account
@@ -51,7 +52,7 @@ def quota_request_create(*, account: Account, accelerator: str, requested_limit:
     """Ask operators for a higher limit. One pending request per accelerator at a time."""
     account_lock(account=account)
     if QuotaRequest.objects.filter(account=account, accelerator=accelerator, status=QuotaRequest.Status.PENDING).exists():
-        raise Conflict(f"A {accelerator} quota request for '{account.slug}' is already pending", code="request_pending")
+        raise Conflict(f"A {accelerator} quota request for '{account.slug}' is already pending", code=Code.REQUEST_PENDING)
     current = quota_limits(account=account)[accelerator]
     if requested_limit <= current:
         raise InvalidSpec(f"The requested limit must exceed the current limit ({current})",
@@ -68,7 +69,7 @@ def quota_request_decide(*, request_id: int, approve: bool, actor: AbstractBaseU
     """Approve (sets the limit) or reject a pending request, recording who and when. Conflict if decided."""
     request = QuotaRequest.objects.select_for_update().select_related("account").get(pk=request_id)
     if request.status != QuotaRequest.Status.PENDING:
-        raise Conflict(f"This request was already {request.status}", code="already_decided")
+        raise Conflict(f"This request was already {request.status}", code=Code.ALREADY_DECIDED)
     request.status = QuotaRequest.Status.APPROVED if approve else QuotaRequest.Status.REJECTED
     request.decided_by, request.decided_at, request.decision_note = actor, timezone.now(), note
     request.save(update_fields=["status", "decided_by", "decided_at", "decision_note"])

@@ -50,7 +50,7 @@ def test_access_matrix_by_caller_and_type(gateway, gateway_cluster, upstream):
             elif type_ == "public" or (owner, caller) in allowed:
                 want = (200, "")
             elif caller == "anonymous":
-                want = (401, "unauthorized")
+                want = (401, "unauthenticated")
             elif caller in ("revoked", "expired"):
                 want = (401, "invalid_token")
             else:

@@ -75,11 +75,11 @@ def test_item_3a_unsigned_and_badly_signed_records_and_feed_messages_are_ignored
                                   signing_key=b"not-the-record-key")
     client.eval(records.CAS_SET, len(keys), *keys, *args)  # stored and broadcast, with the wrong signature
     time.sleep(0.5)
-    assert error_of(gw.get("/alice/secret/x")) == (401, "unauthorized")
+    assert error_of(gw.get("/alice/secret/x")) == (401, "unauthenticated")
 
     # A gateway that starts now finds only the forged route in Redis: it goes to the database instead.
     fresh = gateway()
-    assert error_of(fresh.get("/alice/secret/x")) == (401, "unauthorized")
+    assert error_of(fresh.get("/alice/secret/x")) == (401, "unauthenticated")
     expect(fresh.get("/alice/secret/x", token=token), 200)
     assert gw.metric("gateway_records_rejected_total", source="redis") == 2
     assert gw.metric("gateway_records_rejected_total", source="feed") == 2
@@ -128,7 +128,7 @@ def test_item_8_metrics_are_served_only_for_the_metrics_token(gateway, gateway_c
     for path in ("/_gateway/metrics", "/metrics"):
         for headers in ({}, {"Authorization": "Bearer scrape-token-2"}, {"Authorization": "Basic c2NyYXBl"}):
             r = gw.get(path, headers=headers)
-            assert error_of(r) == (401, "unauthorized"), (path, headers)
+            assert error_of(r) == (401, "unauthenticated"), (path, headers)
             assert "ep-web" not in r.text
         r = gw.get(path, headers={"Authorization": "Bearer scrape-token-1"})
         assert r.status_code == 200 and 'endpoint="ep-web"' in r.text, r.content
