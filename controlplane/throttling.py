@@ -11,6 +11,7 @@ reached the request is allowed (logged as ``api.throttle_unavailable``, at most 
 its timeout to every request.
 """
 
+import functools
 import logging
 import time
 
@@ -29,6 +30,7 @@ OUTAGE_SECONDS = 10.0
 _cache_down_until = 0.0
 
 
+@functools.lru_cache(maxsize=8)  # parsed once per value, not per request (tests may override the setting)
 def parse_rate(rate: str | None) -> tuple[int, int] | None:
     """``"600/min"`` -> ``(600, 60)``; ``None``, ``""`` or ``"off"`` -> None (no limit)."""
     if rate is None or rate.strip().lower() in {"", "off", "none"}:
