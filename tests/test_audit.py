@@ -141,3 +141,39 @@ def test_membership_removal_is_audited_with_a_diff(people):
     record = AuditEvent.objects.get(action="membership.remove")
     assert record.actor == operator and record.target == "alice"
     assert_recorded(record, operator, people["since"])
+
+
+KUBECONFIG = """apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://%s.example:6443"}}]
+contexts: [{name: c, context: {cluster: c, user: u}}]
+users: [{name: u, user: {token: t}}]
+current-context: c
+"""
+
+
+def test_cluster_edits_go_through_the_service_validated_and_audited(people):
+    from controlplane.errors import DomainError
+    from deployments.models import Cluster
+    from deployments.services import cluster_register, cluster_update
+
+    east = cluster_register(name="east", vendor="aws", region="us-east-1", kubeconfig_text=KUBECONFIG % "east")
+    west = cluster_register(name="west", vendor="aws", region="eu-west-1", kubeconfig_text=KUBECONFIG % "west")
+    before = east.updated_at
+    cluster_update(cluster=east, changes={"ingress_domain": "ep.example.com"}, actor=people["operator"])
+    east.refresh_from_db()
+    assert east.ingress_domain == "ep.example.com" and east.updated_at > before
+    event = AuditEvent.objects.get(action="cluster.update", target="east")
+    assert event.diff == {"ingress_domain": ["", "ep.example.com"]} and event.actor == people["operator"]
+
+    with pytest.raises(DomainError) as refused:
+        cluster_update(cluster=west, changes={"region": "us-east-1"}, actor=people["operator"])
+    assert (refused.value.status_code, refused.value.code) == (409, "cluster_exists")
+    with pytest.raises(DomainError) as refused:
+        cluster_update(cluster=west, changes={"namespace_prefix": ""}, actor=people["operator"])
+    assert refused.value.fields == {"namespacePrefix": ["invalid or empty"]}
+    with pytest.raises(DomainError) as refused:
+        cluster_update(cluster=west, changes={"kubeconfig_encrypted": "x"}, actor=people["operator"])
+    assert refused.value.fields == {"kubeconfig_encrypted": ["not editable"]}
+    assert Cluster.objects.get(name="west").region == "eu-west-1"
+    assert AuditEvent.objects.filter(action="cluster.update").count() == 1
