@@ -212,6 +212,20 @@ def account_hub_token_set(*, account: Account, token: str | None, actor: Abstrac
                  diff={"hubToken": ["(set)" if had else None, "(set)" if token else None]})
 
 
+def _account_grant(account: Account, field: str, value: str, *, granted: bool, actor, action: str,
+                   diff_key: str) -> list[str]:
+    """Add ``value`` to (or remove it from) the account's grant list ``field`` under the account row's lock;
+    audited when the list changed. Returns the list, sorted as stored."""
+    account = Account.objects.select_for_update().get(pk=account.pk)
+    before = list(getattr(account, field))
+    after = sorted(set(before) | {value}) if granted else [v for v in before if v != value]
+    if after != before:
+        setattr(account, field, after)
+        account.save(update_fields=[field])
+        audit_record(actor=actor, action=action, account=account, target=value, diff={diff_key: [before, after]})
+    return after
+
+
 @transaction.atomic
 def account_registry_grant(*, account: Account, server: str, granted: bool = True,
                            actor: AbstractBaseUser | None = None) -> list[str]:
@@ -221,15 +235,9 @@ def account_registry_grant(*, account: Account, server: str, granted: bool = Tru
     if not REGISTRY_HOST_RE.fullmatch(server):
         raise InvalidSpec(f"'{server[:64]}' is not a registry host", fields={"server": ["a host name, e.g. "
                                                                                       "123456789012.dkr.ecr.us-east-1.amazonaws.com"]})
-    account = Account.objects.select_for_update().get(pk=account.pk)
-    before = list(account.granted_registries)
-    after = sorted(set(before) | {server}) if granted else [s for s in before if s != server]
-    if after != before:
-        account.granted_registries = after
-        account.save(update_fields=["granted_registries"])
-        audit_record(actor=actor, action="account.registry_grant" if granted else "account.registry_revoke",
-                     account=account, target=server, diff={"grantedRegistries": [before, after]})
-    return after
+    return _account_grant(account, "granted_registries", server, granted=granted, actor=actor,
+                          action="account.registry_grant" if granted else "account.registry_revoke",
+                          diff_key="grantedRegistries")
 
 
 @transaction.atomic
@@ -242,12 +250,6 @@ def account_hub_repository_grant(*, account: Account, repository: str, granted: 
     if not HUB_REPOSITORY_RE.fullmatch(repository):
         raise InvalidSpec(f"'{repository[:64]}' is not a Hub repository grant",
                           fields={"repository": ["owner/name, or owner/* for all of owner's repositories"]})
-    account = Account.objects.select_for_update().get(pk=account.pk)
-    before = list(account.granted_repositories)
-    after = sorted(set(before) | {repository}) if granted else [r for r in before if r != repository]
-    if after != before:
-        account.granted_repositories = after
-        account.save(update_fields=["granted_repositories"])
-        audit_record(actor=actor, action="account.hub_repository_grant" if granted else "account.hub_repository_revoke",
-                     account=account, target=repository, diff={"grantedRepositories": [before, after]})
-    return after
+    return _account_grant(account, "granted_repositories", repository, granted=granted, actor=actor,
+                          action="account.hub_repository_grant" if granted else "account.hub_repository_revoke",
+                          diff_key="grantedRepositories")
