@@ -148,9 +148,18 @@ def test_cluster_wide_list_and_server_defaults(kube, apis):
     assert dep.spec.strategy.type == "RollingUpdate" and dep.spec.progress_deadline_seconds == 600
 
 
+def _progress_reason(dep: dict) -> str | None:
+    conditions = (dep.get("status") or {}).get("conditions") or []
+    return next((c.get("reason") for c in conditions if c["type"] == "Progressing"), None)
+
+
 def test_replace_conflict_and_generation(kube, apis):
     created = apis.apps.create_namespaced_deployment(NS, deployment(replicas=0))
     assert created.metadata.generation == 1
+    # The simulated controller writes status for a few passes after a create; each write bumps
+    # resourceVersion, so read only once it has settled, or "fresh" could already be stale.
+    kube.wait_until(lambda: _progress_reason(kube.get_object("deployments", NS, "llm"))
+                    == "NewReplicaSetAvailable", message="the deployment's status to settle")
     stale = apis.apps.read_namespaced_deployment("llm", NS)
     fresh = apis.apps.read_namespaced_deployment("llm", NS)
     fresh.spec.replicas = 3  # a spec change: generation bumps
