@@ -232,6 +232,10 @@ GATEWAY_BIND = env_str("GATEWAY_BIND", "0.0.0.0:8080")
 # seconds (a request's X-Scale-Up-Timeout header may shorten it), then 503 with Retry-After.
 GATEWAY_QUEUE_LIMIT = env_int("GATEWAY_QUEUE_LIMIT", 1000)
 GATEWAY_HOLD_TIMEOUT = env_int("GATEWAY_HOLD_TIMEOUT", 120)
+# While requests are held, the gateway probes the waking endpoint's health every
+# GATEWAY_PROBE_INTERVAL_MS and re-sends the wake message every GATEWAY_WAKE_RESEND_SECONDS.
+GATEWAY_PROBE_INTERVAL_MS = env_int("GATEWAY_PROBE_INTERVAL_MS", 1000)
+GATEWAY_WAKE_RESEND_SECONDS = env_int("GATEWAY_WAKE_RESEND_SECONDS", 10)
 # Redis keys of the route feed and activity; every web, worker and gateway process must agree.
 GATEWAY_REDIS_PREFIX = env_str("GATEWAY_REDIS_PREFIX", "gateway:")
 # How long a record stays in Redis; a record older than this is re-read from the database once, which

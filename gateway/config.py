@@ -1,45 +1,49 @@
 """The gateway's configuration: a frozen snapshot of ``controlplane.settings`` (the one settings reader).
 
-Tests and the benchmark build a ``Config`` directly; ``from_settings`` is what ``python -m gateway`` uses.
+``from_settings`` builds it (``python -m gateway``, tests); a test that needs one value changed takes
+``dataclasses.replace(from_settings(), ...)``.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
 class Config:
-    bind: str = "0.0.0.0:8080"
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    database: dict = field(default_factory=dict)  # a Django DATABASES entry
-    broker_url: str = "redis://127.0.0.1:6379/0"
-    task_queue: str = "celery"
-    prefix: str = "gateway:"
-    queue_limit: int = 1000
-    hold_timeout: float = 120.0
-    record_ttl: int = 600
-    cache_max_age: float = 60.0
-    stale_seconds: float = 120.0
-    cache_size: int = 50_000
-    activity_seconds: float = 5.0
-    upstream_connect_timeout: float = 10.0
-    upstream_read_timeout: float = 600.0
-    upstream_connections: int = 2000
-    db_connections: int = 4
-    probe_interval: float = 1.0
-    wake_resend_seconds: float = 10.0
-    record_key: bytes = b""  # GATEWAY_RECORD_KEY: required (the gateway refuses to start without it)
-    metrics_token: str | None = None  # None: metrics are never served
-    trusted_proxies: int = 0
-    header_timeout: float = 10.0
-    keepalive_timeout: float = 75.0
-    client_hold_limit: int = 100
-    negative_ttl: float = 10.0
-    negative_size: int = 20_000
-    miss_rate: float = 20.0
-    miss_burst: int = 200
+    """Every field is required: the defaults live once, in ``controlplane.settings``."""
+
+    bind: str
+    redis_url: str
+    database: dict  # a Django DATABASES entry
+    broker_url: str
+    task_queue: str
+    prefix: str
+    queue_limit: int
+    hold_timeout: float
+    record_ttl: int
+    cache_max_age: float
+    stale_seconds: float
+    cache_size: int
+    activity_seconds: float
+    upstream_connect_timeout: float
+    upstream_read_timeout: float
+    upstream_connections: int
+    db_connections: int
+    probe_interval: float
+    wake_resend_seconds: float
+    record_key: bytes  # GATEWAY_RECORD_KEY: required (the gateway refuses to start without it)
+    metrics_token: str | None  # None: metrics are never served
+    trusted_proxies: int
+    header_timeout: float
+    keepalive_timeout: float
+    client_hold_limit: int
+    negative_ttl: float
+    negative_size: int
+    miss_rate: float
+    miss_burst: int
     # Hosts (lower-case, ``name`` or ``name:port``) on which path-style addresses are served besides each
     # endpoint's own cluster domain; empty: only there.
-    path_hosts: frozenset[str] = frozenset()
+    path_hosts: frozenset[str]
+
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -62,7 +66,8 @@ def from_settings() -> Config:
     return Config(
         bind=s.GATEWAY_BIND, redis_url=s.REDIS_URL, database=s.DATABASES["default"], broker_url=s.CELERY_BROKER_URL,
         task_queue=s.CELERY_TASK_DEFAULT_QUEUE, prefix=s.GATEWAY_REDIS_PREFIX, queue_limit=s.GATEWAY_QUEUE_LIMIT,
-        hold_timeout=float(s.GATEWAY_HOLD_TIMEOUT), record_ttl=s.GATEWAY_RECORD_TTL_SECONDS,
+        hold_timeout=float(s.GATEWAY_HOLD_TIMEOUT), probe_interval=s.GATEWAY_PROBE_INTERVAL_MS / 1000,
+        wake_resend_seconds=float(s.GATEWAY_WAKE_RESEND_SECONDS), record_ttl=s.GATEWAY_RECORD_TTL_SECONDS,
         cache_max_age=float(s.GATEWAY_CACHE_MAX_AGE_SECONDS), stale_seconds=float(s.GATEWAY_STALE_SECONDS),
         cache_size=s.GATEWAY_CACHE_SIZE, activity_seconds=float(s.GATEWAY_ACTIVITY_SECONDS),
         upstream_connect_timeout=float(s.GATEWAY_UPSTREAM_CONNECT_TIMEOUT),

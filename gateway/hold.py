@@ -73,7 +73,7 @@ class _Queue:
 
 class Holds:
     def __init__(self, *, session: aiohttp.ClientSession, waker: Waker, lookup, limit: int, client_limit: int,
-                 probe_interval: float = 1.0, resend: float = 10.0):
+                 probe_interval: float, resend: float):
         """``lookup(host)`` returns the current route (from memory) or None."""
         self.session, self.waker, self.lookup = session, waker, lookup
         self.limit, self.client_limit, self.probe_interval, self.resend = limit, client_limit, probe_interval, resend

@@ -4,6 +4,7 @@ gateway's own database read builds the very same records.
 
 import asyncio
 import json
+from dataclasses import replace
 
 import pytest
 import redis
@@ -11,7 +12,7 @@ from django.conf import settings
 
 from controlplane import records
 from controlplane.names import host_id
-from gateway.config import Config
+from gateway.config import from_settings
 from gateway.db import Database
 from tests.factories import endpoint_spec, make_org, make_token, make_user
 
@@ -44,7 +45,7 @@ def test_gateway_database_reads_build_the_records_django_publishes(gateway_prefi
     assert published[("route", host)]["health"] == "/ready" and published[("route", host)]["owner"] is None
     assert published[("grant", f"{acme.pk}:{bob.pk}")] == {"role": "write"}
 
-    db = Database(Config(database=connection.settings_dict).conninfo())
+    db = Database(replace(from_settings(), database=connection.settings_dict).conninfo())
 
     async def load_all():
         try:
