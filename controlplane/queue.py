@@ -15,6 +15,7 @@ RECONCILE_SWEEP = "workers.reconcile_sweep"
 DRIFT_SWEEP = "workers.drift_sweep"
 IDLE_SWEEP = "workers.idle_sweep"
 REGISTRY_REFRESH = "workers.registry_refresh"
+CLUSTER_PROBE = "workers.cluster_probe"
 WAKE = WAKE_TASK
 
 

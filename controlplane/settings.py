@@ -204,6 +204,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout"
                                    "max_retries": 0}
 RECONCILE_SWEEP_SECONDS = env_int("RECONCILE_SWEEP_SECONDS", 15)
 DRIFT_SWEEP_SECONDS = env_int("DRIFT_SWEEP_SECONDS", 300)
+# How often beat probes each enabled cluster (version, node capacity, reachability) for the console.
+CLUSTER_PROBE_SECONDS = env_int("CLUSTER_PROBE_SECONDS", 60)
 
 # ---------------------------------------------------------------- product
 HF_HUB_URL = env_str("HF_HUB_URL", "https://huggingface.co")

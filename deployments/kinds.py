@@ -29,4 +29,5 @@ KINDS: tuple[Kind, ...] = (
     Kind("", "v1", "pods", "Pod", True, READ),
     Kind("", "v1", "pods/log", "Pod log", True, ("get",)),
     Kind("", "v1", "events", "Event", True, READ),
+    Kind("", "v1", "nodes", "Node", False, ("list",)),  # the cluster probe's capacity figures
 )

@@ -113,6 +113,10 @@ class Kube:
                 return False
             raise
 
+    def version(self) -> dict:
+        """The API server's ``/version`` (``gitVersion``, ``major``, ``minor``, ...)."""
+        return self._call("GET", "/version")
+
     def logs(self, namespace: str, pod: str, *, tail: int, container: str = "inference") -> str:
         path = _path(BY_KIND["Pod"], namespace, pod) + "/log"
         return self._call("GET", path, query={"tailLines": str(tail), "container": container}, accept="text/plain")

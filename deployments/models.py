@@ -1,7 +1,10 @@
-"""The cluster registry: where each (vendor, region) runs its endpoints."""
+"""The cluster registry (where each (vendor, region) runs its endpoints, and what its last probe saw) and the
+replica counts the reconciler observed over time."""
 
 from django.db import models
 from django.utils import timezone
+
+from endpoints.models import Endpoint
 
 
 class Cluster(models.Model):
@@ -31,6 +34,15 @@ class Cluster(models.Model):
     aws_ambient = models.BooleanField(default=False, help_text="Use the worker's own AWS credentials")
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
+    # ---- what the last probe saw (deployments.probe; written without touching updated_at, which keys the
+    # cached client)
+    contacted_at = models.DateTimeField(null=True, blank=True, editable=False,
+                                        help_text="Last successful contact with the API server")
+    contact_error = models.CharField(max_length=512, blank=True, editable=False,
+                                     help_text="Why the last probe failed (blank: it succeeded)")
+    kubernetes_version = models.CharField(max_length=64, blank=True, editable=False)
+    capacity = models.JSONField(default=dict, blank=True, editable=False,
+                                help_text="Node count and allocatable cpu / memory / gpus over ready nodes")
 
     class Meta:
         ordering = ["vendor", "region", "name"]
@@ -57,3 +69,20 @@ class RegistryCredential(models.Model):
 
     def __str__(self) -> str:
         return f"{self.server} on {self.cluster.name}"
+
+
+class ReplicaChange(models.Model):
+    """One change of an endpoint's observed replica counts, as the reconciler recorded it: the counts hold
+    from ``at`` until the endpoint's next row. Change-only, so a steady endpoint writes nothing."""
+
+    endpoint = models.ForeignKey(Endpoint, on_delete=models.CASCADE, related_name="replica_changes")
+    at = models.DateTimeField(default=timezone.now)
+    ready = models.PositiveIntegerField()
+    target = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["endpoint", "at", "id"]
+        indexes = [models.Index(fields=["endpoint", "at"], name="replica_change_endpoint_at")]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.ready}/{self.target}"

@@ -10,6 +10,7 @@ from django.utils import timezone
 from endpoints.models import Endpoint, EndpointEvent
 
 from .feed import route_publish_on_commit
+from .models import ReplicaChange
 from .observe import Observation
 
 MESSAGE_MAX = 1024
@@ -24,7 +25,8 @@ def status_note(endpoint: Endpoint, generation: int, message: str) -> None:
 def status_record(endpoint: Endpoint, generation: int, observation: Observation, *, url: str | None,
                   extra: dict | None = None) -> bool:
     """Write the observed status (and the ``extra`` fields, e.g. ``private_service_name``) if any changed
-    and the spec is still the one rendered; an event when the state changed. True if written."""
+    and the spec is still the one rendered; an event when the state changed, a ``ReplicaChange`` when the
+    replica counts did. True if written."""
     fields = {"state": observation.state, "message": observation.message[:MESSAGE_MAX], "url": url,
               "ready_replica": observation.ready, "target_replica": observation.target,
               "observed_generation": generation, "pinned_revision": endpoint.pinned_revision, **(extra or {})}
@@ -36,6 +38,8 @@ def status_record(endpoint: Endpoint, generation: int, observation: Observation,
             return False
         Endpoint.objects.filter(pk=endpoint.pk).update(**fields, last_reconciled_at=timezone.now())
         route_publish_on_commit(endpoint)  # the gateway releases held requests when this says running
+        if (current.ready_replica, current.target_replica) != (observation.ready, observation.target):
+            ReplicaChange.objects.create(endpoint=endpoint, ready=observation.ready, target=observation.target)
         if current.state != observation.state:
             EndpointEvent.objects.create(endpoint=endpoint, kind="state", message=observation.message[:MESSAGE_MAX],
                                          from_state=current.state, to_state=observation.state, generation=generation)

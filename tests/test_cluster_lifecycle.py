@@ -163,3 +163,25 @@ def test_the_mirrored_resource_quota_refuses_a_pod_and_the_endpoint_says_why(api
     endpoint = Endpoint.objects.get(name="web")
     assert endpoint.state == "updateFailed", (endpoint.state, endpoint.message)
     assert "endpoints-quota" in endpoint.message, endpoint.message
+
+
+def test_the_cluster_probe_reads_version_and_node_capacity_with_the_charts_rules(kube_cluster, local_cluster):
+    """The worker's identity (exactly the chart's ClusterRole) may list nodes; the probe records what the
+    simulated nodes offer, and a probe of an unreachable cluster keeps those figures and says why."""
+    from django.utils import timezone
+
+    from deployments.models import Cluster
+    from deployments.probe import cluster_probe
+
+    cluster = Cluster.objects.get(name="local")
+    before = timezone.now()
+    assert cluster_probe(cluster) is True
+    cluster.refresh_from_db()
+    pools = local_cluster.pools
+    assert cluster.kubernetes_version == local_cluster.version()
+    assert cluster.contacted_at >= before and cluster.contact_error == ""
+    assert cluster.capacity == {
+        "nodes": sum(p.count for p in pools), "readyNodes": sum(p.count for p in pools),
+        "cpu": float(sum(p.count * int(p.cpu) for p in pools)),
+        "memoryGiB": float(sum(p.count * int(p.memory.removesuffix("Gi")) for p in pools)),
+        "gpu": sum(p.count * p.gpus for p in pools), "neuron": 0}

@@ -114,3 +114,12 @@ def registry_refresh_task() -> int:
     for endpoint_id in ids:
         queue.enqueue(queue.RECONCILE_ENDPOINT, endpoint_id)
     return len(ids)
+
+
+@shared_task(name=queue.CLUSTER_PROBE, acks_late=True, ignore_result=True)
+def cluster_probe_task() -> int:
+    """Record each enabled cluster's reachability, Kubernetes version and node capacity; returns how many
+    answered."""
+    from deployments.probe import clusters_probe
+
+    return clusters_probe()

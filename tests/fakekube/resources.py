@@ -57,6 +57,8 @@ _ALL = [
     ResourceType("resourcequotas", "resourcequota", "ResourceQuota", "", "v1",
                  status_subresource=True, delete_returns_object=True),
     ResourceType("events", "event", "Event", "", "v1"),
+    # A real API server keeps a Node's status on create (kubelets register with it); tests seed nodes so.
+    ResourceType("nodes", "node", "Node", "", "v1", namespaced=False, delete_returns_object=True),
     ResourceType("configmaps", "configmap", "ConfigMap", "", "v1"),
     ResourceType("serviceaccounts", "serviceaccount", "ServiceAccount", "", "v1",
                  delete_returns_object=True),
