@@ -40,7 +40,7 @@ test: install
 
 # Every benchmark prints its figures beside the yardstick they are compared with, from the same run; smoke
 # mode runs each on tiny sizes (the suite does too: tests/test_benches.py), so none rots.
-BENCHES := admission reconcile gateway cluster
+BENCHES := admission reconcile gateway cluster console
 bench: install
 	@for b in $(BENCHES); do echo "== bench/$$b.py"; DJANGO_DEBUG=$${DJANGO_DEBUG:-true} $(WITH_SERVICES) $(PY) bench/$$b.py $(BENCH_ARGS) || exit 1; done
 

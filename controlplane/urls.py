@@ -1,8 +1,9 @@
-"""Routes: the HF-compatible API at /v2/, whoami at the root, docs, admin and probes."""
+"""Routes: the HF-compatible API at /v2/, whoami at the root, docs, the admin with its operator console, probes."""
 
 from django.contrib import admin
 from django.urls import path
 
+from deployments import console_views as console
 from deployments import views as dv
 from endpoints import quota_views as eq
 from endpoints import views as ep
@@ -31,6 +32,13 @@ urlpatterns = [
     path("api/schema/", docs.SchemaView.as_view(), name="schema"),
     path("api/docs/", docs.SwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/redoc/", docs.RedocView.as_view(url_name="schema"), name="redoc"),
+    path("admin/console/", admin.site.admin_view(console.overview_view), name="console"),
+    path("admin/console/endpoint/<int:endpoint_id>/", admin.site.admin_view(console.endpoint_view),
+         name="console-endpoint"),
+    path("admin/console/endpoint/<int:endpoint_id>/<str:action>", admin.site.admin_view(console.endpoint_action_view),
+         name="console-endpoint-action"),
+    path("admin/console/quota-request/<int:request_id>/<str:decision>",
+         admin.site.admin_view(console.quota_request_view), name="console-quota-request"),
     path("admin/", admin.site.urls),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),

@@ -8,14 +8,19 @@ from controlplane.errors import DomainError
 from .models import Cluster, RegistryCredential
 from .services import EDITABLE, cluster_update
 
+# The admin's front page leads with the operator console (deployments.console_views).
+admin.site.index_template = "console/admin_index.html"
+
 
 @admin.register(Cluster)
 class ClusterAdmin(admin.ModelAdmin):
-    list_display = ["name", "vendor", "region", "in_cluster", "ingress_domain", "enabled", "updated_at"]
+    list_display = ["name", "vendor", "region", "in_cluster", "ingress_domain", "enabled", "kubernetes_version",
+                    "contacted_at", "updated_at"]
     list_filter = ["vendor", "region", "enabled"]
     search_fields = ["name"]
-    fields = [*EDITABLE, "in_cluster", "api_server", "created_at", "updated_at"]
-    readonly_fields = ["in_cluster", "api_server", "created_at", "updated_at"]
+    PROBED = ["contacted_at", "contact_error", "kubernetes_version", "capacity"]  # the probe's, never edited
+    fields = [*EDITABLE, "in_cluster", "api_server", *PROBED, "created_at", "updated_at"]
+    readonly_fields = ["in_cluster", "api_server", *PROBED, "created_at", "updated_at"]
 
     def has_add_permission(self, request) -> bool:
         return False  # a cluster comes with its kubeconfig: manage.py register_cluster

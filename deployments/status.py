@@ -7,7 +7,8 @@ overwrites the status of a newer one; the gateway is told of each change after c
 from django.db import transaction
 from django.utils import timezone
 
-from endpoints.models import Endpoint, EndpointEvent
+from endpoints.models import Endpoint
+from endpoints.services import event_record
 
 from .feed import route_publish_on_commit
 from .models import ReplicaChange
@@ -41,6 +42,6 @@ def status_record(endpoint: Endpoint, generation: int, observation: Observation,
         if (current.ready_replica, current.target_replica) != (observation.ready, observation.target):
             ReplicaChange.objects.create(endpoint=endpoint, ready=observation.ready, target=observation.target)
         if current.state != observation.state:
-            EndpointEvent.objects.create(endpoint=endpoint, kind="state", message=observation.message[:MESSAGE_MAX],
-                                         from_state=current.state, to_state=observation.state, generation=generation)
+            event_record(endpoint=endpoint, kind="state", actor=None, message=observation.message,
+                         from_state=current.state, to_state=observation.state)
     return True

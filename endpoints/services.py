@@ -10,6 +10,8 @@ The state an intent implies is visible at once (pause -> paused, resume -> pendi
 scaledToZero, delete -> deleting), as the HF API answers; the reconciler derives every other state.
 """
 
+import logging
+
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
@@ -33,6 +35,8 @@ from .serializers import EndpointSpecSerializer
 from .signals import endpoint_changed
 from .spec import MASK, deep_merge, spec_diff, stored_spec
 
+log = logging.getLogger(__name__)
+
 RESPEC_FIELDS = ("model.repository", "model.revision")
 
 
@@ -51,7 +55,11 @@ def _changed_on_commit(endpoint: Endpoint, *, reconcile: bool = True) -> None:
 
 def event_record(*, endpoint: Endpoint, kind: str, actor: AbstractBaseUser | None, message: str = "",
                  diff: dict | None = None, from_state: str = "", to_state: str = "") -> EndpointEvent:
-    """Append one event. ``diff`` must hold no secret values (secrets are diffed by key)."""
+    """Append one event. ``diff`` must hold no secret values (secrets are diffed by key). A change of state
+    is also logged, one readable line (what ``make run`` shows of an endpoint's lifecycle)."""
+    if to_state and to_state != from_state:
+        log.info("endpoint %s/%s: %s -> %s (%s)", endpoint.account.slug, endpoint.name, from_state or "new",
+                 to_state, message)
     return EndpointEvent.objects.create(
         endpoint=endpoint, kind=kind, actor=actor if actor is not None and actor.is_authenticated else None,
         actor_name=getattr(actor, "username", None) or "system", message=message[:1024], diff=diff or {},

@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parent.parent
 BENCHES = sorted(p.name for p in (REPO / "bench").glob("*.py") if p.name not in {"__init__.py", "harness.py"})
 # The line each bench prints with its figures: proof it got to the end, not just that it exited 0.
 FIGURES = {"admission.py": "create calls/s", "reconcile.py": "drift sweep over", "gateway.py": "req/s",
-           "cluster.py": "drift sweep over"}
+           "cluster.py": "drift sweep over", "console.py": "console overview at"}
 
 pytestmark = [pytest.mark.slow]
 

@@ -294,6 +294,29 @@ def quotarequest_change(w: World, n: int) -> str:
     return f"/admin/quotas/quotarequest/{QuotaRequest.objects.order_by('pk').first().pk}/change/"
 
 
+def console_overview(w: World, n: int) -> str:
+    """``n`` endpoints, a third of them failed, with their events."""
+    for endpoint in w.endpoints(n)[::3]:
+        _observe(endpoint, "failed", "crash", 0, 1)
+    return "/admin/console/"
+
+
+def console_endpoint(w: World, n: int) -> str:
+    """One endpoint with ``n`` replica changes and state events, beside ``n - 1`` others."""
+    endpoint = w.endpoints(n)[0]
+    for i in range(n):
+        _observe(endpoint, "running" if i % 2 else "initializing", f"pass {i}", i % 2, 1 + i)
+    return f"/admin/console/endpoint/{endpoint.pk}/"
+
+
+def _observe(endpoint: Endpoint, state: str, message: str, ready: int, target: int) -> None:
+    from deployments.observe import Observation
+    from deployments.status import status_record
+
+    endpoint.refresh_from_db()
+    status_record(endpoint, endpoint.generation, Observation(state, message, ready, target), url=None)
+
+
 API: dict[str, Callable[[World, int], str]] = {f.__name__: f for f in (
     whoami, token_list, hub_token, endpoint_list, endpoint_list_by_tag, endpoint_list_of_an_org, endpoint_detail,
     endpoint_events, endpoint_logs, provider, quotas, quota_requests)}
@@ -302,7 +325,7 @@ ADMIN: dict[str, Callable[[World, int], str]] = {f.__name__: f for f in (
     apitoken_change, auditevent_changelist, auditevent_change, user_changelist, user_change, cluster_changelist,
     cluster_change, registrycredential_changelist, registrycredential_change, endpoint_changelist, endpoint_change,
     instancetype_changelist, instancetype_change, quota_changelist, quota_change, quotarequest_changelist,
-    quotarequest_change)}
+    quotarequest_change, console_overview, console_endpoint)}
 
 # The queries of the measured request, at both sizes. API requests: the token lookup and its last-used write
 # (every request in the suite: TOKEN_LAST_USED_RESOLUTION_SECONDS=0), then the view's own. Admin requests:
@@ -317,6 +340,7 @@ QUERIES = {
     "registrycredential_changelist": 6, "registrycredential_change": 4, "endpoint_changelist": 6,
     "endpoint_change": 8, "instancetype_changelist": 7, "instancetype_change": 3, "quota_changelist": 5,
     "quota_change": 5, "quotarequest_changelist": 5, "quotarequest_change": 6,
+    "console_overview": 9, "console_endpoint": 5,
 }
 
 # Views that do a query per row today (application fixes, not the tests'): pinned at one row; the ten-row

@@ -56,3 +56,25 @@ def test_per_task_lines_show_when_asked_for(broker, tmp_path, env):
     text = worker_log(tmp_path, **env)
     assert re.search(r"celery\.accumulate\[\S+\] received", text) and "succeeded in" in text, text
     assert "raised unexpected" in text, text
+
+
+@pytest.mark.django_db
+def test_each_lifecycle_transition_is_one_readable_line(caplog):
+    """From the services (create, pause) and from the reconciler's status writer alike; a pass that changes
+    only the message logs nothing."""
+    from deployments.observe import Observation
+    from deployments.status import status_record
+    from endpoints import services
+    from tests.factories import endpoint_spec, make_user
+
+    alice = make_user("alice")
+    with caplog.at_level("INFO", logger="endpoints.services"):
+        endpoint = services.endpoint_create(account=alice.personal_account, spec=endpoint_spec("web"), actor=alice)
+        status_record(endpoint, endpoint.generation, Observation("running", "Endpoint is running", 1, 1), url=None)
+        endpoint.refresh_from_db()
+        status_record(endpoint, endpoint.generation, Observation("running", "Still running", 1, 1), url=None)
+        services.endpoint_pause(account=alice.personal_account, name="web", actor=alice)
+    lines = [r.getMessage() for r in caplog.records if r.name == "endpoints.services"]
+    assert lines == ["endpoint alice/web: new -> pending (Endpoint created)",
+                     "endpoint alice/web: pending -> running (Endpoint is running)",
+                     "endpoint alice/web: running -> paused (Endpoint paused by the user)"]
