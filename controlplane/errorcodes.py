@@ -40,6 +40,7 @@ class Code(StrEnum):
     STATE_CONFLICT = "state_conflict"
     ALREADY_RUNNING = "already_running"
     UNSUPPORTED_TASK = "unsupported_task"
+    TRAFFIC_UNAVAILABLE = "traffic_unavailable"
     # Clusters
     CLUSTER_EXISTS = "cluster_exists"
     CLUSTER_DUPLICATE = "cluster_duplicate"
@@ -86,6 +87,7 @@ MEANING: dict[Code, str] = {
     Code.STATE_CONFLICT: "The endpoint's state does not allow the operation (e.g. it is being deleted)",
     Code.ALREADY_RUNNING: "Resume of an endpoint that is not paused or scaled to zero",
     Code.UNSUPPORTED_TASK: "The managed image does not serve this task",
+    Code.TRAFFIC_UNAVAILABLE: "The endpoint's traffic statistics (kept in Redis) cannot be read right now; retry",
     Code.CLUSTER_EXISTS: "Another enabled cluster serves this vendor and region",
     Code.CLUSTER_DUPLICATE: "Another registration uses the same API server (register it once, or force)",
     Code.CLUSTER_UNAVAILABLE: "The endpoint's cluster cannot be reached right now",

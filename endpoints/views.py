@@ -1,16 +1,25 @@
 """The HF-compatible Endpoints v2 API: authenticate, authorise, parse, call one service, answer with the
 serializer that documents the body."""
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+import redis
+from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
+from controlplane.errorcodes import Code
+from controlplane.errors import ServiceUnavailable
 from controlplane.models import Role
 from controlplane.serializers import EmptySerializer
 from controlplane.views import body_error_responses, caller_account, error_responses
 
 from . import selectors, services
+from .openmetrics import CONTENT_TYPE as OPENMETRICS_CONTENT_TYPE
+from .openmetrics import exposition
 from .serializers import (
     EndpointEventListSerializer,
     EndpointListQuerySerializer,
@@ -19,6 +28,7 @@ from .serializers import (
     EndpointSpecSerializer,
     EndpointUpdateSerializer,
 )
+from .traffic import traffic_totals
 
 
 class EndpointCollectionView(APIView):
@@ -107,3 +117,39 @@ class EndpointEventsView(APIView):
         account = caller_account(request, namespace, Role.READ)
         events = selectors.endpoint_events(account=account, name=name)
         return Response(EndpointEventListSerializer({"items": events}).data)
+
+
+class OpenMetricsRenderer(BaseRenderer):
+    """Lets a scraper's ``Accept: application/openmetrics-text`` through content negotiation; the view answers
+    with the exposition itself, and errors are JSON whatever was negotiated (``controlplane.errors``)."""
+
+    media_type = "application/openmetrics-text"
+    format = "openmetrics"
+    charset = "utf-8"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return data
+
+
+class EndpointOpenMetricsView(APIView):
+    renderer_classes = [OpenMetricsRenderer, *api_settings.DEFAULT_RENDERER_CLASSES]
+
+    @extend_schema(
+        operation_id="endpoint_open_metrics", tags=["endpoints"],
+        description="The endpoint's metrics in the OpenMetrics text format: requests by status class (counter), "
+                    "latency (histogram), pending requests and current/desired replicas (gauges). Counted by "
+                    "the gateway for requests that passed the endpoint's access check.",
+        responses={(200, "application/openmetrics-text"): OpenApiResponse(OpenApiTypes.STR,
+                                                                         description="OpenMetrics 1.0 text"),
+                   **{(code, "application/json"): response
+                      for code, response in error_responses(403, 404).items()}})
+    def get(self, request: Request, namespace: str, name: str) -> HttpResponse:
+        account = caller_account(request, namespace, Role.READ)
+        endpoint = selectors.endpoint_get(account=account, name=name)
+        try:
+            totals = traffic_totals(endpoint.pk)
+        except redis.RedisError as exc:
+            # Never zeros instead: a counter dropping to 0 reads as a reset, a gap reads as what it is.
+            raise ServiceUnavailable("The traffic statistics cannot be read right now; retry shortly",
+                                     code=Code.TRAFFIC_UNAVAILABLE) from exc
+        return HttpResponse(exposition(endpoint, totals), content_type=OPENMETRICS_CONTENT_TYPE)

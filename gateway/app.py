@@ -34,6 +34,7 @@ from yarl import URL
 
 from controlplane.errorcodes import Code
 from controlplane.names import ACCOUNT_NAME_RE, ENDPOINT_NAME_RE, host_id, host_name_candidate
+from controlplane.traffic import CLOSED, status_class
 
 from . import metrics
 from .access import authorize, bearer
@@ -45,6 +46,7 @@ from .db import Database
 from .errors import error
 from .hold import ClientQueueFull, Holds, QueueFull, Waker, serving
 from .proxy import UpstreamUnreachable, forward, request_headers
+from .traffic import Traffic
 
 log = logging.getLogger(__name__)
 
@@ -89,13 +91,16 @@ class Gateway:
                            record_ttl=c.record_ttl, negative_ttl=c.negative_ttl, negative_size=c.negative_size,
                            misses=MissBudget(c.miss_rate, c.miss_burst), on_route=self.holds.notify)
         self.activity = Activity(self.redis, c.prefix, c.activity_seconds)
+        self.traffic = Traffic(self.redis, c.prefix, c.activity_seconds)
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self.cache.run_feed()), loop.create_task(self.activity.run())]
+        self._tasks = [loop.create_task(self.cache.run_feed()), loop.create_task(self.activity.run()),
+                       loop.create_task(self.traffic.run())]
 
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.traffic.close()
         await self.session.close()
         await self.db.close()
         await self.redis.aclose()
@@ -135,15 +140,22 @@ class Gateway:
         started = time.perf_counter()
         m.pending.inc()
         self.activity.begin(route["id"])
+        counters = self.traffic.counters(route["id"])
+        self.traffic.begin(counters)
+        klass = status_class(500)  # unless answered: an exception here becomes aiohttp's 500
         try:
             response = await self._serve(request, route, upstream_path, prefix, m, client)
+            klass = status_class(response.status)
         except asyncio.CancelledError:
             m.answered(CLIENT_CLOSED)
+            klass = CLOSED
             raise
         finally:
             m.pending.dec()
             self.activity.end(route["id"])
-            m.duration.observe(time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            m.duration.observe(elapsed)
+            self.traffic.end(counters, klass, elapsed)
         return self._count(m, response)
 
     @staticmethod

@@ -8,6 +8,8 @@ labels are the endpoint's Kubernetes namespace and object name (``ep-<name>``, t
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from controlplane.traffic import LATENCY_BOUNDS
+
 REGISTRY = CollectorRegistry()
 LABELS = ("namespace", "endpoint")
 
@@ -15,7 +17,7 @@ REQUESTS = Counter("gateway_requests", "Requests answered, by endpoint and statu
                    [*LABELS, "code"], registry=REGISTRY)
 DURATION = Histogram("gateway_request_duration_seconds", "Request duration until the response ended",
                      LABELS, registry=REGISTRY,
-                     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300))
+                     buckets=LATENCY_BOUNDS)  # the bounds of the traffic statistics in Redis too
 PENDING = Gauge("gateway_pending_requests", "Requests in flight or held, per endpoint", LABELS, registry=REGISTRY)
 HELD = Gauge("gateway_held_requests", "Requests held while the endpoint wakes", LABELS, registry=REGISTRY)
 WAKEUPS = Counter("gateway_wakeups", "Wake-ups sent for scaled-to-zero endpoints", LABELS, registry=REGISTRY)
@@ -30,6 +32,8 @@ MISSES_REFUSED = Counter("gateway_misses_refused", "Requests refused (429) becau
                          "many unknown tokens or hosts", registry=REGISTRY)
 HEADER_TIMEOUTS = Counter("gateway_header_timeouts", "Connections closed for sending request headers too slowly",
                           registry=REGISTRY)
+TRAFFIC_FLUSH_FAILURES = Counter("gateway_traffic_flush_failures", "Traffic statistics flushes to Redis that "
+                                 "failed (their counts are dropped)", registry=REGISTRY)
 UNVERIFIABLE = Counter("gateway_unverifiable", "Requests refused because nothing fresh enough could be read",
                        registry=REGISTRY)
 

@@ -2,7 +2,7 @@
 
     controlplane <- quotas <- endpoints <- deployments <- workers
          ^
-         '-- gateway (controlplane.settings, .records, .names, .errorcodes only)
+         '-- gateway (controlplane.settings, .records, .names, .errorcodes, .traffic only)
 
 A module may import its own app and the apps to its left, never one to its right: module-level and lazy
 (function-level) imports alike, since a lazy import is the same dependency, only hidden. The composition
@@ -21,9 +21,11 @@ ROOT = Path(__file__).resolve().parent.parent
 ORDER = ("controlplane", "quotas", "endpoints", "deployments", "workers")
 APPS = (*ORDER, "gateway")
 COMPOSITION_ROOT = {"controlplane.urls", "controlplane.celery"}
-GATEWAY_MAY_IMPORT = {"controlplane.settings", "controlplane.records", "controlplane.names", "controlplane.errorcodes"}
+GATEWAY_MAY_IMPORT = {"controlplane.settings", "controlplane.records", "controlplane.names", "controlplane.errorcodes",
+                      "controlplane.traffic"}
 # Imported by the gateway process, which never sets Django up: the standard library only (and each other).
-PURE = {"controlplane.records", "controlplane.names", "controlplane.images", "controlplane.errorcodes"}
+PURE = {"controlplane.records", "controlplane.names", "controlplane.images", "controlplane.errorcodes",
+        "controlplane.traffic"}
 
 
 def imports_of(source: str, module: str, *, package: bool = False) -> list[tuple[int, str]]:
