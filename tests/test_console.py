@@ -216,3 +216,35 @@ def test_the_endpoint_page_survives_redis_being_down(client, operator, alice, se
     settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there (the client is cached per URL)
     page = expect(client.get(f"/admin/console/endpoint/{endpoint.pk}/"), 200).content.decode()
     assert "traffic figures cannot be read" in page and "1 ready of 1" in page
+
+
+def test_the_endpoint_page_draws_what_the_gateway_counted(client, operator, alice, gateway_prefix, settings):
+    """Counts written by the gateway's own flusher (30 answers, 3 of them 5xx) reach the page's figures
+    and charts."""
+    import asyncio
+
+    import redis.asyncio
+
+    from controlplane.traffic import status_class
+    from gateway.traffic import Traffic
+
+    endpoint = observe(create(alice, "web"), State.RUNNING, "running", ready=1)
+
+    async def serve() -> None:
+        client = redis.asyncio.Redis.from_url(settings.REDIS_URL)
+        traffic = Traffic(client, gateway_prefix, interval=5)
+        slots = traffic.counters(endpoint.pk)
+        for i in range(30):
+            traffic.begin(slots)
+            traffic.end(slots, status_class(500 if i % 10 == 0 else 200), 0.02 if i % 2 else 0.2)
+        assert await traffic.flush()
+        await client.aclose()
+
+    asyncio.run(serve())
+    page = expect(client.get(f"/admin/console/endpoint/{endpoint.pk}/"), 200).content.decode()
+    assert "<dt>Requests, last hour</dt><dd>30</dd>" in page
+    charts = dict(re.findall(r'<svg [^>]*class="console-chart"[^>]*><title>(.*?)</title>(.*?)</svg>', page, re.S))
+    for title in ("Request rate, last hour", "Error rate (5xx), last hour", "Latency, last hour"):
+        assert "no data in this window" not in charts[title] and ("<circle" in charts[title]
+                                                                  or "<polyline" in charts[title]), title
+    assert ">10<" in charts["Error rate (5xx), last hour"]  # 3 of 30: the 10 % gridline is the top
