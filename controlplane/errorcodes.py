@@ -41,6 +41,9 @@ class Code(StrEnum):
     ALREADY_RUNNING = "already_running"
     UNSUPPORTED_TASK = "unsupported_task"
     TRAFFIC_UNAVAILABLE = "traffic_unavailable"
+    # The inference catalog
+    CATALOG_NOT_FOUND = "catalog_not_found"
+    NO_MATCHING_RECIPE = "no_matching_recipe"
     # Clusters
     CLUSTER_EXISTS = "cluster_exists"
     CLUSTER_DUPLICATE = "cluster_duplicate"
@@ -88,6 +91,8 @@ MEANING: dict[Code, str] = {
     Code.ALREADY_RUNNING: "Resume of an endpoint that is not paused or scaled to zero",
     Code.UNSUPPORTED_TASK: "The managed image does not serve this task",
     Code.TRAFFIC_UNAVAILABLE: "The endpoint's traffic statistics (kept in Redis) cannot be read right now; retry",
+    Code.CATALOG_NOT_FOUND: "No model or recipe of that id is listed in the inference catalog",
+    Code.NO_MATCHING_RECIPE: "None of the catalog model's recipes has the accelerator or GGUF file asked for",
     Code.CLUSTER_EXISTS: "Another enabled cluster serves this vendor and region",
     Code.CLUSTER_DUPLICATE: "Another registration uses the same API server (register it once, or force)",
     Code.CLUSTER_UNAVAILABLE: "The endpoint's cluster cannot be reached right now",

@@ -1,10 +1,12 @@
-"""Routes: the HF-compatible API at /v2/, whoami at the root, docs, the admin with its operator console, probes."""
+"""Routes: the HF-compatible API at /v2/, the inference catalog at /api/v1/catalog, whoami at the root, docs,
+the admin with its operator console, probes."""
 
 from django.contrib import admin
 from django.urls import path
 
 from deployments import console_views as console
 from deployments import views as dv
+from endpoints import catalog_views as cv
 from endpoints import quota_views as eq
 from endpoints import views as ep
 from quotas import views as qv
@@ -13,6 +15,7 @@ from . import docs, views
 
 NS = "<str:namespace>"
 EP = f"v2/endpoint/{NS}/<str:name>"
+CATALOG = "api/v1/catalog"
 
 urlpatterns = [
     path("api/whoami-v2", views.WhoamiView.as_view(), name="whoami"),
@@ -30,6 +33,10 @@ urlpatterns = [
     path(f"v2/provider/{NS}", eq.ProviderView.as_view(), name="provider"),
     path(f"v2/quotas/{NS}", eq.QuotaView.as_view(), name="quotas"),
     path(f"v2/quotas/{NS}/requests", qv.QuotaRequestsView.as_view(), name="quota-requests"),
+    path(f"{CATALOG}/list", cv.CatalogListView.as_view(), name="catalog-list"),
+    # A repository id has a '/' between author and name, as the client sends it: a path converter.
+    path(f"{CATALOG}/model/<path:repo_id>/deploy", cv.CatalogModelDeployView.as_view(), name="catalog-model-deploy"),
+    path(f"{CATALOG}/recipe/<str:recipe_id>/deploy", cv.CatalogRecipeDeployView.as_view(), name="catalog-recipe-deploy"),
     path("api/schema/", docs.SchemaView.as_view(), name="schema"),
     path("api/docs/", docs.SwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/redoc/", docs.RedocView.as_view(url_name="schema"), name="redoc"),

@@ -8,6 +8,7 @@ from controlplane.errors import DomainError
 from quotas.models import Quota
 from quotas.services import quota_set
 
+from . import catalog_admin  # noqa: F401 (registers the inference catalog's admin)
 from .models import Endpoint, EndpointEvent
 from .quota import held_units
 from .services import endpoint_delete

@@ -115,3 +115,7 @@ class EndpointEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.kind} {self.message}"
+
+
+# The inference catalog's models live in their own module; importing them here makes them this app's.
+from .catalog_models import CatalogModel, CatalogRecipe  # noqa: E402, F401

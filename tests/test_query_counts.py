@@ -21,6 +21,7 @@ from django.utils import timezone
 from controlplane.models import ApiToken, AuditEvent, Membership
 from controlplane.services import token_create
 from endpoints import services as endpoint_services
+from endpoints.catalog_models import CatalogModel, CatalogRecipe
 from endpoints.models import Endpoint
 from quotas.models import InstanceType, Quota, QuotaRequest
 from quotas.services import quota_request_create, quota_request_decide, quota_set
@@ -132,6 +133,31 @@ def quota_requests(w: World, n: int) -> str:
                                        actor=asker)
         quota_request_decide(request_id=request.pk, approve=False, actor=decider)
     return "/v2/quotas/alice/requests"
+
+
+def _catalog_models(n: int, recipes: int = 2) -> list[CatalogModel]:
+    """``n`` catalog models (``qc/model-NN``, beside the seeded ones), each with ``recipes`` recipes: one on
+    cpu, the others on gpu."""
+    cpu, gpu = (InstanceType.objects.get(vendor="aws", region="us-east-1", instance_type=kind, instance_size="x1")
+                for kind in ("intel-spr", "nvidia-t4"))
+    made = []
+    for i in range(n):
+        model = CatalogModel.objects.create(repo_id=f"qc/model-{i:02d}", task="sentence-embeddings", license="MIT")
+        for j in range(recipes):
+            CatalogRecipe.objects.create(model=model, position=j, instance=cpu if j == 0 else gpu, engine="tei",
+                                         image_url="ghcr.io/huggingface/text-embeddings-inference:cpu-1.8")
+        made.append(model)
+    return made
+
+
+def catalog_list(w: World, n: int) -> str:
+    _catalog_models(n)
+    return "/api/v1/catalog/list"
+
+
+def catalog_list_filtered(w: World, n: int) -> str:
+    _catalog_models(n)
+    return "/api/v1/catalog/list?accelerator=gpu&engine=tei&search=qc/&license=mit"
 
 
 def make_users(prefix: str, n: int) -> list:
@@ -266,6 +292,25 @@ def instancetype_change(w: World, n: int) -> str:
     return f"/admin/quotas/instancetype/{_instance_types(n)[0].pk}/change/"
 
 
+def catalogmodel_changelist(w: World, n: int) -> str:
+    _catalog_models(n)
+    return "/admin/endpoints/catalogmodel/"
+
+
+def catalogmodel_change(w: World, n: int) -> str:
+    """One model with ``n`` recipes (its inline, each form with the instance select)."""
+    return f"/admin/endpoints/catalogmodel/{_catalog_models(1, recipes=n)[0].pk}/change/"
+
+
+def catalogrecipe_changelist(w: World, n: int) -> str:
+    _catalog_models(n)
+    return "/admin/endpoints/catalogrecipe/?q=qc/"
+
+
+def catalogrecipe_change(w: World, n: int) -> str:
+    return f"/admin/endpoints/catalogrecipe/{_catalog_models(n)[0].recipes.first().pk}/change/"
+
+
 def quota_changelist(w: World, n: int) -> str:
     """Only the cpu rows of alice and ``n - 1`` more users (every account has one per accelerator)."""
     w.users(n - 1)
@@ -319,12 +364,13 @@ def _observe(endpoint: Endpoint, state: str, message: str, ready: int, target: i
 
 API: dict[str, Callable[[World, int], str]] = {f.__name__: f for f in (
     whoami, token_list, hub_token, endpoint_list, endpoint_list_by_tag, endpoint_list_of_an_org, endpoint_detail,
-    endpoint_events, endpoint_logs, provider, quotas, quota_requests)}
+    endpoint_events, endpoint_logs, provider, quotas, quota_requests, catalog_list, catalog_list_filtered)}
 ADMIN: dict[str, Callable[[World, int], str]] = {f.__name__: f for f in (
     account_changelist, account_change, membership_changelist, membership_change, apitoken_changelist,
     apitoken_change, auditevent_changelist, auditevent_change, user_changelist, user_change, cluster_changelist,
     cluster_change, registrycredential_changelist, registrycredential_change, endpoint_changelist, endpoint_change,
-    instancetype_changelist, instancetype_change, quota_changelist, quota_change, quotarequest_changelist,
+    instancetype_changelist, instancetype_change, catalogmodel_changelist, catalogmodel_change,
+    catalogrecipe_changelist, catalogrecipe_change, quota_changelist, quota_change, quotarequest_changelist,
     quotarequest_change, console_overview, console_endpoint)}
 
 # The queries of the measured request, at both sizes. API requests: the token lookup and its last-used write
@@ -333,12 +379,13 @@ ADMIN: dict[str, Callable[[World, int], str]] = {f.__name__: f for f in (
 QUERIES = {
     "whoami": 3, "token_list": 3, "hub_token": 4, "endpoint_list": 4, "endpoint_list_by_tag": 4,
     "endpoint_list_of_an_org": 5, "endpoint_detail": 4, "endpoint_events": 5, "endpoint_logs": 5, "provider": 6,
-    "quotas": 6, "quota_requests": 4,
+    "quotas": 6, "quota_requests": 4, "catalog_list": 4, "catalog_list_filtered": 4,
     "account_changelist": 5, "account_change": 5, "membership_changelist": 5, "membership_change": 7,
     "apitoken_changelist": 5, "apitoken_change": 4, "auditevent_changelist": 6, "auditevent_change": 4,
     "user_changelist": 6, "user_change": 7, "cluster_changelist": 7, "cluster_change": 3,
     "registrycredential_changelist": 6, "registrycredential_change": 4, "endpoint_changelist": 6,
-    "endpoint_change": 8, "instancetype_changelist": 7, "instancetype_change": 3, "quota_changelist": 5,
+    "endpoint_change": 8, "instancetype_changelist": 7, "instancetype_change": 3, "catalogmodel_changelist": 7,
+    "catalogmodel_change": 5, "catalogrecipe_changelist": 5, "catalogrecipe_change": 5, "quota_changelist": 5,
     "quota_change": 5, "quotarequest_changelist": 5, "quotarequest_change": 6,
     "console_overview": 9, "console_endpoint": 5,
 }
