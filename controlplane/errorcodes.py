@@ -30,6 +30,7 @@ class Code(StrEnum):
     NAME_TAKEN = "name_taken"
     CONFLICT = "conflict"
     QUOTA_EXCEEDED = "quota_exceeded"
+    BUDGET_EXHAUSTED = "budget_exhausted"
     REQUEST_PENDING = "request_pending"
     ALREADY_DECIDED = "already_decided"
     UNKNOWN_INSTANCE = "unknown_instance"
@@ -81,6 +82,7 @@ MEANING: dict[Code, str] = {
     Code.NAME_TAKEN: "An account or endpoint of that name exists",
     Code.CONFLICT: "The change conflicts with the current state",
     Code.QUOTA_EXCEEDED: "Admitting this would exceed the account's quota for the accelerator",
+    Code.BUDGET_EXHAUSTED: "The account's monthly budget is spent and set to refuse scale-ups",
     Code.REQUEST_PENDING: "A quota request for this accelerator is already pending",
     Code.ALREADY_DECIDED: "The quota request was already approved or rejected",
     Code.UNKNOWN_INSTANCE: "No compute in the catalog matches; `fields` names the first that does not",

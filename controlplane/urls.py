@@ -7,6 +7,7 @@ from django.urls import path
 from deployments import console_views as console
 from deployments import views as dv
 from endpoints import catalog_views as cv
+from endpoints import cost_views as costs
 from endpoints import quota_views as eq
 from endpoints import views as ep
 from quotas import views as qv
@@ -32,6 +33,8 @@ urlpatterns = [
     path(f"{EP}/open-metrics", ep.EndpointOpenMetricsView.as_view(), name="endpoint-open-metrics"),
     path(f"v2/provider/{NS}", eq.ProviderView.as_view(), name="provider"),
     path(f"v2/quotas/{NS}", eq.QuotaView.as_view(), name="quotas"),
+    path(f"v2/costs/{NS}", costs.CostView.as_view(), name="costs"),
+    path(f"v2/budgets/{NS}", costs.BudgetView.as_view(), name="budget"),
     path(f"v2/quotas/{NS}/requests", qv.QuotaRequestsView.as_view(), name="quota-requests"),
     path(f"{CATALOG}/list", cv.CatalogListView.as_view(), name="catalog-list"),
     # A repository id has a '/' between author and name, as the client sends it: a path converter.

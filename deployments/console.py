@@ -14,12 +14,12 @@ from django.db.models import Count, F, FloatField, OuterRef, Q, Subquery
 from django.db.models.functions import Cast, Coalesce
 from django.utils import timezone
 
-from endpoints.models import Endpoint, EndpointEvent, State
+from endpoints.models import Endpoint, EndpointEvent, ReplicaChange, State
 from endpoints.quota import held_units
 from quotas.models import Quota, QuotaRequest
 from quotas.selectors import UNIT
 
-from .models import Cluster, ReplicaChange
+from .models import Cluster
 
 FAILING = (State.FAILED, State.UPDATE_FAILED)
 STARTING = (State.PENDING, State.INITIALIZING)

@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from controlplane.names import dns_label, endpoint_object_name, namespace_name
 from controlplane.selectors import account_hub_token
+from endpoints.costs import costs_close
 from endpoints.locks import endpoint_session_lock
 from endpoints.models import Endpoint, Intent, State
 from quotas.selectors import quota_limits
@@ -303,6 +304,7 @@ def _teardown(endpoint: Endpoint, cluster: Cluster | None) -> Outcome | None:
         except KubeError as exc:
             status_note(endpoint, endpoint.generation, f"Deleting: Kubernetes API problem, retrying ({exc})")
             raise Retry(str(exc), delay=exc.retry_after) from exc
+    costs_close(endpoint=endpoint)  # its replica changes go with the row: its cost is accrued first
     endpoint.delete()
     route_publish_on_commit(endpoint)  # autocommit here: published at once, as gone
     log.info("reconcile.deleted endpoint=%s", endpoint.pk)

@@ -123,3 +123,14 @@ def cluster_probe_task() -> int:
     from deployments.probe import clusters_probe
 
     return clusters_probe()
+
+
+@shared_task(name=queue.COSTS_ACCRUE, acks_late=True, ignore_result=True)
+def costs_accrue_task() -> int:
+    """Accrue the cost ledger from the observed replicas, then act on budgets; returns endpoints accrued."""
+    from endpoints.budgets import budgets_enforce
+    from endpoints.costs import costs_accrue
+
+    accrued = costs_accrue()
+    budgets_enforce()
+    return accrued
