@@ -141,7 +141,7 @@ class CatalogRecipe(models.Model):
         if errors:
             raise ValidationError(errors)
         # An inline recipe of a model being added has the (unsaved) model object, not yet its id.
-        if self.instance_id is None or not self.engine or not self._has_model():
+        if self.instance_id is None or self.engine not in Engine.values or not self._has_model():
             return  # the form reports the missing field itself
         from .catalog import recipe_spec_errors  # the spec rules live with the services
 

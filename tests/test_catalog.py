@@ -313,6 +313,8 @@ def test_the_gguf_path_is_where_the_repository_is_downloaded():
     ({"args": "--x"}, "args"),
     ({"image_url": ""}, "image_url"),
     ({"public_id": "Upper_Case"}, "public_id"),
+    ({"engine": "tgi", "gguf_file": ""}, "engine"),
+    ({"args": ["--port", 8081]}, "args"),
 ])
 def test_a_recipe_that_would_not_deploy_is_refused_on_save(changes, field):
     recipe = CatalogRecipe.objects.select_related("model", "instance").get(public_id="crispy-dumpling-f5z8q3lo")
