@@ -35,11 +35,12 @@ from .console import overview, replica_timeline, state_since
 
 WINDOW = timedelta(hours=1)
 TIMELINE_WINDOW = timedelta(hours=24)
-ACTIONS = {  # action -> (service, permission it needs, past tense for the message)
-    "pause": (endpoint_services.endpoint_pause, "endpoints.change_endpoint", "paused"),
-    "resume": (endpoint_services.endpoint_resume, "endpoints.change_endpoint", "resumed"),
-    "scale-to-zero": (endpoint_services.endpoint_scale_to_zero, "endpoints.change_endpoint", "scaled to zero"),
-    "delete": (endpoint_services.endpoint_delete, "endpoints.delete_endpoint", "being deleted"),
+ACTIONS = {  # action -> (service, permission it needs, button label, past tense for the message)
+    "pause": (endpoint_services.endpoint_pause, "endpoints.change_endpoint", "Pause", "paused"),
+    "resume": (endpoint_services.endpoint_resume, "endpoints.change_endpoint", "Resume", "resumed"),
+    "scale-to-zero": (endpoint_services.endpoint_scale_to_zero, "endpoints.change_endpoint", "Scale to zero",
+                      "scaled to zero"),
+    "delete": (endpoint_services.endpoint_delete, "endpoints.delete_endpoint", "Delete", "being deleted"),
 }
 
 
@@ -85,7 +86,7 @@ def endpoint_view(request: HttpRequest, endpoint_id: int) -> HttpResponse:
                "endpoint": endpoint, "charts": charts, "now": now,
                "requests_last_hour": sum(p["requests"] for p in points), "traffic_error": traffic_error,
                "events": EndpointEvent.objects.filter(endpoint=endpoint).order_by("-created_at", "-id")[:20],
-               "actions": [(name, verb) for name, (_, permission, verb) in ACTIONS.items()
+               "actions": [(name, label) for name, (_, permission, label, _) in ACTIONS.items()
                            if request.user.has_perm(permission)]}
     return TemplateResponse(request, "console/endpoint.html", context)
 
@@ -94,7 +95,7 @@ def endpoint_view(request: HttpRequest, endpoint_id: int) -> HttpResponse:
 def endpoint_action_view(request: HttpRequest, endpoint_id: int, action: str) -> HttpResponse:
     if action not in ACTIONS:
         return HttpResponse(f"Unknown action '{action}'", status=404, content_type="text/plain")
-    service, permission, verb = ACTIONS[action]
+    service, permission, _, verb = ACTIONS[action]
     _require(request, permission)
     endpoint = get_object_or_404(Endpoint.objects.select_related("account"), pk=endpoint_id)
     label = f"{endpoint.account.slug}/{endpoint.name}"

@@ -116,3 +116,33 @@ def test_redoc_renders_the_schema_without_outside_requests(page, page_log):
     logo = "https://cdn.redoc.ly/redoc/logo-mini.svg"
     refused = [e for e in page_log.errors if logo in e and "Content Security Policy" in e]
     assert [e for e in page_log.errors if e not in refused] == [], page_log
+
+
+def test_the_operator_console_lists_a_failing_endpoint_and_draws_its_page(admin_page, page_log, broker):
+    """From the admin's front page to the console, where a failed endpoint is listed with the reason the
+    cluster gave; its page draws the replica timeline and traffic charts and offers the actions."""
+    from deployments.observe import Observation
+    from deployments.status import status_record
+
+    owner = make_user("console-owner")
+    endpoint = endpoint_create(account=owner.personal_account, spec=endpoint_spec("crashy"), actor=owner)
+    status_record(endpoint, endpoint.generation, Observation("failed", "Back-off restarting failed container: "
+                                                             "CUDA out of memory", 0, 1), url=None)
+    page = admin_page
+    page.click("#console-link a.section")
+    assert urlsplit(page.url).path == "/admin/console/", page.url
+    row = page.locator("#console-trouble tbody tr", has_text="console-owner/crashy")
+    assert "CUDA out of memory" in row.inner_text() and "failed" in row.inner_text(), page.content()[:2000]
+    failed_cell = page.locator("#console-clusters td.console-bad").first
+    assert page.evaluate("e => getComputedStyle(e).fontWeight", failed_cell.element_handle()) in {"700", "bold"}
+    screenshot(page, "test_browser.console-overview")
+
+    row.locator("a").click()
+    assert urlsplit(page.url).path == f"/admin/console/endpoint/{endpoint.pk}/", page.url
+    charts = page.locator("svg.console-chart")
+    assert charts.count() == 4
+    box = charts.first.bounding_box()
+    assert box and box["width"] > 300 and box["height"] > 60, box  # drawn, at the size the stylesheet gives
+    assert [b.inner_text() for b in page.locator("#console-actions button").all()] == [
+        "Pause", "Resume", "Scale to zero", "Delete"]
+    assert page_log.offsite == [] and page_log.errors == [], page_log
