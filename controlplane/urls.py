@@ -44,6 +44,7 @@ urlpatterns = [
     path("api/docs/", docs.SwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/redoc/", docs.RedocView.as_view(url_name="schema"), name="redoc"),
     path("admin/console/", admin.site.admin_view(console.overview_view), name="console"),
+    path("admin/console/costs/", admin.site.admin_view(console.costs_view), name="console-costs"),
     path("admin/console/endpoint/<int:endpoint_id>/", admin.site.admin_view(console.endpoint_view),
          name="console-endpoint"),
     path("admin/console/endpoint/<int:endpoint_id>/<str:action>", admin.site.admin_view(console.endpoint_action_view),

@@ -2,6 +2,7 @@
 
 - ``/admin/console/``: the overview (``deployments.console.overview``), with approve / reject on pending
   quota requests;
+- ``/admin/console/costs/``: the accounts that spent most this month, with their budgets and daily charts;
 - ``/admin/console/endpoint/<id>/``: one endpoint: status, replica timeline, request rate, error rate and
   latency percentiles from the gateway, recent events, and pause / resume / scale to zero / delete.
 
@@ -31,7 +32,7 @@ from quotas.models import QuotaRequest
 from quotas.services import quota_request_decide
 
 from .charts import Series, time_chart
-from .console import overview, replica_timeline, state_since
+from .console import COST_DAYS, costs_overview, overview, replica_timeline, state_since
 
 WINDOW = timedelta(hours=1)
 TIMELINE_WINDOW = timedelta(hours=24)
@@ -54,6 +55,19 @@ def overview_view(request: HttpRequest) -> HttpResponse:
     context = {**admin.site.each_context(request), "title": "Operator console", "data": overview(),
                "can_decide": request.user.has_perm("quotas.change_quotarequest")}
     return TemplateResponse(request, "console/overview.html", context)
+
+
+def costs_view(request: HttpRequest) -> HttpResponse:
+    """The accounts that spent most this month: month-to-date against the budget, a daily chart each."""
+    _require(request, "endpoints.view_endpoint")
+    now = timezone.now()
+    rows = costs_overview(now)
+    start = now.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=COST_DAYS - 1)
+    charts = [time_chart(f"{row.account.slug}: USD per day, last {COST_DAYS} days",
+                         [Series("USD/day", row.days)], start, now, unit="USD", step=True) for row in rows]
+    context = {**admin.site.each_context(request), "title": "Costs this month", "rows": list(zip(rows, charts,
+                                                                                              strict=True))}
+    return TemplateResponse(request, "console/costs.html", context)
 
 
 def endpoint_view(request: HttpRequest, endpoint_id: int) -> HttpResponse:

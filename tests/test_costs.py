@@ -281,3 +281,20 @@ def test_the_budget_api(alice):
     expect(user_api(bob).put(f"/v2/budgets/{org.slug}", {"monthlyLimit": "5"}, format="json"), 403)  # admins only
     expect(client.delete("/v2/budgets/alice"), 200)
     expect(client.delete("/v2/budgets/alice"), 404)
+
+
+def test_the_console_charts_each_accounts_spend_against_its_budget(client, alice):
+    from django.utils import timezone
+
+    now = timezone.now()
+    operator = make_user("root", is_staff=True)
+    client.force_login(operator)
+    web = create(alice, "web")
+    spend(web, "30", now)
+    budget_set(account=alice.personal_account, monthly_limit=Decimal("120"), action=Budget.Action.PAUSE)
+    bob = make_user("bob")
+    spend(create(bob, "x"), "45.5", now)
+    page = expect(client.get("/admin/console/costs/"), 200).content.decode()
+    assert page.index("bob: 45.50 USD this month, no budget") < page.index("alice: 30.00 USD this month of 120.00")
+    assert "(25 %, at 100 %: pause non-essential endpoints)" in page
+    assert page.count('class="console-chart"') == 2

@@ -354,6 +354,52 @@ def console_endpoint(w: World, n: int) -> str:
     return f"/admin/console/endpoint/{endpoint.pk}/"
 
 
+def console_costs(w: World, n: int) -> str:
+    """``n`` accounts that spent this month, one with a budget."""
+    _ledger(w, n)
+    return "/admin/console/costs/"
+
+
+def _ledger(w: World, n: int) -> list:
+    from decimal import Decimal
+
+    from endpoints.models import CostHour
+    from quotas.services import budget_set
+
+    hour = timezone.now().replace(minute=0, second=0, microsecond=0)
+    accounts = [w.account, *[u.personal_account for u in w.users(n - 1)]]
+    budget_set(account=w.account, monthly_limit=Decimal(100))
+    return [CostHour.objects.create(account=a, endpoint_name=f"ep-{i}", hour=hour - timedelta(hours=i),
+                                    replica_seconds=3600, cost=Decimal("1.5")) for i, a in enumerate(accounts)]
+
+
+def costhour_changelist(w: World, n: int) -> str:
+    _ledger(w, n)
+    return "/admin/endpoints/costhour/"
+
+
+def costhour_change(w: World, n: int) -> str:
+    return f"/admin/endpoints/costhour/{_ledger(w, n)[0].pk}/change/"
+
+
+def _budgets(w: World, n: int) -> list:
+    from decimal import Decimal
+
+    from quotas.services import budget_set
+
+    return [budget_set(account=u.personal_account, monthly_limit=Decimal(10 + i)) for i, u in
+            enumerate([w.alice, *w.users(n - 1)])]
+
+
+def budget_changelist(w: World, n: int) -> str:
+    _budgets(w, n)
+    return "/admin/quotas/budget/"
+
+
+def budget_change(w: World, n: int) -> str:
+    return f"/admin/quotas/budget/{_budgets(w, n)[0].pk}/change/"
+
+
 def _observe(endpoint: Endpoint, state: str, message: str, ready: int, target: int) -> None:
     from deployments.observe import Observation
     from deployments.status import status_record
@@ -371,7 +417,8 @@ ADMIN: dict[str, Callable[[World, int], str]] = {f.__name__: f for f in (
     cluster_change, registrycredential_changelist, registrycredential_change, endpoint_changelist, endpoint_change,
     instancetype_changelist, instancetype_change, catalogmodel_changelist, catalogmodel_change,
     catalogrecipe_changelist, catalogrecipe_change, quota_changelist, quota_change, quotarequest_changelist,
-    quotarequest_change, console_overview, console_endpoint)}
+    quotarequest_change, console_overview, console_endpoint, console_costs, costhour_changelist, costhour_change,
+    budget_changelist, budget_change)}
 
 # The queries of the measured request, at both sizes. API requests: the token lookup and its last-used write
 # (every request in the suite: TOKEN_LAST_USED_RESOLUTION_SECONDS=0), then the view's own. Admin requests:
@@ -387,7 +434,8 @@ QUERIES = {
     "endpoint_change": 8, "instancetype_changelist": 7, "instancetype_change": 3, "catalogmodel_changelist": 7,
     "catalogmodel_change": 5, "catalogrecipe_changelist": 5, "catalogrecipe_change": 5, "quota_changelist": 5,
     "quota_change": 5, "quotarequest_changelist": 5, "quotarequest_change": 6,
-    "console_overview": 9, "console_endpoint": 5,
+    "console_overview": 9, "console_endpoint": 5, "console_costs": 5, "costhour_changelist": 7,
+    "costhour_change": 4, "budget_changelist": 5, "budget_change": 5,
 }
 
 # Views that do a query per row today (application fixes, not the tests'): pinned at one row; the ten-row
