@@ -30,6 +30,7 @@ urlpatterns = [
     path(f"{EP}/scale-to-zero", ep.EndpointScaleToZeroView.as_view(), name="endpoint-scale-to-zero"),
     path(f"{EP}/events", ep.EndpointEventsView.as_view(), name="endpoint-events"),
     path(f"{EP}/logs", dv.EndpointLogsView.as_view(), name="endpoint-logs"),
+    path(f"{EP}/replicas", dv.EndpointReplicasView.as_view(), name="endpoint-replicas"),
     path(f"{EP}/open-metrics", ep.EndpointOpenMetricsView.as_view(), name="endpoint-open-metrics"),
     path(f"v2/provider/{NS}", eq.ProviderView.as_view(), name="provider"),
     path(f"v2/quotas/{NS}", eq.QuotaView.as_view(), name="quotas"),

@@ -116,6 +116,47 @@ def endpoint_logs(w: World, n: int) -> str:
     return "/v2/endpoint/alice/ep-00/logs?tail=5"
 
 
+def endpoint_replicas(w: World, n: int) -> str:
+    """Against the fake API server: one endpoint running ``n`` replicas."""
+    from tests.kube_helpers import NS, converge
+
+    for fixture in ("cluster", "fake_kube", "fake_hub"):
+        w.request.getfixturevalue(fixture)
+    endpoint = endpoint_services.endpoint_create(account=w.account, actor=w.alice, spec=endpoint_spec(
+        "ep-00", compute={"scaling": {"minReplica": n, "maxReplica": n}}))
+    converge(endpoint.pk, "running")
+    kube = w.request.getfixturevalue("fake_kube")
+    kube.wait_until(lambda: len(kube.objects("pods", NS)) == n, message=f"{n} pods")
+    return "/v2/endpoint/alice/ep-00/replicas"
+
+
+def endpoint_open_metrics(w: World, n: int) -> str:
+    """``n`` minutes of traffic flushed to Redis as the gateway does (under a prefix of this test's own)."""
+    import asyncio
+    import time
+
+    import redis.asyncio as aioredis
+    from django.conf import settings
+
+    from gateway.traffic import Traffic
+
+    prefix = w.request.getfixturevalue("gateway_prefix")
+    (endpoint,) = w.endpoints(1)
+
+    async def flush_minutes():
+        client = aioredis.Redis.from_url(settings.REDIS_URL)
+        traffic = Traffic(client, prefix, 5)
+        for i in range(n):
+            slots = traffic.counters(endpoint.pk)
+            traffic.begin(slots)
+            traffic.end(slots, 1, 0.01 * (i + 1))
+            assert await traffic.flush(int(time.time() // 60) - i)
+        await client.aclose()
+
+    asyncio.run(flush_minutes())
+    return "/v2/endpoint/alice/ep-00/open-metrics"
+
+
 def provider(w: World, n: int) -> str:
     w.endpoints(n)
     return "/v2/provider/alice"
@@ -410,7 +451,8 @@ def _observe(endpoint: Endpoint, state: str, message: str, ready: int, target: i
 
 API: dict[str, Callable[[World, int], str]] = {f.__name__: f for f in (
     whoami, token_list, hub_token, endpoint_list, endpoint_list_by_tag, endpoint_list_of_an_org, endpoint_detail,
-    endpoint_events, endpoint_logs, provider, quotas, quota_requests, catalog_list, catalog_list_filtered)}
+    endpoint_events, endpoint_logs, endpoint_replicas, endpoint_open_metrics, provider, quotas, quota_requests,
+    catalog_list, catalog_list_filtered)}
 ADMIN: dict[str, Callable[[World, int], str]] = {f.__name__: f for f in (
     account_changelist, account_change, membership_changelist, membership_change, apitoken_changelist,
     apitoken_change, auditevent_changelist, auditevent_change, user_changelist, user_change, cluster_changelist,
@@ -425,8 +467,9 @@ ADMIN: dict[str, Callable[[World, int], str]] = {f.__name__: f for f in (
 # the session and its user, then the page's own (a changelist counts its rows twice: filtered and in full).
 QUERIES = {
     "whoami": 3, "token_list": 3, "hub_token": 4, "endpoint_list": 4, "endpoint_list_by_tag": 4,
-    "endpoint_list_of_an_org": 5, "endpoint_detail": 4, "endpoint_events": 5, "endpoint_logs": 5, "provider": 6,
-    "quotas": 6, "quota_requests": 4, "catalog_list": 4, "catalog_list_filtered": 4,
+    "endpoint_list_of_an_org": 5, "endpoint_detail": 4, "endpoint_events": 5, "endpoint_logs": 5,
+    "endpoint_replicas": 5, "endpoint_open_metrics": 4, "provider": 6, "quotas": 6, "quota_requests": 4,
+    "catalog_list": 4, "catalog_list_filtered": 4,
     "account_changelist": 5, "account_change": 5, "membership_changelist": 5, "membership_change": 7,
     "apitoken_changelist": 5, "apitoken_change": 4, "auditevent_changelist": 6, "auditevent_change": 4,
     "user_changelist": 6, "user_change": 7, "cluster_changelist": 7, "cluster_change": 3,
