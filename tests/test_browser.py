@@ -129,7 +129,8 @@ def test_the_operator_console_lists_a_failing_endpoint_and_draws_its_page(admin_
     status_record(endpoint, endpoint.generation, Observation("failed", "Back-off restarting failed container: "
                                                              "CUDA out of memory", 0, 1), url=None)
     page = admin_page
-    page.click("#console-link a.section")
+    with page.expect_navigation():
+        page.click("#console-link a.section")
     assert urlsplit(page.url).path == "/admin/console/", page.url
     row = page.locator("#console-trouble tbody tr", has_text="console-owner/crashy")
     assert "CUDA out of memory" in row.inner_text() and "failed" in row.inner_text(), page.content()[:2000]
@@ -137,9 +138,11 @@ def test_the_operator_console_lists_a_failing_endpoint_and_draws_its_page(admin_
     assert page.evaluate("e => getComputedStyle(e).fontWeight", failed_cell.element_handle()) in {"700", "bold"}
     screenshot(page, "test_browser.console-overview")
 
-    row.locator("a").click()
+    with page.expect_navigation():
+        row.locator("a").click()
     assert urlsplit(page.url).path == f"/admin/console/endpoint/{endpoint.pk}/", page.url
     charts = page.locator("svg.console-chart")
+    charts.first.wait_for()
     assert charts.count() == 4
     box = charts.first.bounding_box()
     assert box and box["width"] > 300 and box["height"] > 60, box  # drawn, at the size the stylesheet gives
