@@ -47,6 +47,11 @@ def observed(kind: str, obj: dict) -> str:
     return json.dumps(relevant, sort_keys=True, default=str)
 
 
+def _ready(pod: dict) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in (pod.get("status") or {}).get("conditions") or [])
+
+
 def endpoint_of(obj: dict) -> int | None:
     value = ((obj.get("metadata") or {}).get("labels") or {}).get(LABEL_ID, "")
     return int(value) if value.isdigit() else None
@@ -61,6 +66,10 @@ class Stats:
     events: int = 0
     queued: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # With ``trace``: endpoint id -> wall-clock time the watch last saw one of its pods turn ready (the bench's
+    # start of "pod ready -> running").
+    trace: bool = False
+    ready_seen: dict[int, float] = field(default_factory=dict, repr=False)
 
     def add(self, **counts: int) -> None:
         with self.lock:
@@ -154,10 +163,15 @@ class KindWatch(threading.Thread):
                         raise KubeError(f"watch error: {obj.get('message')}", status=obj.get("code"), transient=True)
                     self.version = meta.get("resourceVersion", self.version)
                     self.stats.add(events=1)
-                    self._note(meta.get("uid", ""), endpoint_of(obj),
-                               None if kind == "DELETED" else observed(self.kind, obj))
+                    endpoint_id = endpoint_of(obj)
+                    if (self.stats.trace and self.kind == "Pod" and endpoint_id is not None
+                            and endpoint_id not in self.stats.ready_seen and _ready(obj)):
+                        self.stats.ready_seen[endpoint_id] = time.time()  # its first pod ready
+                    self._note(meta.get("uid", ""), endpoint_id, None if kind == "DELETED" else observed(self.kind, obj))
                 failures = 0
             except KubeError as exc:
+                if self.stop.is_set():  # stopping: the connection was cut under us
+                    return
                 if exc.status == 410:
                     self.version = None
                 failures += 1
@@ -171,8 +185,8 @@ class Watcher:
     """Every enabled cluster's watches; the cluster list is re-read every ``WATCH_CLUSTERS_SECONDS`` (a
     cluster registered, disabled or edited gets its watches started, stopped or restarted)."""
 
-    def __init__(self, send=None):
-        self.stats = Stats()
+    def __init__(self, send=None, *, trace: bool = False):
+        self.stats = Stats(trace=trace)
         self.changed = Coalescer(settings.WATCH_COALESCE_MS / 1000, self.stats, send)
         self.stop = threading.Event()
         self._clusters: dict[int, tuple[object, threading.Event, list[KindWatch]]] = {}
