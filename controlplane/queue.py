@@ -16,6 +16,7 @@ DRIFT_SWEEP = "workers.drift_sweep"
 IDLE_SWEEP = "workers.idle_sweep"
 REGISTRY_REFRESH = "workers.registry_refresh"
 CLUSTER_PROBE = "workers.cluster_probe"
+SCALING_SCHEDULES = "workers.scaling_schedules"
 WAKE = WAKE_TASK
 
 

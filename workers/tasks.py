@@ -123,3 +123,12 @@ def cluster_probe_task() -> int:
     from deployments.probe import clusters_probe
 
     return clusters_probe()
+
+
+@shared_task(name=queue.SCALING_SCHEDULES, acks_late=True, ignore_result=True)
+def scaling_schedules_task() -> int:
+    """Apply the scaling windows that opened or closed since the last run; returns how many endpoints were
+    queued for a reconcile because their bounds changed."""
+    from endpoints.schedule_sweep import schedules_apply
+
+    return len(schedules_apply())
