@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.db import connection
 
 from deployments.reconcile import Retry, endpoint_reconcile
 from endpoints import services
@@ -18,7 +19,7 @@ from endpoints.cron import CronError, cron_parse, fire_after, fire_before, fire_
 from endpoints.idle import idle_candidates
 from endpoints.models import Endpoint, EndpointEvent
 from endpoints.quota import quota_usage
-from endpoints.schedule_sweep import schedules_apply
+from endpoints.schedule_sweep import scheduled_endpoints, schedules_apply
 from endpoints.schedules import InForce, held_replica, scaling_in_force
 from endpoints.spec import endpoint_body
 from quotas.services import quota_set
@@ -261,6 +262,12 @@ def test_beat_queues_reconciles_only_where_the_bounds_changed(alice, broker, dja
         assert schedules_apply(now=monday + timedelta(minutes=1)) == []  # idempotent
     assert queued_reconciles(broker) == [flips.pk]
     assert stays.pk and plain.pk
+
+
+def test_beat_reads_the_scheduled_endpoints_through_their_partial_index(db):
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")  # a handful of rows: make the planner show its index
+    assert "endpoint_scheduled" in scheduled_endpoints().explain()
 
 
 def test_a_schedule_that_no_longer_parses_stops_only_its_own_endpoint(alice, broker,
