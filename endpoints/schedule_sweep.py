@@ -32,7 +32,7 @@ def schedules_apply(*, now: datetime | None = None) -> list[int]:
     zero is woken (a window that asks for replicas brings the endpoint up). Returns those endpoints' ids.
 
     One query reads the scheduled endpoints; each change is one conditional UPDATE (skipped when a spec
-    write came in meanwhile: that write recorded its own window) and one ``schedule`` event. Idempotent: a
+    write or another pass came in meanwhile) and one ``schedule`` event. Idempotent: a
     second call with the same ``now`` changes nothing. Paused endpoints get their window recorded only.
     """
     now = now or timezone.now()
@@ -56,8 +56,12 @@ def schedules_apply(*, now: datetime | None = None) -> list[int]:
         before = bounds(scaling, endpoint.schedule_active)
         changed = (state.min_replica, state.max_replica) != before
         with transaction.atomic():
-            written = Endpoint.objects.filter(pk=endpoint.pk, generation=endpoint.generation).update(
-                schedule_active=state.active, schedule_next_change=state.next_change)
+            # Compare-and-set on what was read: a spec write meanwhile (a new generation) recorded its own window,
+            # and of two overlapping beat passes only one records the change (one event, one reconcile).
+            written = Endpoint.objects.filter(
+                pk=endpoint.pk, generation=endpoint.generation, schedule_active=endpoint.schedule_active,
+                schedule_next_change=endpoint.schedule_next_change,
+            ).update(schedule_active=state.active, schedule_next_change=state.next_change)
             if not written:
                 continue
             if state.active != endpoint.schedule_active:

@@ -6,12 +6,14 @@ Every clock here is explicit: the pure functions and ``schedules_apply`` take ``
 
 import base64
 import json
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
+from django.db.models import F
 
 from deployments.reconcile import Retry, endpoint_reconcile
 from endpoints import services
@@ -23,7 +25,7 @@ from endpoints.schedule_sweep import scheduled_endpoints, schedules_apply
 from endpoints.schedules import InForce, held_replica, scaling_in_force
 from endpoints.spec import endpoint_body
 from quotas.services import quota_set
-from tests.factories import endpoint_spec
+from tests.factories import endpoint_spec, make_user
 from tests.helpers import expect
 from tests.kube_helpers import NS, converge, create, deployment
 
@@ -268,6 +270,48 @@ def test_beat_reads_the_scheduled_endpoints_through_their_partial_index(db):
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL enable_seqscan = off")  # a handful of rows: make the planner show its index
     assert "endpoint_scheduled" in scheduled_endpoints().explain()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_pass_that_read_before_a_concurrent_spec_write_records_nothing(broker):
+    """Real connections: the pass has read the row and waits on its lock while a spec write commits; its
+    conditional UPDATE then matches nothing, so the spec write's own window stands."""
+    user = make_user("racer")
+    endpoint = make(user, "web", OFFICE)
+    schedules_apply(now=paris(2026, 5, 31, 12))
+    broker.clear()  # the create's reconcile, and one if the real clock was inside the window at create
+    locked, failures = threading.Event(), []
+
+    def spec_write() -> None:
+        try:
+            with transaction.atomic():
+                Endpoint.objects.select_for_update().get(pk=endpoint.pk)
+                locked.set()
+                deadline = time.monotonic() + 10
+                with connection.cursor() as cursor:
+                    while True:  # until the pass waits on this row's lock
+                        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                       "AND datname = current_database()")
+                        if cursor.fetchone()[0]:
+                            break
+                        assert time.monotonic() < deadline, "the pass never waited on the row"
+                        time.sleep(0.05)
+                Endpoint.objects.filter(pk=endpoint.pk).update(generation=F("generation") + 1)
+        except Exception as exc:  # reported by the main thread
+            failures.append(exc)
+            locked.set()
+        finally:
+            connection.close()
+
+    writer = threading.Thread(target=spec_write)
+    writer.start()
+    locked.wait(10)
+    assert schedules_apply(now=paris(2026, 6, 1, 8)) == []
+    writer.join(15)
+    assert failures == []
+    row = Endpoint.objects.get(pk=endpoint.pk)
+    assert (row.generation, row.schedule_active) == (2, None) and queued_reconciles(broker) == []
+    assert schedules_apply(now=paris(2026, 6, 1, 8)) == [endpoint.pk]  # the next pass records it
 
 
 def test_a_schedule_that_no_longer_parses_stops_only_its_own_endpoint(alice, broker,
