@@ -17,6 +17,7 @@ IDLE_SWEEP = "workers.idle_sweep"
 REGISTRY_REFRESH = "workers.registry_refresh"
 CLUSTER_PROBE = "workers.cluster_probe"
 COSTS_ACCRUE = "workers.costs_accrue"
+SCALING_SCHEDULES = "workers.scaling_schedules"
 WAKE = WAKE_TASK
 
 

@@ -242,6 +242,13 @@ MODEL_FETCHER_IMAGE = env_str("MODEL_FETCHER_IMAGE", "ghcr.io/controlplane/contr
 DEPLOYMENT_PROGRESS_DEADLINE_SECONDS = env_int("DEPLOYMENT_PROGRESS_DEADLINE_SECONDS", 600)
 RECONCILE_MAX_RETRIES = env_int("RECONCILE_MAX_RETRIES", 12)
 RECONCILE_MAX_BACKOFF_SECONDS = env_int("RECONCILE_MAX_BACKOFF_SECONDS", 60)
+# Scheduled scaling (compute.scaling.schedules): at most this many windows per endpoint, and how often beat
+# looks for windows that open or close (their edges take effect within this many seconds).
+SCALING_SCHEDULES_MAX = env_int("SCALING_SCHEDULES_MAX", 10)
+SCALING_SCHEDULE_SECONDS = env_int("SCALING_SCHEDULE_SECONDS", 60)
+if not 1 <= SCALING_SCHEDULES_MAX <= 100 or not 1 <= SCALING_SCHEDULE_SECONDS <= 3600:
+    raise ImproperlyConfigured("SCALING_SCHEDULES_MAX must be between 1 and 100, SCALING_SCHEDULE_SECONDS between 1 "
+                               "and 3600")
 
 # ---------------------------------------------------------------- gateway (python -m gateway) and its feed
 # The gateway process reads these too (it imports this module, never django.setup()).

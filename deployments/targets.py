@@ -11,6 +11,7 @@ from controlplane.images import image_registry
 from controlplane.names import SERVICE_PORT, dns_label, endpoint_object_name, host_id, namespace_name
 from endpoints.models import Endpoint
 from endpoints.scaling import DEFAULT_METRIC
+from endpoints.schedules import scheduled_bounds
 from endpoints.services import endpoint_secrets
 
 from .models import Cluster
@@ -78,6 +79,8 @@ def target_for(endpoint: Endpoint, cluster: Cluster, *, refresh_registry: bool =
     elif (body or {}).get("url") and ungranted_registry(endpoint) is None:
         registry = registry_credentials(cluster=cluster, image_url=body["url"], refresh=refresh_registry)
     it = endpoint.instance
+    # The bounds in force: a schedule's while its window is open (as beat recorded it), else the base ones.
+    min_replica, max_replica = scheduled_bounds(endpoint)
     return EndpointTarget(
         id=endpoint.pk, name=endpoint.name, account_label=dns_label(endpoint.account.slug),
         namespace=namespace_name(cluster.namespace_prefix, endpoint.account.slug),
@@ -89,7 +92,7 @@ def target_for(endpoint: Endpoint, cluster: Cluster, *, refresh_registry: bool =
                               memory_request=it.memory_request, memory_limit=it.memory_limit,
                               cpu_limit=it.cpu_limit or str(it.vcpus),  # never unbounded: the instance's size
                               node_selector=it.node_selector, tolerations=it.tolerations),
-        min_replica=endpoint.min_replica, max_replica=endpoint.max_replica,
+        min_replica=min_replica, max_replica=max_replica,
         scaling_metric=endpoint.scaling_metric or DEFAULT_METRIC, scaling_threshold=endpoint.scaling_threshold,
         command=endpoint.command, args=endpoint.args, env=dict(endpoint.env),
         secrets=secrets, secrets_version=_secrets_version(secrets),

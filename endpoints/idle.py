@@ -16,17 +16,20 @@ from controlplane.errors import DomainError
 from controlplane.feed import activity_get
 
 from .models import Endpoint, Intent, State
+from .schedules import scheduled_bounds
 from .services import endpoint_scale_to_zero
 
 log = logging.getLogger(__name__)
 
 
 def idle_candidates() -> list[Endpoint]:
-    """Running endpoints that may scale to zero at all. Private ones never do: their traffic does not pass
-    the gateway, which therefore can neither see it nor wake them."""
-    return list(Endpoint.objects.filter(intent=Intent.RUN, state=State.RUNNING, min_replica=0)
-                .exclude(type="private")
-                .filter(~Q(scale_to_zero_timeout=None), scale_to_zero_timeout__gt=0).select_related("account"))
+    """Running endpoints that may scale to zero at all: whose minReplica in force is 0 (a scaling window's,
+    while one is open, else the base one). Private ones never do: their traffic does not pass the gateway,
+    which therefore can neither see it nor wake them."""
+    rows = (Endpoint.objects.filter(intent=Intent.RUN, state=State.RUNNING)
+            .filter(Q(min_replica=0) | ~Q(scaling_schedules=[])).exclude(type="private")
+            .filter(~Q(scale_to_zero_timeout=None), scale_to_zero_timeout__gt=0).select_related("account"))
+    return [endpoint for endpoint in rows if scheduled_bounds(endpoint)[0] == 0]
 
 
 def idle_sweep(*, now: datetime | None = None) -> list[int]:

@@ -48,6 +48,10 @@ class Endpoint(models.Model):
     scale_to_zero_timeout = models.PositiveIntegerField(null=True, blank=True, help_text="minutes")
     scaling_metric = models.CharField(max_length=32, blank=True, help_text="hardwareUsage | pendingRequests")
     scaling_threshold = models.FloatField(null=True, blank=True)
+    scaling_schedules = models.JSONField(default=list, blank=True, help_text="compute.scaling.schedules, as sent")
+    # What the endpoint holds against its quota: the largest maxReplica of the base and of every schedule
+    # (endpoints.schedules.held_replica), kept as a column so quota sums stay one SQL aggregate.
+    held_replica = models.PositiveIntegerField(default=1)
     repository = models.CharField(max_length=256)
     revision = models.CharField(max_length=256, null=True, blank=True, help_text="As requested (null = default)")
     framework = models.CharField(max_length=32)
@@ -76,6 +80,10 @@ class Endpoint(models.Model):
     private_service_name = models.CharField(max_length=256, null=True, blank=True)
     first_applied_at = models.DateTimeField(null=True, blank=True, help_text="When objects first reached a cluster")
     last_reconciled_at = models.DateTimeField(null=True, blank=True)
+    # The scaling window in force (written by the spec services and by beat, endpoints.schedules): the index of
+    # the schedule whose bounds apply (null: the base ones) and when that changes next (null: not foreseen).
+    schedule_active = models.PositiveSmallIntegerField(null=True, blank=True)
+    schedule_next_change = models.DateTimeField(null=True, blank=True)
 
     created_at = models.DateTimeField(default=timezone.now)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
@@ -88,8 +96,12 @@ class Endpoint(models.Model):
             models.UniqueConstraint(fields=["account", "name"], name="endpoint_name_unique"),
             models.CheckConstraint(condition=models.Q(min_replica__lte=models.F("max_replica")),
                                    name="endpoint_replicas_ordered"),
+            models.CheckConstraint(condition=models.Q(held_replica__gte=models.F("max_replica")),
+                                   name="endpoint_held_covers_max"),
         ]
-        indexes = [models.Index(fields=["observed_generation", "generation"], name="endpoint_convergence")]
+        indexes = [models.Index(fields=["observed_generation", "generation"], name="endpoint_convergence"),
+                   # beat's minute look at scheduled endpoints reads these rows only
+                   models.Index(fields=["id"], condition=~models.Q(scaling_schedules=[]), name="endpoint_scheduled")]
 
     def __str__(self) -> str:
         return f"{self.account.slug}/{self.name}"

@@ -22,6 +22,12 @@ def _units():
                 default=F("instance__accelerator_count"), output_field=IntegerField())
 
 
+# What one endpoint holds, in replicas: its largest maxReplica over the base and every schedule window
+# (``Endpoint.held_replica``, kept by the spec services with ``endpoints.schedules.held_replica``). Every sum
+# and admission below counts this and nothing else, so a window can never run more than was admitted.
+HELD = F("held_replica")
+
+
 def _holding(rows):
     """The endpoints of ``rows`` that hold quota: all but the paused. Scaled-to-zero endpoints count (as on
     HF); a deleting endpoint counts until its row is gone."""
@@ -32,17 +38,17 @@ def held_units(*, account, accelerator) -> Subquery:
     """The units ``account`` holds for ``accelerator`` (both may be ``OuterRef``s), as one subquery: for
     listing many quotas in one query."""
     rows = _holding(Endpoint.objects.filter(account=account, instance__accelerator=accelerator))
-    total = rows.values("account").annotate(units=Sum(F("max_replica") * _units())).values("units")
+    total = rows.values("account").annotate(units=Sum(HELD * _units())).values("units")
     return Coalesce(Subquery(total, output_field=IntegerField()), 0)
 
 
 def quota_usage(*, account: Account, exclude_endpoint_id: int | None = None) -> dict[str, int]:
-    """Units held per accelerator: Σ maxReplica × units per replica over the endpoints holding quota."""
+    """Units held per accelerator: Σ held replicas × units per replica over the endpoints holding quota."""
     rows = _holding(Endpoint.objects.filter(account=account))
     if exclude_endpoint_id is not None:
         rows = rows.exclude(pk=exclude_endpoint_id)
     usage = {acc: 0 for acc in Accelerator.values}
-    for row in rows.values("instance__accelerator").annotate(units=Sum(F("max_replica") * _units())).order_by():
+    for row in rows.values("instance__accelerator").annotate(units=Sum(HELD * _units())).order_by():
         usage[row["instance__accelerator"]] = row["units"] or 0
     return usage
 
@@ -51,8 +57,8 @@ def quota_breakdown(*, account: Account) -> list[dict]:
     """Per-endpoint holdings for the quota API."""
     rows = (Endpoint.objects.filter(account=account).select_related("instance").order_by("name"))
     return [{"name": ep.name, "accelerator": ep.instance.accelerator, "instance": ep.instance.compute_id,
-             "maxReplica": ep.max_replica, "unitsPerReplica": ep.instance.quota_units,
-             "units": 0 if ep.intent == Intent.PAUSE else ep.max_replica * ep.instance.quota_units,
+             "maxReplica": ep.max_replica, "heldReplica": ep.held_replica, "unitsPerReplica": ep.instance.quota_units,
+             "units": 0 if ep.intent == Intent.PAUSE else ep.held_replica * ep.instance.quota_units,
              "state": ep.state} for ep in rows]
 
 
@@ -60,13 +66,14 @@ def _held_by(endpoint_id: int | None) -> int:
     """The units one endpoint holds now (0 for a new or paused one)."""
     if endpoint_id is None:
         return 0
-    rows = _holding(Endpoint.objects.filter(pk=endpoint_id)).annotate(units=F("max_replica") * _units())
+    rows = _holding(Endpoint.objects.filter(pk=endpoint_id)).annotate(units=HELD * _units())
     return rows.values_list("units", flat=True).first() or 0
 
 
 def quota_reserve(*, account: Account, instance: InstanceType, max_replica: int,
                   endpoint_id: int | None = None) -> None:
     """Admit ``max_replica`` replicas of ``instance`` for an endpoint of ``account``, or raise QuotaExceeded.
+    Callers pass what the endpoint will hold (``held_replica``: schedules included).
 
     Must run inside the transaction that writes the spec; it locks the account row, so concurrent
     admissions for one account are serialised and can never over-admit. ``endpoint_id`` excludes that

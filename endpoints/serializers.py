@@ -6,7 +6,10 @@ ignored for forward compatibility, as the HF API does.
 """
 
 import re
+from functools import cache
+from zoneinfo import available_timezones
 
+from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -29,6 +32,7 @@ from controlplane.names import ENDPOINT_NAME_PATTERN
 from controlplane.validators import FullMatchValidator
 from controlplane.wire import TimestampField
 
+from .cron import CronError, cron_parse
 from .models import EndpointType
 from .scaling import MEASURES
 from .spec import endpoint_body
@@ -61,6 +65,40 @@ class MeasureField(serializers.DictField):
     pass
 
 
+@cache
+def _timezones() -> frozenset[str]:
+    return frozenset(available_timezones())  # reads the zone database once per process
+
+
+class ScheduleSerializer(serializers.Serializer):
+    """One scheduled scaling window (``endpoints.schedules``): from each fire of ``cron`` in ``timezone``,
+    for ``durationMinutes``, the replicas stay between this ``minReplica`` and ``maxReplica``."""
+
+    cron = StrictCharField(max_length=128, help_text="Five-field cron expression, e.g. '0 8 * * 1-5'")
+    timezone = StrictCharField(max_length=64, required=False, default="UTC", help_text="IANA time zone name")
+    durationMinutes = StrictIntegerField(min_value=1, max_value=7 * 24 * 60,
+                                         help_text="How long each window lasts (elapsed minutes)")
+    minReplica = StrictIntegerField(min_value=0, max_value=MAX_REPLICA_LIMIT)
+    maxReplica = StrictIntegerField(min_value=1, max_value=MAX_REPLICA_LIMIT)
+
+    def validate_cron(self, value):
+        try:
+            cron_parse(value)
+        except CronError as exc:
+            raise serializers.ValidationError(str(exc)) from exc
+        return " ".join(value.split())
+
+    def validate_timezone(self, value):
+        if value not in _timezones():
+            raise serializers.ValidationError(f"'{value}' is not an IANA time zone name (e.g. Europe/Paris).")
+        return value
+
+    def validate(self, attrs):
+        if attrs["minReplica"] > attrs["maxReplica"]:
+            raise serializers.ValidationError({"maxReplica": ["Must be greater than or equal to minReplica."]})
+        return attrs
+
+
 class ScalingSerializer(serializers.Serializer):
     minReplica = StrictIntegerField(min_value=0, max_value=MAX_REPLICA_LIMIT)
     maxReplica = StrictIntegerField(min_value=1, max_value=MAX_REPLICA_LIMIT)
@@ -68,6 +106,9 @@ class ScalingSerializer(serializers.Serializer):
                                             default=None, help_text="Minutes idle before scaling to zero")
     measure = MeasureField(required=False, allow_null=True, default=None)
     metric = serializers.ChoiceField(choices=list(MEASURES), required=False, allow_null=True, default=None)
+    schedules = StrictListField(child=ScheduleSerializer(), required=False, default=list,
+                                max_length=settings.SCALING_SCHEDULES_MAX,
+                                help_text="Windows that replace minReplica/maxReplica while open (docs/autoscaling.md)")
 
     def validate_measure(self, value):
         if value is None:
@@ -260,6 +301,13 @@ class CostStatusSerializer(serializers.Serializer):
     note = serializers.CharField(allow_null=True, help_text="Why nothing accrues now, when it does not")
 
 
+class ScalingStatusSerializer(serializers.Serializer):
+    activeSchedule = serializers.IntegerField(allow_null=True, help_text="Index of the schedule in force, or null")
+    minReplica = serializers.IntegerField(help_text="The bounds applied now")
+    maxReplica = serializers.IntegerField()
+    nextChange = serializers.CharField(allow_null=True, help_text="When the schedule in force changes next")
+
+
 class StatusSerializer(serializers.Serializer):
     createdAt = serializers.CharField()
     createdBy = AccountRefSerializer(allow_null=True)
@@ -273,6 +321,7 @@ class StatusSerializer(serializers.Serializer):
     url = serializers.CharField(allow_null=True)
     errorMessage = serializers.CharField(allow_null=True)
     cost = CostStatusSerializer()
+    scaling = ScalingStatusSerializer()
 
 
 class ScalingOutSerializer(serializers.Serializer):
@@ -281,6 +330,7 @@ class ScalingOutSerializer(serializers.Serializer):
     scaleToZeroTimeout = serializers.IntegerField(allow_null=True)
     measure = serializers.DictField(child=serializers.FloatField())
     metric = serializers.CharField()
+    schedules = ScheduleSerializer(many=True)
 
 
 class ComputeOutSerializer(serializers.Serializer):

@@ -31,6 +31,7 @@ from .errors import EndpointNotFound, StateConflict
 from .locks import endpoint_try_lock_for_transaction
 from .models import Endpoint, EndpointEvent, Intent, State
 from .quota import quota_reserve
+from .schedules import held_replica, schedule_record
 from .serializers import EndpointSpecSerializer
 from .signals import endpoint_changed
 from .spec import MASK, deep_merge, spec_diff, stored_spec
@@ -114,6 +115,9 @@ def _assign(endpoint: Endpoint, spec: dict, instance, secrets: dict, registry_pa
     endpoint.scale_to_zero_timeout = scaling.get("scaleToZeroTimeout")
     endpoint.scaling_metric = metric or ""
     endpoint.scaling_threshold = measure[metric] if measure else None
+    endpoint.scaling_schedules = [dict(schedule) for schedule in scaling.get("schedules") or []]
+    endpoint.held_replica = held_replica(scaling)
+    schedule_record(endpoint, timezone.now())  # the window in force from this write on; beat keeps it current
     endpoint.repository, endpoint.revision = model["repository"], model.get("revision")
     endpoint.framework, endpoint.task = model["framework"], model.get("task")
     endpoint.image = model["image"]
@@ -174,7 +178,7 @@ def endpoint_create(*, account: Account, spec: dict, actor: AbstractBaseUser | N
     if Endpoint.objects.filter(account=account).count() >= settings.MAX_ENDPOINTS_PER_ACCOUNT:
         raise Conflict(f"'{account.slug}' already has the maximum of {settings.MAX_ENDPOINTS_PER_ACCOUNT} endpoints",
                        code=Code.ENDPOINT_LIMIT)
-    quota_reserve(account=account, instance=instance, max_replica=compute["scaling"]["maxReplica"])
+    quota_reserve(account=account, instance=instance, max_replica=held_replica(compute["scaling"]))
     image, password = _split_registry_password(spec["model"]["image"], None)
     spec["model"]["image"] = image
     user = actor if actor is not None and actor.is_authenticated else None
@@ -197,8 +201,9 @@ def endpoint_update(*, account: Account, name: str, patch: dict, actor: Abstract
     """Deep-merge ``patch`` into the stored spec and apply it.
 
     ``{}`` or a patch that changes nothing writes nothing. A changed repository or revision is pinned
-    again by the reconciler. Re-admits quota when the instance or maxReplica changes on an endpoint that
-    holds quota. Raises as ``endpoint_create``, plus EndpointNotFound and StateConflict (deleting).
+    again by the reconciler. Re-admits quota when the instance changes or the held replicas grow (the largest
+    maxReplica of the base and the schedules) on an endpoint that holds quota. Raises as ``endpoint_create``,
+    plus EndpointNotFound and StateConflict (deleting).
     """
     endpoint = _locked_endpoint(account, name)
     if endpoint.intent == Intent.DELETE:
@@ -224,7 +229,7 @@ def endpoint_update(*, account: Account, name: str, patch: dict, actor: Abstract
     image, password = _split_registry_password(spec["model"]["image"], old_password, endpoint.image)
     spec["model"]["image"] = image
 
-    old_instance, old_max_replica = endpoint.instance, endpoint.max_replica
+    old_instance, old_held = endpoint.instance, endpoint.held_replica
     _assign(endpoint, spec, instance, secrets, password)  # in memory: saved only if something changed
     diff = spec_diff(old_spec, stored_spec(endpoint))
     if secrets != old_secrets:
@@ -235,9 +240,9 @@ def endpoint_update(*, account: Account, name: str, patch: dict, actor: Abstract
         return endpoint
 
     holds_quota = endpoint.intent != Intent.PAUSE
-    if holds_quota and (instance.pk != old_instance.pk or endpoint.max_replica > old_max_replica
+    if holds_quota and (instance.pk != old_instance.pk or endpoint.held_replica > old_held
                         or instance.quota_units != old_instance.quota_units):
-        quota_reserve(account=account, instance=instance, max_replica=endpoint.max_replica, endpoint_id=endpoint.pk)
+        quota_reserve(account=account, instance=instance, max_replica=endpoint.held_replica, endpoint_id=endpoint.pk)
     if any(field in diff for field in RESPEC_FIELDS):
         endpoint.pinned_revision = None
     from_state = endpoint.state
@@ -292,7 +297,7 @@ def endpoint_resume(*, account: Account, name: str, actor: AbstractBaseUser | No
         raise StateConflict("Endpoint is being deleted")
     if endpoint.intent == Intent.RUN and endpoint.state not in (State.FAILED, State.UPDATE_FAILED):
         raise StateConflict("Endpoint is already running", code=Code.ALREADY_RUNNING, status=400)
-    quota_reserve(account=account, instance=endpoint.instance, max_replica=endpoint.max_replica,
+    quota_reserve(account=account, instance=endpoint.instance, max_replica=endpoint.held_replica,
                   endpoint_id=endpoint.pk)
     return _intent_change(endpoint, intent=Intent.RUN, state=State.PENDING, message="Endpoint resuming",
                           kind="resume", actor=actor)
@@ -313,8 +318,9 @@ def endpoint_scale_to_zero(*, account: Account, name: str, actor: AbstractBaseUs
 
 
 @transaction.atomic
-def endpoint_wake(*, endpoint_id: int) -> Endpoint | None:
-    """Wake a scaled-to-zero endpoint because a request reached the gateway (the system acts, no user).
+def endpoint_wake(*, endpoint_id: int, message: str = "Endpoint waking up: a request arrived") -> Endpoint | None:
+    """Wake a scaled-to-zero endpoint because a request reached the gateway, or a scaling window asks for
+    replicas (``message`` says which; the system acts, no user).
 
     Intent back to run, state ``initializing``, generation bumped, reconcile enqueued on commit: the
     reconciler restores replicas (>= 1) and the HPA. No quota check: a scaled-to-zero endpoint still holds
@@ -328,8 +334,8 @@ def endpoint_wake(*, endpoint_id: int) -> Endpoint | None:
                 .filter(pk=endpoint_id).first())
     if endpoint is None or endpoint.intent != Intent.SCALE_TO_ZERO:
         return endpoint
-    return _intent_change(endpoint, intent=Intent.RUN, state=State.INITIALIZING,
-                          message="Endpoint waking up: a request arrived", kind="wake", actor=None)
+    return _intent_change(endpoint, intent=Intent.RUN, state=State.INITIALIZING, message=message, kind="wake",
+                          actor=None)
 
 
 def _delete_audit(endpoint: Endpoint, actor, *, to_state: str | None) -> None:

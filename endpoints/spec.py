@@ -12,13 +12,14 @@ from controlplane.wire import iso_z
 
 from .models import Endpoint
 from .scaling import scaling_target
+from .schedules import scheduled_bounds
 
 # What the API shows in place of a secret value, and what a client sends back to keep the stored one.
 MASK = "********"
 
 REPLACED_WHOLE = frozenset({
     "model.image", "model.command", "model.args", "model.env", "model.secrets", "tags",
-    "compute.scaling.measure", "privateService",
+    "compute.scaling.measure", "compute.scaling.schedules", "privateService",
 })
 
 
@@ -68,6 +69,7 @@ def stored_spec(endpoint: Endpoint) -> dict:
                 "maxReplica": endpoint.max_replica,
                 "scaleToZeroTimeout": endpoint.scale_to_zero_timeout,
                 "measure": {metric: endpoint.scaling_threshold} if endpoint.scaling_metric else None,
+                "schedules": deepcopy(endpoint.scaling_schedules or []),
             },
         },
         "model": {
@@ -106,8 +108,16 @@ def _account_ref(user) -> dict | None:
     return {"id": str(user.pk), "name": user.get_username()} if user else None
 
 
+def scaling_status(endpoint: Endpoint) -> dict:
+    """``status.scaling``: the schedule in force (index or null), the bounds applied now, and when that changes."""
+    low, high = scheduled_bounds(endpoint)
+    return {"activeSchedule": endpoint.schedule_active, "minReplica": low, "maxReplica": high,
+            "nextChange": iso_z(endpoint.schedule_next_change)}
+
+
 def endpoint_body(endpoint: Endpoint) -> dict:
-    """The HF v2 Endpoint object: every key of the HF wire format, ``Z`` timestamps, secret values masked."""
+    """The HF v2 Endpoint object: every key of the HF wire format, ``Z`` timestamps, secret values masked;
+    ``compute.scaling.schedules`` and ``status.scaling`` are ours (clients ignore keys they do not know)."""
     spec = stored_spec(endpoint)
     metric, threshold = scaling_measure(endpoint)
     spec["compute"]["id"] = endpoint.instance.compute_id
@@ -134,6 +144,7 @@ def endpoint_body(endpoint: Endpoint) -> dict:
             "url": endpoint.url,
             "errorMessage": endpoint.message if endpoint.state in ("failed", "updateFailed") else None,
             "cost": cost_status(endpoint),
+            "scaling": scaling_status(endpoint),
         },
     }
 

@@ -58,6 +58,7 @@ class QuotaHoldingSerializer(serializers.Serializer):
     accelerator = serializers.CharField()
     instance = serializers.CharField()
     maxReplica = serializers.IntegerField()
+    heldReplica = serializers.IntegerField(help_text="Replicas held: the largest maxReplica of the base and schedules")
     unitsPerReplica = serializers.IntegerField()
     units = serializers.IntegerField()
     state = serializers.CharField()

@@ -134,3 +134,12 @@ def costs_accrue_task() -> int:
     accrued = costs_accrue()
     budgets_enforce()
     return accrued
+
+
+@shared_task(name=queue.SCALING_SCHEDULES, acks_late=True, ignore_result=True)
+def scaling_schedules_task() -> int:
+    """Apply the scaling windows that opened or closed since the last run; returns how many endpoints were
+    queued for a reconcile because their bounds changed."""
+    from endpoints.schedule_sweep import schedules_apply
+
+    return len(schedules_apply())
