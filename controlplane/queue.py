@@ -16,6 +16,8 @@ DRIFT_SWEEP = "workers.drift_sweep"
 IDLE_SWEEP = "workers.idle_sweep"
 REGISTRY_REFRESH = "workers.registry_refresh"
 CLUSTER_PROBE = "workers.cluster_probe"
+WEBHOOK_DELIVER = "workers.webhook_deliver"
+WEBHOOK_SWEEP = "workers.webhook_sweep"
 WAKE = WAKE_TASK
 
 

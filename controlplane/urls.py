@@ -10,9 +10,11 @@ from endpoints import views as ep
 from quotas import views as qv
 
 from . import docs, views
+from .webhooks import views as wh
 
 NS = "<str:namespace>"
 EP = f"v2/endpoint/{NS}/<str:name>"
+WH = f"v2/webhooks/{NS}/<int:webhook_id>"
 
 urlpatterns = [
     path("api/whoami-v2", views.WhoamiView.as_view(), name="whoami"),
@@ -30,6 +32,11 @@ urlpatterns = [
     path(f"v2/provider/{NS}", eq.ProviderView.as_view(), name="provider"),
     path(f"v2/quotas/{NS}", eq.QuotaView.as_view(), name="quotas"),
     path(f"v2/quotas/{NS}/requests", qv.QuotaRequestsView.as_view(), name="quota-requests"),
+    path(f"v2/webhooks/{NS}", wh.WebhookCollectionView.as_view(), name="webhooks"),
+    path(WH, wh.WebhookDetailView.as_view(), name="webhook"),
+    path(f"{WH}/rotate-secret", wh.WebhookRotateSecretView.as_view(), name="webhook-rotate-secret"),
+    path(f"{WH}/deliveries", wh.WebhookDeliveriesView.as_view(), name="webhook-deliveries"),
+    path(f"{WH}/deliveries/<int:delivery_id>/redeliver", wh.WebhookRedeliverView.as_view(), name="webhook-redeliver"),
     path("api/schema/", docs.SchemaView.as_view(), name="schema"),
     path("api/docs/", docs.SwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/redoc/", docs.RedocView.as_view(url_name="schema"), name="redoc"),
