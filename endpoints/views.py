@@ -22,6 +22,7 @@ from . import selectors, services, stream
 from .openmetrics import CONTENT_TYPE as OPENMETRICS_CONTENT_TYPE
 from .openmetrics import exposition
 from .serializers import (
+    EndpointEventFrameSerializer,
     EndpointEventListSerializer,
     EndpointListQuerySerializer,
     EndpointListSerializer,
@@ -141,7 +142,8 @@ class EndpointEventsView(APIView):
                     OpenApiParameter("Last-Event-ID", int, location=OpenApiParameter.HEADER, required=False,
                                      description="With follow: resume after this event id")],
         responses={(200, "application/json"): EndpointEventListSerializer,
-                   (200, "text/event-stream"): OpenApiResponse(OpenApiTypes.STR, description="Server-Sent Events"),
+                   (200, "text/event-stream"): OpenApiResponse(EndpointEventFrameSerializer,
+                                                               description="Server-Sent Events (schema: one event)"),
                    **{(code, "application/json"): response
                       for code, response in error_responses(403, 404, 429).items()}})
     def get(self, request: Request, namespace: str, name: str) -> HttpResponseBase:
