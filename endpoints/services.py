@@ -115,8 +115,8 @@ def _webhooks_emit(endpoint: Endpoint, event: EndpointEvent) -> None:
     actor = {"actor": event.actor_name, "eventId": event.pk}
     if event.kind in WEBHOOK_KINDS:
         # Changed field names only: values may be long, and the secrets' are never anywhere in an event.
-        items.append((WEBHOOK_KINDS[event.kind], endpoint_webhook_data(
-            endpoint, changed=sorted(event.diff) if event.kind == "update" else [], **actor)))
+        changed = {"changed": sorted(event.diff)} if event.kind == "update" else {}
+        items.append((WEBHOOK_KINDS[event.kind], endpoint_webhook_data(endpoint, **changed, **actor)))
     if event.to_state and event.to_state != event.from_state:
         # The reconciler's in-memory endpoint may predate the status it just wrote: the event's own state
         # and message are the truth here, and the url is left to endpoint.updated / the API.

@@ -150,7 +150,9 @@ def _record(delivery: WebhookDelivery, answer: Answer, duration_ms: int, now: da
         if now >= delivery.retry_until:
             delivery.status, delivery.next_attempt_at = WebhookDelivery.Status.FAILED, None
         else:
-            delivery.next_attempt_at = now + timedelta(seconds=retry_delay(delivery.attempt_count))
+            # Never past the window: the last attempt is made at its end, and its failure gives up.
+            delivery.next_attempt_at = min(now + timedelta(seconds=retry_delay(delivery.attempt_count)),
+                                           delivery.retry_until)
         subscriptions.update(consecutive_failures=F("consecutive_failures") + 1)
         _disable_if_failing(delivery.subscription_id)
     delivery.save(update_fields=["attempt_count", "last_attempt_at", "manual", "status", "next_attempt_at",
