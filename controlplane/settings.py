@@ -364,6 +364,8 @@ if WEBHOOK_LEASE_SECONDS <= WEBHOOK_TIMEOUT_SECONDS:
 WEBHOOK_DISABLE_AFTER_FAILURES = env_int("WEBHOOK_DISABLE_AFTER_FAILURES", 50)
 # How often beat sends the due deliveries (retries, and any whose message was lost) to the workers.
 WEBHOOK_SWEEP_SECONDS = env_int("WEBHOOK_SWEEP_SECONDS", 10)
+# Finished deliveries (and their attempt log) are deleted by the sweep once this old.
+WEBHOOK_RETENTION_DAYS = env_int("WEBHOOK_RETENTION_DAYS", 30)
 # Endpoint event streams (GET .../events?follow=true): a stream ends after this many seconds (the client
 # reconnects with Last-Event-ID). Each open stream holds a web worker: the default stays under gunicorn's
 # default 30 s worker timeout; raise both together (or run gthread workers) for longer streams.

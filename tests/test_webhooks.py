@@ -13,6 +13,7 @@ import hmac
 import json
 import threading
 import time
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -22,7 +23,7 @@ from django.utils import timezone
 from controlplane.models import AuditEvent, WebhookAttempt, WebhookDelivery, WebhookSubscription
 from controlplane.webhooks import events
 from controlplane.webhooks.addresses import AddressRefused, resolve
-from controlplane.webhooks.sender import deliver, retry_delay
+from controlplane.webhooks.sender import deliver, deliveries_due, deliveries_prune, retry_delay
 from endpoints import services as endpoint_services
 from quotas.services import quota_request_create, quota_request_decide, quota_set
 from tests.factories import endpoint_spec, make_org, make_user
@@ -165,7 +166,7 @@ def test_backoff_doubles_with_jitter_and_a_delivery_gives_up_after_its_window(al
     with transaction.atomic():
         (delivery,) = events.emit(account=alice.personal_account, event_type="endpoint.created", data={"x": 1})
     deliver(delivery.pk)
-    later = delivery.retry_until + timezone.timedelta(seconds=1)
+    later = delivery.retry_until + timedelta(seconds=1)
     WebhookDelivery.objects.filter(pk=delivery.pk).update(next_attempt_at=later)
     deliver(delivery.pk, now=later)
     delivery.refresh_from_db()
@@ -265,8 +266,9 @@ def test_only_http_urls_with_a_host_are_taken(alice_api, url):
 
 
 def test_the_resolved_address_is_what_is_checked_and_pinned(settings):
-    with pytest.raises(AddressRefused, match="127.0.0.1"):
+    with pytest.raises(AddressRefused, match="'localhost' resolves to an address webhooks may not") as refused:
         resolve("http://localhost:9/")
+    assert "127.0.0.1" not in str(refused.value), "a name's internal address is not told back"
     settings.WEBHOOK_ALLOWED_CIDRS = ["127.0.0.0/8"]
     pinned = resolve("https://localhost:8443/a?b=c")
     assert (pinned.address, pinned.host, pinned.port, pinned.target) == ("127.0.0.1", "localhost", 8443, "/a?b=c")
@@ -280,7 +282,7 @@ def test_a_host_that_later_resolves_internally_is_not_contacted(alice, alice_api
         (delivery,) = events.emit(account=alice.personal_account, event_type="endpoint.created", data={})
     settings.WEBHOOK_ALLOWED_CIDRS = []  # as if the name now resolved to an internal address
     attempt = deliver(delivery.pk)
-    assert attempt.outcome == "refused" and "127.0.0.1" in attempt.error and attempt.status_code is None
+    assert attempt.outcome == "refused" and "'localhost'" in attempt.error and attempt.status_code is None
     assert hook.requests == []
     log = expect(alice_api.get(f"/v2/webhooks/alice/{created['id']}/deliveries"), 200).json()["items"]
     assert log[0]["attempts"][0]["outcome"] == "refused" and log[0]["status"] == "pending"
@@ -482,3 +484,17 @@ def test_the_admin_lists_without_the_secret_and_redelivers_through_the_service(a
     delivery.refresh_from_db()
     assert (delivery.status, delivery.manual) == ("pending", True)
     assert AuditEvent.objects.get(action="webhook.redeliver").actor_name == "root"
+
+
+def test_the_sweep_finds_due_deliveries_and_prunes_old_finished_ones(alice, alice_api, receiver, settings):
+    subscribe(alice_api, receiver().url)
+    with transaction.atomic():
+        done, waiting = events.emit_many(account=alice.personal_account, events=[
+            ("endpoint.created", {}), ("endpoint.deleted", {})])
+    assert set(deliveries_due()) == {done.pk, waiting.pk}
+    deliver(done.pk)
+    assert deliveries_due() == [waiting.pk]
+    later = timezone.now() + timedelta(days=settings.WEBHOOK_RETENTION_DAYS + 1)
+    assert deliveries_prune(now=later) == 1
+    assert list(WebhookDelivery.objects.values_list("pk", flat=True)) == [waiting.pk], "pending ones stay"
+    assert not WebhookAttempt.objects.exists()

@@ -137,9 +137,11 @@ def webhook_deliver_task(delivery_id: int) -> None:
 @shared_task(name=queue.WEBHOOK_SWEEP, acks_late=True, ignore_result=True)
 def webhook_sweep_task() -> int:
     """Queue every due webhook delivery: retries whose backoff ended, and any whose message was lost or whose
-    worker died mid-attempt (its lease ended). Returns how many."""
-    from controlplane.webhooks.sender import deliveries_due
+    worker died mid-attempt (its lease ended); prune finished ones past their retention. Returns how many
+    were queued."""
+    from controlplane.webhooks.sender import deliveries_due, deliveries_prune
 
+    deliveries_prune()
     due = deliveries_due()
     for delivery_id in due:
         # Expiring with the interval: a message not started by the next sweep is dropped unrun (that sweep

@@ -85,9 +85,11 @@ def resolve(url: str) -> Resolved:
     does not resolve (within RESOLVE_TIMEOUT_SECONDS) or any address it resolves to is not allowed (a name
     answering with one public and one internal address is refused, whichever would be picked)."""
     scheme, host, port, target = url_parse(url)
+    literal = True
     try:
         addresses = [str(ipaddress.ip_address(host))]
     except ValueError:
+        literal = False
         future = _resolver.submit(_lookup, host, port)
         try:
             addresses = future.result(timeout=RESOLVE_TIMEOUT_SECONDS)
@@ -99,6 +101,9 @@ def resolve(url: str) -> Resolved:
         raise AddressRefused(f"the host {host!r} does not resolve")
     for address in addresses:
         if not address_allowed(address):
-            raise AddressRefused(f"resolves to {address}, an address webhooks may not reach (loopback, "
-                                 "link-local, private, multicast or reserved)")
+            # A name's internal address is not told back: the message reaches the tenant (the API, the
+            # delivery log), who must not map the internal network through it.
+            what = f"{address} is" if literal else f"the host {host!r} resolves to"
+            raise AddressRefused(f"{what} an address webhooks may not reach (loopback, link-local, private, "
+                                 "multicast or reserved)")
     return Resolved(scheme=scheme, host=host, port=port, address=addresses[0], target=target)

@@ -136,7 +136,9 @@ def deliver(delivery_id: int, *, now: datetime | None = None) -> WebhookAttempt 
 
 
 @transaction.atomic
-def _record(delivery: WebhookDelivery, answer: Answer, duration_ms: int, now: datetime) -> WebhookAttempt:
+def _record(delivery: WebhookDelivery, answer: Answer, duration_ms: int, now: datetime) -> WebhookAttempt | None:
+    if not WebhookDelivery.objects.select_for_update().filter(pk=delivery.pk).exists():
+        return None  # its subscription was deleted meanwhile: nothing left to log
     attempt = WebhookAttempt.objects.create(
         delivery=delivery, attempted_at=now, outcome=answer.outcome, status_code=answer.status_code,
         duration_ms=duration_ms, error=answer.error, response_excerpt=answer.excerpt, manual=delivery.manual)
@@ -183,3 +185,13 @@ def deliveries_due(*, now: datetime | None = None, limit: int = 1000) -> list[in
     return list(WebhookDelivery.objects.filter(status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=now,
                                                subscription__enabled=True)
                 .order_by("next_attempt_at").values_list("pk", flat=True)[:limit])
+
+
+def deliveries_prune(*, now: datetime | None = None, batch: int = 5000) -> int:
+    """Delete up to ``batch`` finished deliveries (with their attempts) older than WEBHOOK_RETENTION_DAYS, oldest
+    first; returns how many deliveries went. Pending ones are never pruned."""
+    cutoff = (now or timezone.now()) - timedelta(days=settings.WEBHOOK_RETENTION_DAYS)
+    old = (WebhookDelivery.objects.exclude(status=WebhookDelivery.Status.PENDING).filter(created_at__lt=cutoff)
+           .order_by("created_at").values_list("pk", flat=True)[:batch])
+    deleted = WebhookDelivery.objects.filter(pk__in=list(old)).delete()[1]
+    return deleted.get(WebhookDelivery._meta.label, 0)
