@@ -76,24 +76,39 @@ def _host_header(target: Resolved) -> str:
     return host if target.port == default else f"{host}:{target.port}"
 
 
+def _read_bounded(response, deadline: float) -> bytes:
+    """At most WEBHOOK_RESPONSE_MAX_BYTES of the answer's body, read until the attempt's deadline: the status
+    is already known, so a body that trickles in is cut short rather than holding the worker."""
+    chunks, size, limit = [], 0, settings.WEBHOOK_RESPONSE_MAX_BYTES
+    while size < limit and time.monotonic() < deadline:
+        try:
+            chunk = response.read(min(8192, limit - size), decode_content=False)
+        except (urllib3.exceptions.HTTPError, OSError):  # the body broke off: what arrived is the excerpt
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
 def send(url: str, body: bytes, headers: dict[str, str]) -> Answer:
     """One POST of ``body`` to ``url`` under the SSRF rules; never raises for what the network does."""
     try:
         target = resolve(url)
     except AddressRefused as exc:
         return Answer(Outcome.REFUSED, error=f"refused: {exc}"[:512])
-    timeout = urllib3.Timeout(total=settings.WEBHOOK_TIMEOUT_SECONDS)
-    pool = _pool(target, timeout)
+    deadline = time.monotonic() + settings.WEBHOOK_TIMEOUT_SECONDS
+    pool = _pool(target, urllib3.Timeout(total=settings.WEBHOOK_TIMEOUT_SECONDS))
     try:
         response = pool.urlopen("POST", target.target, body=body, redirect=False, retries=False,
                                 preload_content=False, assert_same_host=False,
                                 headers={"Host": _host_header(target), "Content-Type": "application/json",
                                          "User-Agent": USER_AGENT, **headers})
         try:
-            content = response.read(settings.WEBHOOK_RESPONSE_MAX_BYTES, decode_content=False)
+            content = _read_bounded(response, deadline)
         finally:
-            response.release_conn()
-            response.close()
+            response.close()  # never drained: the rest of a large answer is not read
     except (urllib3.exceptions.TimeoutError, TimeoutError) as exc:
         return Answer(Outcome.TIMEOUT, error=f"timed out after {settings.WEBHOOK_TIMEOUT_SECONDS} s ({type(exc).__name__})")
     except (urllib3.exceptions.HTTPError, OSError) as exc:

@@ -56,7 +56,6 @@ def _check_description(description) -> str:
     return description
 
 
-@transaction.atomic
 def webhook_create(*, account: Account, url: str, events: list[str] | None = None, description: str = "",
                    actor: AbstractBaseUser | None = None) -> tuple[WebhookSubscription, str]:
     """Subscribe ``url`` to ``events`` of ``account`` (None or ``["*"]``: every type). Returns the subscription
@@ -65,18 +64,19 @@ def webhook_create(*, account: Account, url: str, events: list[str] | None = Non
     Raises InvalidSpec naming ``url`` (not http(s), or an address webhooks may not reach), ``events`` or
     ``description``; Conflict ``webhook_limit`` past MAX_WEBHOOKS_PER_ACCOUNT. Writes nothing on error."""
     events, description = _check_events(events), _check_description(description)
-    _check_url(url)
-    account_lock(account=account)  # serialises the limit check
-    if WebhookSubscription.objects.filter(account=account).count() >= settings.MAX_WEBHOOKS_PER_ACCOUNT:
-        raise Conflict(f"'{account.slug}' already has the maximum of {settings.MAX_WEBHOOKS_PER_ACCOUNT} webhooks",
-                       code=Code.WEBHOOK_LIMIT)
+    _check_url(url)  # before the transaction: a slow DNS answer holds no lock and no transaction open
     secret = signing.secret_generate()
-    subscription = WebhookSubscription.objects.create(
-        account=account, url=url, events=events, description=description,
-        secret_encrypted=encrypt_json({"secret": secret}),
-        created_by=actor if actor is not None and actor.is_authenticated else None)
-    audit_record(actor=actor, action="webhook.create", account=account, target=str(subscription.pk),
-                 diff={"url": [None, url], "events": [None, events]})
+    with transaction.atomic():
+        account_lock(account=account)  # serialises the limit check
+        if WebhookSubscription.objects.filter(account=account).count() >= settings.MAX_WEBHOOKS_PER_ACCOUNT:
+            raise Conflict(f"'{account.slug}' already has the maximum of {settings.MAX_WEBHOOKS_PER_ACCOUNT} "
+                           "webhooks", code=Code.WEBHOOK_LIMIT)
+        subscription = WebhookSubscription.objects.create(
+            account=account, url=url, events=events, description=description,
+            secret_encrypted=encrypt_json({"secret": secret}),
+            created_by=actor if actor is not None and actor.is_authenticated else None)
+        audit_record(actor=actor, action="webhook.create", account=account, target=str(subscription.pk),
+                     diff={"url": [None, url], "events": [None, events]})
     return subscription, secret
 
 
@@ -87,16 +87,22 @@ def _locked(account: Account, webhook_id: int) -> WebhookSubscription:
     return subscription
 
 
-@transaction.atomic
 def webhook_update(*, account: Account, webhook_id: int, changes: dict,
                    actor: AbstractBaseUser | None = None) -> WebhookSubscription:
     """Change ``url``, ``events``, ``description`` or ``enabled`` (keys absent stay). Enabling a disabled
     subscription clears its failure count, and its pending deliveries are sent again. Raises as create,
     plus WebhookNotFound."""
+    if "url" in changes:  # before the transaction, as in create
+        _check_url(changes["url"])
+    with transaction.atomic():
+        return _update(account, webhook_id, changes, actor)
+
+
+def _update(account: Account, webhook_id: int, changes: dict, actor) -> WebhookSubscription:
     subscription = _locked(account, webhook_id)
     new = {}
     if "url" in changes:
-        new["url"] = _check_url(changes["url"])
+        new["url"] = changes["url"]
     if "events" in changes:
         new["events"] = _check_events(changes["events"])
     if "description" in changes:
