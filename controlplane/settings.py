@@ -350,6 +350,8 @@ _networks("WEBHOOK_ALLOWED_CIDRS", WEBHOOK_ALLOWED_CIDRS)
 # answer are read (the log keeps an excerpt of them).
 WEBHOOK_TIMEOUT_SECONDS = env_int("WEBHOOK_TIMEOUT_SECONDS", 10)
 WEBHOOK_RESPONSE_MAX_BYTES = env_int("WEBHOOK_RESPONSE_MAX_BYTES", 64 * 1024)
+# https receivers' certificates are verified against this CA bundle (a PEM file), certifi's when unset.
+WEBHOOK_CA_BUNDLE = env_str("WEBHOOK_CA_BUNDLE")
 # Retries: exponential from WEBHOOK_RETRY_BASE_SECONDS (doubling, capped at WEBHOOK_RETRY_MAX_SECONDS,
 # jittered) until WEBHOOK_RETRY_WINDOW_SECONDS after the event; then the delivery is given up.
 WEBHOOK_RETRY_BASE_SECONDS = env_int("WEBHOOK_RETRY_BASE_SECONDS", 30)

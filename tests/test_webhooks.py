@@ -498,3 +498,52 @@ def test_the_sweep_finds_due_deliveries_and_prunes_old_finished_ones(alice, alic
     assert deliveries_prune(now=later) == 1
     assert list(WebhookDelivery.objects.values_list("pk", flat=True)) == [waiting.pk], "pending ones stay"
     assert not WebhookAttempt.objects.exists()
+
+
+def _self_signed(tmp_path, name: str = "localhost"):
+    """A certificate for ``name`` (its own CA) and its key, as PEM files."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=1))
+            .not_valid_after(now + dt.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def test_https_verifies_the_certificate_against_the_urls_host_at_the_pinned_address(alice, alice_api, receiver,
+                                                                                    settings, tmp_path):
+    import ssl
+
+    hook = receiver()
+    cert, key = _self_signed(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    hook.server.socket = context.wrap_socket(hook.server.socket, server_side=True)
+    created = subscribe(alice_api, f"https://localhost:{hook.port}/hook")
+    hook.secret = created["secret"]
+    with transaction.atomic():
+        (delivery,) = events.emit(account=alice.personal_account, event_type="endpoint.created", data={})
+    refused = deliver(delivery.pk)  # a certificate no trusted CA signed: nothing is sent
+    assert refused.outcome == "network_error" and "CERTIFICATE_VERIFY_FAILED" in refused.error, refused.error
+    assert hook.requests == []
+
+    settings.WEBHOOK_CA_BUNDLE = str(cert)
+    due_now(delivery)
+    assert deliver(delivery.pk).outcome == "succeeded"  # verified for "localhost", though 127.0.0.1 was dialled
+    assert hook.requests[0]["headers"]["host"] == f"localhost:{hook.port}" and hook.requests[0]["verified"]
+    # (The certificate names only DNS:localhost: checked against the dialled 127.0.0.1 it would have failed.)

@@ -55,9 +55,13 @@ def retry_delay(attempts: int) -> float:
 
 
 def _certificates() -> str | None:
+    """The CA bundle receivers' certificates are verified against: the operator's (WEBHOOK_CA_BUNDLE, e.g. for
+    an internal receiver under a private CA), else certifi's, else the system's."""
+    if settings.WEBHOOK_CA_BUNDLE:
+        return settings.WEBHOOK_CA_BUNDLE
     try:
         import certifi
-    except ImportError:  # the system's store then
+    except ImportError:
         return None
     return certifi.where()
 
