@@ -30,6 +30,7 @@ class Code(StrEnum):
     NAME_TAKEN = "name_taken"
     CONFLICT = "conflict"
     QUOTA_EXCEEDED = "quota_exceeded"
+    BUDGET_EXHAUSTED = "budget_exhausted"
     REQUEST_PENDING = "request_pending"
     ALREADY_DECIDED = "already_decided"
     UNKNOWN_INSTANCE = "unknown_instance"
@@ -46,6 +47,9 @@ class Code(StrEnum):
     WEBHOOK_NOT_FOUND = "webhook_not_found"
     WEBHOOK_LIMIT = "webhook_limit"
     WEBHOOK_DISABLED = "webhook_disabled"
+    # The inference catalog
+    CATALOG_NOT_FOUND = "catalog_not_found"
+    NO_MATCHING_RECIPE = "no_matching_recipe"
     # Clusters
     CLUSTER_EXISTS = "cluster_exists"
     CLUSTER_DUPLICATE = "cluster_duplicate"
@@ -83,6 +87,7 @@ MEANING: dict[Code, str] = {
     Code.NAME_TAKEN: "An account or endpoint of that name exists",
     Code.CONFLICT: "The change conflicts with the current state",
     Code.QUOTA_EXCEEDED: "Admitting this would exceed the account's quota for the accelerator",
+    Code.BUDGET_EXHAUSTED: "The account's monthly budget is spent and set to refuse scale-ups",
     Code.REQUEST_PENDING: "A quota request for this accelerator is already pending",
     Code.ALREADY_DECIDED: "The quota request was already approved or rejected",
     Code.UNKNOWN_INSTANCE: "No compute in the catalog matches; `fields` names the first that does not",
@@ -97,6 +102,8 @@ MEANING: dict[Code, str] = {
     Code.WEBHOOK_NOT_FOUND: "No webhook (or webhook delivery) of that id in the account",
     Code.WEBHOOK_LIMIT: "The account holds the maximum number of webhooks",
     Code.WEBHOOK_DISABLED: "The webhook is disabled; enable it before redelivering",
+    Code.CATALOG_NOT_FOUND: "No model or recipe of that id is listed in the inference catalog",
+    Code.NO_MATCHING_RECIPE: "None of the catalog model's recipes has the accelerator or GGUF file asked for",
     Code.CLUSTER_EXISTS: "Another enabled cluster serves this vendor and region",
     Code.CLUSTER_DUPLICATE: "Another registration uses the same API server (register it once, or force)",
     Code.CLUSTER_UNAVAILABLE: "The endpoint's cluster cannot be reached right now",

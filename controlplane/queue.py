@@ -18,6 +18,7 @@ REGISTRY_REFRESH = "workers.registry_refresh"
 CLUSTER_PROBE = "workers.cluster_probe"
 WEBHOOK_DELIVER = "workers.webhook_deliver"
 WEBHOOK_SWEEP = "workers.webhook_sweep"
+COSTS_ACCRUE = "workers.costs_accrue"
 WAKE = WAKE_TASK
 
 

@@ -206,6 +206,9 @@ RECONCILE_SWEEP_SECONDS = env_int("RECONCILE_SWEEP_SECONDS", 15)
 DRIFT_SWEEP_SECONDS = env_int("DRIFT_SWEEP_SECONDS", 300)
 # How often beat probes each enabled cluster (version, node capacity, reachability) for the console.
 CLUSTER_PROBE_SECONDS = env_int("CLUSTER_PROBE_SECONDS", 60)
+# The cost ledger accrues every COST_ACCRUE_SECONDS, up to COST_SETTLE_SECONDS ago (see endpoints.costs).
+COST_ACCRUE_SECONDS = env_int("COST_ACCRUE_SECONDS", 60)
+COST_SETTLE_SECONDS = env_int("COST_SETTLE_SECONDS", 30)
 # The operator console lists an endpoint pending or initializing for longer than this as stuck.
 CONSOLE_STUCK_SECONDS = env_int("CONSOLE_STUCK_SECONDS", 600)
 

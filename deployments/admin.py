@@ -10,6 +10,7 @@ from .services import EDITABLE, cluster_update
 
 # The admin's front page leads with the operator console (deployments.console_views).
 admin.site.index_template = "console/admin_index.html"
+admin.site.site_header = admin.site.site_title = "Inference Endpoints control plane"
 
 
 @admin.register(Cluster)

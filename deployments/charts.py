@@ -57,9 +57,10 @@ def time_chart(title: str, series: list[Series], start: datetime, end: datetime,
                      f'stroke="#ddd" stroke-width="1"/>'
                      f'<text x="{LEFT - 6}" y="{y(value) + 4:.1f}" text-anchor="end" font-size="10" '
                      f'fill="#666">{escape(_label(value))}</text>')
-    for i in range(5):  # x ticks
+    for i in range(5):  # x ticks; the outer ones anchored inward, so they stay inside the chart
         at = start + (end - start) * i / 4
-        parts.append(f'<text x="{x(at):.1f}" y="{TOP + plot_h + 14}" text-anchor="middle" font-size="10" '
+        anchor = {0: "start", 4: "end"}.get(i, "middle")
+        parts.append(f'<text x="{x(at):.1f}" y="{TOP + plot_h + 14}" text-anchor="{anchor}" font-size="10" '
                      f'fill="#666">{at:%H:%M}</text>')
     if unit:
         parts.append(f'<text x="4" y="{TOP + 4}" font-size="10" fill="#666">{escape(unit)}</text>')

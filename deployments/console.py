@@ -2,24 +2,28 @@
 
 ``overview()`` is the console's front page (endpoints by state per cluster, endpoints in trouble, clusters as
 their last probe saw them, accounts nearest a quota, pending quota requests, recent events);
-``endpoint_detail()`` is one endpoint's page (its replica timeline and the gateway's traffic figures). The
-pages and their actions are ``deployments.console_views``; every action goes through the services.
+``replica_timeline()`` feeds one endpoint's page (with the gateway's traffic figures); ``costs_overview()``
+is the cost page. The pages and their actions are ``deployments.console_views``; every action goes through
+the services.
 """
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import Count, F, FloatField, OuterRef, Q, Subquery
-from django.db.models.functions import Cast, Coalesce
+from django.db.models import Count, F, FloatField, OuterRef, Q, Subquery, Sum
+from django.db.models.functions import Cast, Coalesce, TruncDay
 from django.utils import timezone
 
-from endpoints.models import Endpoint, EndpointEvent, State
+from controlplane.models import Account
+from endpoints.costs import month_start
+from endpoints.models import CostHour, Endpoint, EndpointEvent, ReplicaChange, State
 from endpoints.quota import held_units
 from quotas.models import Quota, QuotaRequest
 from quotas.selectors import UNIT
 
-from .models import Cluster, ReplicaChange
+from .models import Cluster
 
 FAILING = (State.FAILED, State.UPDATE_FAILED)
 STARTING = (State.PENDING, State.INITIALIZING)
@@ -136,3 +140,39 @@ def replica_timeline(endpoint: Endpoint, start: datetime, end: datetime) -> list
         steps.insert(0, (start, 0, 0))
     steps.append((end, ready, target))
     return steps
+
+
+@dataclass
+class AccountCost:
+    account: object
+    month_to_date: Decimal
+    budget: object | None  # quotas.Budget
+    days: list[tuple[datetime, float]]  # (day start, cost) for each of the last COST_DAYS days
+
+    @property
+    def used_percent(self) -> int | None:
+        return None if self.budget is None else int(100 * self.month_to_date / self.budget.monthly_limit)
+
+
+COST_DAYS = 30
+COST_ACCOUNTS = 20
+
+
+def costs_overview(now: datetime | None = None) -> list[AccountCost]:
+    """The accounts that spent most this month, each with its budget and a daily series over the last
+    ``COST_DAYS`` days. Three queries."""
+    now = now or timezone.now()
+    month = month_start(now)
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    first_day = today - timedelta(days=COST_DAYS - 1)
+    top = list(CostHour.objects.filter(hour__gte=month).values("account").annotate(total=Sum("cost"))
+               .order_by("-total", "account")[:COST_ACCOUNTS])
+    ids = [row["account"] for row in top]
+    accounts = {a.pk: a for a in Account.objects.filter(pk__in=ids).select_related("budget")}
+    daily: dict[int, dict] = {pk: {} for pk in ids}
+    for row in (CostHour.objects.filter(account__in=ids, hour__gte=first_day).annotate(day=TruncDay("hour"))
+                .values("account", "day").annotate(total=Sum("cost")).order_by()):
+        daily[row["account"]][row["day"]] = float(row["total"])
+    days = [first_day + timedelta(days=i) for i in range(COST_DAYS)]
+    return [AccountCost(accounts[row["account"]], row["total"], getattr(accounts[row["account"]], "budget", None),
+                        [(d, daily[row["account"]].get(d, 0.0)) for d in days]) for row in top]

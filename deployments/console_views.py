@@ -2,6 +2,7 @@
 
 - ``/admin/console/``: the overview (``deployments.console.overview``), with approve / reject on pending
   quota requests;
+- ``/admin/console/costs/``: the accounts that spent most this month, with their budgets and daily charts;
 - ``/admin/console/endpoint/<id>/``: one endpoint: status, replica timeline, request rate, error rate and
   latency percentiles from the gateway, recent events, and pause / resume / scale to zero / delete.
 
@@ -31,15 +32,16 @@ from quotas.models import QuotaRequest
 from quotas.services import quota_request_decide
 
 from .charts import Series, time_chart
-from .console import overview, replica_timeline, state_since
+from .console import COST_DAYS, costs_overview, overview, replica_timeline, state_since
 
 WINDOW = timedelta(hours=1)
 TIMELINE_WINDOW = timedelta(hours=24)
-ACTIONS = {  # action -> (service, permission it needs, past tense for the message)
-    "pause": (endpoint_services.endpoint_pause, "endpoints.change_endpoint", "paused"),
-    "resume": (endpoint_services.endpoint_resume, "endpoints.change_endpoint", "resumed"),
-    "scale-to-zero": (endpoint_services.endpoint_scale_to_zero, "endpoints.change_endpoint", "scaled to zero"),
-    "delete": (endpoint_services.endpoint_delete, "endpoints.delete_endpoint", "being deleted"),
+ACTIONS = {  # action -> (service, permission it needs, button label, past tense for the message)
+    "pause": (endpoint_services.endpoint_pause, "endpoints.change_endpoint", "Pause", "paused"),
+    "resume": (endpoint_services.endpoint_resume, "endpoints.change_endpoint", "Resume", "resumed"),
+    "scale-to-zero": (endpoint_services.endpoint_scale_to_zero, "endpoints.change_endpoint", "Scale to zero",
+                      "scaled to zero"),
+    "delete": (endpoint_services.endpoint_delete, "endpoints.delete_endpoint", "Delete", "being deleted"),
 }
 
 
@@ -53,6 +55,19 @@ def overview_view(request: HttpRequest) -> HttpResponse:
     context = {**admin.site.each_context(request), "title": "Operator console", "data": overview(),
                "can_decide": request.user.has_perm("quotas.change_quotarequest")}
     return TemplateResponse(request, "console/overview.html", context)
+
+
+def costs_view(request: HttpRequest) -> HttpResponse:
+    """The accounts that spent most this month: month-to-date against the budget, a daily chart each."""
+    _require(request, "endpoints.view_endpoint")
+    now = timezone.now()
+    rows = costs_overview(now)
+    start = now.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=COST_DAYS - 1)
+    charts = [time_chart(f"{row.account.slug}: USD per day, last {COST_DAYS} days",
+                         [Series("USD/day", row.days)], start, now, unit="USD", step=True) for row in rows]
+    context = {**admin.site.each_context(request), "title": "Costs this month", "rows": list(zip(rows, charts,
+                                                                                              strict=True))}
+    return TemplateResponse(request, "console/costs.html", context)
 
 
 def endpoint_view(request: HttpRequest, endpoint_id: int) -> HttpResponse:
@@ -85,7 +100,7 @@ def endpoint_view(request: HttpRequest, endpoint_id: int) -> HttpResponse:
                "endpoint": endpoint, "charts": charts, "now": now,
                "requests_last_hour": sum(p["requests"] for p in points), "traffic_error": traffic_error,
                "events": EndpointEvent.objects.filter(endpoint=endpoint).order_by("-created_at", "-id")[:20],
-               "actions": [(name, verb) for name, (_, permission, verb) in ACTIONS.items()
+               "actions": [(name, label) for name, (_, permission, label, _) in ACTIONS.items()
                            if request.user.has_perm(permission)]}
     return TemplateResponse(request, "console/endpoint.html", context)
 
@@ -94,7 +109,7 @@ def endpoint_view(request: HttpRequest, endpoint_id: int) -> HttpResponse:
 def endpoint_action_view(request: HttpRequest, endpoint_id: int, action: str) -> HttpResponse:
     if action not in ACTIONS:
         return HttpResponse(f"Unknown action '{action}'", status=404, content_type="text/plain")
-    service, permission, verb = ACTIONS[action]
+    service, permission, _, verb = ACTIONS[action]
     _require(request, permission)
     endpoint = get_object_or_404(Endpoint.objects.select_related("account"), pk=endpoint_id)
     label = f"{endpoint.account.slug}/{endpoint.name}"

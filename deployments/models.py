@@ -1,10 +1,7 @@
-"""The cluster registry (where each (vendor, region) runs its endpoints, and what its last probe saw) and the
-replica counts the reconciler observed over time."""
+"""The cluster registry: where each (vendor, region) runs its endpoints, and what its last probe saw."""
 
 from django.db import models
 from django.utils import timezone
-
-from endpoints.models import Endpoint
 
 
 class Cluster(models.Model):
@@ -70,19 +67,3 @@ class RegistryCredential(models.Model):
     def __str__(self) -> str:
         return f"{self.server} on {self.cluster.name}"
 
-
-class ReplicaChange(models.Model):
-    """One change of an endpoint's observed replica counts, as the reconciler recorded it: the counts hold
-    from ``at`` until the endpoint's next row. Change-only, so a steady endpoint writes nothing."""
-
-    endpoint = models.ForeignKey(Endpoint, on_delete=models.CASCADE, related_name="replica_changes")
-    at = models.DateTimeField(default=timezone.now)
-    ready = models.PositiveIntegerField()
-    target = models.PositiveIntegerField()
-
-    class Meta:
-        ordering = ["endpoint", "at", "id"]
-        indexes = [models.Index(fields=["endpoint", "at"], name="replica_change_endpoint_at")]
-
-    def __str__(self) -> str:
-        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.ready}/{self.target}"

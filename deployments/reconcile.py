@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from controlplane.names import dns_label, endpoint_object_name, namespace_name
 from controlplane.selectors import account_hub_token
+from endpoints.costs import costs_close
 from endpoints.locks import endpoint_session_lock
 from endpoints.models import Endpoint, Intent, State
 from endpoints.services import endpoint_deleted_emit
@@ -305,6 +306,7 @@ def _teardown(endpoint: Endpoint, cluster: Cluster | None) -> Outcome | None:
         except KubeError as exc:
             status_note(endpoint, endpoint.generation, f"Deleting: Kubernetes API problem, retrying ({exc})")
             raise Retry(str(exc), delay=exc.retry_after) from exc
+    costs_close(endpoint=endpoint)  # its replica changes go with the row: its cost is accrued first
     with transaction.atomic():  # the row and its endpoint.deleted webhook go together, or neither
         endpoint_deleted_emit(endpoint)
         endpoint.delete()

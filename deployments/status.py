@@ -7,11 +7,10 @@ overwrites the status of a newer one; the gateway is told of each change after c
 from django.db import transaction
 from django.utils import timezone
 
-from endpoints.models import Endpoint
+from endpoints.models import Endpoint, ReplicaChange
 from endpoints.services import event_record
 
 from .feed import route_publish_on_commit
-from .models import ReplicaChange
 from .observe import Observation
 
 MESSAGE_MAX = 1024

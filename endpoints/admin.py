@@ -8,7 +8,8 @@ from controlplane.errors import DomainError
 from quotas.models import Quota
 from quotas.services import quota_set
 
-from .models import Endpoint, EndpointEvent
+from . import catalog_admin  # noqa: F401 (registers the inference catalog's admin)
+from .models import CostHour, Endpoint, EndpointEvent
 from .quota import held_units
 from .services import endpoint_delete
 
@@ -74,3 +75,24 @@ class QuotaAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         quota_set(account=obj.account, accelerator=obj.accelerator, limit=obj.limit, actor=request.user)
+
+
+@admin.register(CostHour)
+class CostHourAdmin(admin.ModelAdmin):
+    """The ledger, read-only: it is accrued from observed replicas, never edited (the console's cost page
+    charts it per account)."""
+
+    list_display = ["hour", "account", "endpoint_name", "replica_seconds", "cost"]
+    list_filter = ["hour"]
+    search_fields = ["account__slug", "endpoint_name"]
+    list_select_related = ["account"]
+    date_hierarchy = "hour"
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

@@ -1,5 +1,5 @@
-"""The per-endpoint Postgres advisory lock shared by the reconciler and the delete service: its key and the
-only SQL that takes it."""
+"""The per-endpoint Postgres advisory lock shared by the reconciler and the delete service, and the cost
+ledger's: their keys and the only SQL that takes them."""
 
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,6 +13,20 @@ _NAMESPACE = 0x454E << 40
 def endpoint_lock_key(endpoint_id: int) -> int:
     """The bigint advisory-lock key of one endpoint."""
     return _NAMESPACE + endpoint_id
+
+
+LEDGER_KEY = _NAMESPACE  # endpoint ids start at 1, so key 0 of the namespace is free for the ledger
+
+
+def ledger_lock_for_transaction(*, wait: bool) -> bool:
+    """Take the cost ledger's lock until the current transaction ends; True if taken. ``wait=False``
+    gives up at once when another accrual holds it."""
+    with connection.cursor() as cursor:
+        if wait:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [LEDGER_KEY])
+            return True
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [LEDGER_KEY])
+        return bool(cursor.fetchone()[0])
 
 
 def endpoint_try_lock_for_transaction(endpoint_id: int) -> bool:

@@ -115,3 +115,51 @@ class EndpointEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.kind} {self.message}"
+
+
+# The inference catalog's models live in their own module; importing them here makes them this app's.
+from .catalog_models import CatalogModel, CatalogRecipe  # noqa: E402, F401
+
+
+class ReplicaChange(models.Model):
+    """One change of an endpoint's observed replica counts, as the reconciler recorded it: the counts hold
+    from ``at`` until the endpoint's next row. Change-only, so a steady endpoint writes nothing."""
+
+    endpoint = models.ForeignKey(Endpoint, on_delete=models.CASCADE, related_name="replica_changes")
+    at = models.DateTimeField(default=timezone.now)
+    ready = models.PositiveIntegerField()
+    target = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["endpoint", "at", "id"]
+        indexes = [models.Index(fields=["endpoint", "at"], name="replica_change_endpoint_at")]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.ready}/{self.target}"
+
+
+class CostHour(models.Model):
+    """What one endpoint cost in one clock hour (UTC): replica-seconds it ran (ready replicas, as observed)
+    times its instance's price. Kept by account and endpoint name, so deleting the endpoint keeps its
+    cost; rows only ever grow, by ``endpoints.costs.costs_accrue``."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="cost_hours")
+    endpoint_name = models.CharField(max_length=32)
+    hour = models.DateTimeField(help_text="The hour's start, UTC")
+    replica_seconds = models.FloatField(default=0)
+    cost = models.DecimalField(max_digits=14, decimal_places=6, default=0, help_text="USD")
+
+    class Meta:
+        ordering = ["account", "hour", "endpoint_name"]
+        constraints = [models.UniqueConstraint(fields=["account", "endpoint_name", "hour"], name="cost_hour_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.account_id}/{self.endpoint_name} {self.hour:%Y-%m-%d %H}:00 {self.cost}"
+
+
+class CostCursor(models.Model):
+    """How far an endpoint's cost has been accrued, and the ready count in force at that moment."""
+
+    endpoint = models.OneToOneField(Endpoint, on_delete=models.CASCADE, primary_key=True, related_name="cost_cursor")
+    accrued_until = models.DateTimeField()
+    ready = models.PositiveIntegerField(default=0)

@@ -13,6 +13,7 @@ from quotas.errors import QuotaExceeded
 from quotas.models import Accelerator, InstanceType
 from quotas.selectors import UNIT, catalog_list, quota_limits
 
+from .budgets import BudgetExhausted, budget_refuses
 from .models import Endpoint, Intent
 
 
@@ -55,13 +56,22 @@ def quota_breakdown(*, account: Account) -> list[dict]:
              "state": ep.state} for ep in rows]
 
 
+def _held_by(endpoint_id: int | None) -> int:
+    """The units one endpoint holds now (0 for a new or paused one)."""
+    if endpoint_id is None:
+        return 0
+    rows = _holding(Endpoint.objects.filter(pk=endpoint_id)).annotate(units=F("max_replica") * _units())
+    return rows.values_list("units", flat=True).first() or 0
+
+
 def quota_reserve(*, account: Account, instance: InstanceType, max_replica: int,
                   endpoint_id: int | None = None) -> None:
     """Admit ``max_replica`` replicas of ``instance`` for an endpoint of ``account``, or raise QuotaExceeded.
 
     Must run inside the transaction that writes the spec; it locks the account row, so concurrent
     admissions for one account are serialised and can never over-admit. ``endpoint_id`` excludes that
-    endpoint's current holding (an update replaces it). Writes nothing.
+    endpoint's current holding (an update replaces it). Raises BudgetExhausted instead when the account's
+    budget refuses scale-ups and this would hold more than the endpoint does now. Writes nothing.
     """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("quota_reserve must run inside the spec change's transaction")
@@ -70,6 +80,9 @@ def quota_reserve(*, account: Account, instance: InstanceType, max_replica: int,
     limit = quota_limits(account=account)[accelerator]
     used = quota_usage(account=account, exclude_endpoint_id=endpoint_id)[accelerator]
     need = max_replica * instance.quota_units
+    if budget_refuses(account=account) and need > _held_by(endpoint_id):
+        raise BudgetExhausted(f"The monthly budget of '{account.slug}' is spent: nothing that holds more is "
+                              f"admitted until the month ends or the budget is raised")
     if used + need > limit:
         unit = UNIT[accelerator]
         raise QuotaExceeded(

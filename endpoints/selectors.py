@@ -1,13 +1,23 @@
 """Endpoint reads, always scoped to one account; list queries are constant in number."""
 
+from django.db.models import DecimalField, OuterRef, Subquery, Sum
+from django.utils import timezone
+
 from controlplane.models import Account
 
+from .costs import month_start
 from .errors import EndpointNotFound
-from .models import Endpoint, EndpointEvent
+from .models import CostHour, Endpoint, EndpointEvent
 
 
 def _base():
-    return Endpoint.objects.select_related("instance", "created_by", "updated_by", "account")
+    """Endpoints with what ``endpoint_body`` reads: their instance, creators, account, and ``month_cost``
+    (the ledger's sum for the endpoint's name this month; a subquery, not a query per row)."""
+    month = (CostHour.objects.filter(account=OuterRef("account"), endpoint_name=OuterRef("name"),
+                                     hour__gte=month_start(timezone.now()))
+             .values("account").annotate(total=Sum("cost")).values("total"))
+    return (Endpoint.objects.select_related("instance", "created_by", "updated_by", "account")
+            .annotate(month_cost=Subquery(month, output_field=DecimalField())))
 
 
 def endpoint_list(*, account: Account, tag: str | None = None) -> list[Endpoint]:

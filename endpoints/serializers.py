@@ -252,6 +252,14 @@ class PrivateStatusSerializer(serializers.Serializer):
     serviceName = serializers.CharField()
 
 
+class CostStatusSerializer(serializers.Serializer):
+    monthToDate = serializers.FloatField(help_text="USD accrued this month (UTC) by ready replicas")
+    currency = serializers.CharField()
+    pricePerHour = serializers.FloatField(help_text="Per ready replica")
+    accruing = serializers.BooleanField(help_text="True while a replica is ready")
+    note = serializers.CharField(allow_null=True, help_text="Why nothing accrues now, when it does not")
+
+
 class StatusSerializer(serializers.Serializer):
     createdAt = serializers.CharField()
     createdBy = AccountRefSerializer(allow_null=True)
@@ -264,6 +272,7 @@ class StatusSerializer(serializers.Serializer):
     targetReplica = serializers.IntegerField()
     url = serializers.CharField(allow_null=True)
     errorMessage = serializers.CharField(allow_null=True)
+    cost = CostStatusSerializer()
 
 
 class ScalingOutSerializer(serializers.Serializer):

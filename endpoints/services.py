@@ -336,15 +336,17 @@ def _intent_change(endpoint: Endpoint, *, intent: str, state: str, message: str,
 
 
 @transaction.atomic
-def endpoint_pause(*, account: Account, name: str, actor: AbstractBaseUser | None) -> Endpoint:
-    """Pause: replicas to 0, url cleared, quota freed at once. Pausing a paused endpoint changes nothing."""
+def endpoint_pause(*, account: Account, name: str, actor: AbstractBaseUser | None,
+                   message: str = "Endpoint paused by the user") -> Endpoint:
+    """Pause: replicas to 0, url cleared, quota freed at once. Pausing a paused endpoint changes nothing.
+    ``message`` is the status message and the event's (the budget enforcer says why it paused)."""
     endpoint = _locked_endpoint(account, name)
     if endpoint.intent == Intent.DELETE:
         raise StateConflict("Endpoint is being deleted")
     if endpoint.intent == Intent.PAUSE:
         return endpoint
-    return _intent_change(endpoint, intent=Intent.PAUSE, state=State.PAUSED, message="Endpoint paused by the user",
-                          kind="pause", actor=actor)
+    return _intent_change(endpoint, intent=Intent.PAUSE, state=State.PAUSED, message=message, kind="pause",
+                          actor=actor)
 
 
 @_reports_quota_refusal

@@ -133,6 +133,18 @@ def endpoint_body(endpoint: Endpoint) -> dict:
             "targetReplica": endpoint.target_replica,
             "url": endpoint.url,
             "errorMessage": endpoint.message if endpoint.state in ("failed", "updateFailed") else None,
+            "cost": cost_status(endpoint),
         },
     }
+
+
+def cost_status(endpoint: Endpoint) -> dict:
+    """This month's accrued cost (``month_cost``, as ``endpoints.selectors`` annotates it; 0 otherwise),
+    the instance's price, and whether anything accrues now (only ready replicas cost), saying why not."""
+    accruing = endpoint.ready_replica > 0
+    note = None if accruing else {"paused": "Paused: no replica runs, nothing accrues",
+                                  "scaledToZero": "Scaled to zero: no replica runs, nothing accrues"}.get(
+        endpoint.state, "No replica is ready: nothing accrues")
+    return {"monthToDate": float(getattr(endpoint, "month_cost", None) or 0), "currency": "USD",
+            "pricePerHour": float(endpoint.instance.price_per_hour), "accruing": accruing, "note": note}
 

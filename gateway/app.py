@@ -55,6 +55,7 @@ OWN = frozenset({"/healthz", "/readyz", "/metrics"})
 RETRY_QUEUE_FULL = 5
 CLIENT_CLOSED = 499  # counted (as 4xx) for requests whose client hung up first, as nginx logs them
 RETRY_WAKING = 10
+SERVER_ERROR = status_class(500)
 RETRY_MISSES = 1
 
 
@@ -142,7 +143,7 @@ class Gateway:
         self.activity.begin(route["id"])
         counters = self.traffic.counters(route["id"])
         self.traffic.begin(counters)
-        klass = status_class(500)  # unless answered: an exception here becomes aiohttp's 500
+        klass = SERVER_ERROR  # unless answered: an exception here becomes aiohttp's 500
         try:
             response = await self._serve(request, route, upstream_path, prefix, m, client)
             klass = status_class(response.status)

@@ -33,6 +33,11 @@ _FIRST_BUCKET, _SUM = layout.FIRST_BUCKET, layout.SUM
 
 
 class Traffic:
+    """One gateway process's counts. Per request: ``slots = counters(endpoint id)``, ``begin(slots)`` when it
+    is admitted, ``end(slots, klass, seconds)`` when its answer ended (``klass``: a ``CLASSES`` index),
+    with no await between ``counters`` and ``begin`` (a flush forgets lists no request holds). ``run``
+    flushes forever; ``close`` flushes a last time."""
+
     def __init__(self, redis, prefix: str, interval: float):
         self.redis, self.prefix, self.interval = redis, prefix, interval
         self.gateway_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -124,7 +129,11 @@ class Traffic:
             minute = int(now // 60)
             # A hair past the boundary, so the window's counts are the minute's (the timer may fire early).
             await asyncio.sleep(max(0.0, min(self.interval, (minute + 1) * 60 - now + 0.001)))
-            await self.flush(minute)
+            try:
+                await self.flush(minute)
+            except Exception:  # a bug here must not end the statistics for the process's lifetime
+                metrics.TRAFFIC_FLUSH_FAILURES.inc()
+                log.exception("gateway.traffic_flush_crashed")
 
     async def close(self, timeout: float = 2.0) -> None:
         """Last flush on shutdown (counts so far, and this process's pending count removed)."""

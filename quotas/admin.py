@@ -1,10 +1,10 @@
-"""Admin for the instance catalog and quota requests (approve / reject). The quota admin shows what endpoints
-hold, so ``endpoints.admin`` registers it."""
+"""Admin for the instance catalog, quota requests (approve / reject) and budgets (saved through the service,
+audited). The quota admin shows what endpoints hold, so ``endpoints.admin`` registers it."""
 
 from django.contrib import admin, messages
 
-from .models import InstanceType, QuotaRequest
-from .services import quota_request_decide
+from .models import Budget, InstanceType, QuotaRequest
+from .services import budget_clear, budget_set, quota_request_decide
 
 
 @admin.register(InstanceType)
@@ -44,3 +44,26 @@ class QuotaRequestAdmin(admin.ModelAdmin):
     @admin.action(description="Reject selected requests")
     def reject(self, request, queryset):
         self._decide(request, queryset, False)
+
+
+@admin.register(Budget)
+class BudgetAdmin(admin.ModelAdmin):
+    list_display = ["account", "monthly_limit", "notify_percent", "action", "notified_month", "exhausted_month",
+                    "updated_at"]
+    list_filter = ["action"]
+    search_fields = ["account__slug"]
+    list_select_related = ["account"]
+    autocomplete_fields = ["account"]
+    readonly_fields = ["notified_month", "exhausted_month", "updated_at"]
+
+    def save_model(self, request, obj, form, change):
+        saved = budget_set(account=obj.account, monthly_limit=obj.monthly_limit, notify_percent=obj.notify_percent,
+                           action=obj.action, actor=request.user)
+        obj.pk = saved.pk
+
+    def delete_model(self, request, obj):
+        budget_clear(account=obj.account, actor=request.user)
+
+    def delete_queryset(self, request, queryset):
+        for budget in queryset.select_related("account"):
+            budget_clear(account=budget.account, actor=request.user)

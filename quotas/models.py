@@ -117,3 +117,37 @@ class QuotaRequest(models.Model):
 
     def __str__(self) -> str:
         return f"{self.account} {self.accelerator} → {self.requested_limit} ({self.status})"
+
+
+class Budget(models.Model):
+    """An account's monthly spending budget (USD) and what happens as its month-to-date cost crosses it.
+
+    At ``notify_percent`` the account is told (audit record, webhook); at 100 % ``action`` applies until the
+    month ends or the budget is raised: ``notify`` does nothing more, ``pause`` pauses every endpoint not
+    tagged ``essential``, ``refuse`` refuses admissions that would hold more (creates, resumes, raised
+    ``maxReplica``). ``notified_month`` / ``exhausted_month`` (the month's first day) record that the
+    crossing was acted on, so each happens once a month.
+    """
+
+    class Action(models.TextChoices):
+        NOTIFY = "notify", "notify only"
+        PAUSE = "pause", "pause non-essential endpoints"
+        REFUSE = "refuse", "refuse scale-ups"
+
+    account = models.OneToOneField(Account, on_delete=models.CASCADE, related_name="budget")
+    monthly_limit = models.DecimalField(max_digits=12, decimal_places=2)
+    notify_percent = models.PositiveSmallIntegerField(default=80)
+    action = models.CharField(max_length=8, choices=Action.choices, default=Action.NOTIFY)
+    notified_month = models.DateField(null=True, blank=True, editable=False)
+    exhausted_month = models.DateField(null=True, blank=True, editable=False)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=models.Q(monthly_limit__gt=0), name="budget_limit_positive"),
+            models.CheckConstraint(condition=models.Q(notify_percent__gte=1, notify_percent__lte=100),
+                                   name="budget_notify_percent_range"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account} {self.monthly_limit} USD/month ({self.action})"

@@ -1,5 +1,7 @@
 """Quota writes: defaults for new accounts, admission, operator limits and increase requests."""
 
+from decimal import Decimal
+
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
@@ -11,8 +13,10 @@ from controlplane.models import Account
 from controlplane.services import audit_record
 from controlplane.webhooks import events as webhook_events
 
-from .models import Accelerator, InstanceType, Quota, QuotaRequest
+from .models import Accelerator, Budget, InstanceType, Quota, QuotaRequest
 from .selectors import default_limit, quota_limits
+
+CENTS = Decimal("0.01")
 
 
 def quota_defaults_create(*, account: Account) -> None:
@@ -45,6 +49,47 @@ def quota_set(*, account: Account, accelerator: str, limit: int, actor: Abstract
     if old != limit:
         audit_record(actor=actor, action="quota.set", account=account, target=accelerator, diff={"limit": [old, limit]})
     return quota
+
+
+@transaction.atomic
+def budget_set(*, account: Account, monthly_limit, notify_percent: int = 80, action: str = Budget.Action.NOTIFY,
+               actor: AbstractBaseUser | None = None) -> Budget:
+    """Set (or replace) the account's monthly budget (an amount in USD, a ``Decimal``). A changed budget
+    re-arms the month's notice and lifts the exhaustion (the next accrual acts again if the new limit is
+    passed too); setting the same values again changes nothing."""
+    fields = {}
+    if monthly_limit is None or monthly_limit <= 0:
+        fields["monthlyLimit"] = ["must be more than 0"]
+    if not 1 <= notify_percent <= 100:
+        fields["notifyPercent"] = ["must be between 1 and 100"]
+    if action not in Budget.Action.values:
+        fields["action"] = [f"one of {', '.join(Budget.Action.values)}"]
+    if fields:
+        raise InvalidSpec("Invalid budget", fields=fields)
+    monthly_limit = Decimal(monthly_limit).quantize(CENTS)  # as stored, so an unchanged budget compares equal
+    account_lock(account=account)
+    budget = Budget.objects.filter(account=account).first()
+    old = {"monthlyLimit": str(budget.monthly_limit), "notifyPercent": budget.notify_percent,
+           "action": budget.action} if budget else None
+    budget = budget or Budget(account=account)
+    budget.monthly_limit, budget.notify_percent, budget.action = monthly_limit, notify_percent, action
+    new = {"monthlyLimit": str(budget.monthly_limit), "notifyPercent": notify_percent, "action": action}
+    if old != new:
+        budget.notified_month = budget.exhausted_month = None
+        budget.updated_at = timezone.now()
+        budget.save()
+        audit_record(actor=actor, action="budget.set", account=account, target="budget",
+                     diff={k: [(old or {}).get(k), v] for k, v in new.items() if (old or {}).get(k) != v})
+    return budget
+
+
+@transaction.atomic
+def budget_clear(*, account: Account, actor: AbstractBaseUser | None = None) -> bool:
+    """Remove the account's budget; False if it had none."""
+    deleted, _ = Budget.objects.filter(account=account).delete()
+    if deleted:
+        audit_record(actor=actor, action="budget.clear", account=account, target="budget")
+    return bool(deleted)
 
 
 @transaction.atomic

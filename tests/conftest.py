@@ -81,15 +81,18 @@ def anon_api():
 
 @pytest.fixture(autouse=True)
 def _seeded_catalog(request):
-    """Transactional tests flush every table afterwards, the seeded catalog included: put it back."""
+    """Transactional tests flush every table afterwards, the seeded instance table and inference catalog
+    included: put them back."""
     marker = request.node.get_closest_marker("django_db")
     transactional = {"transactional_db", "live_server"} & set(request.fixturenames) or (
         marker is not None and marker.kwargs.get("transaction"))
     if transactional:
         request.getfixturevalue("transactional_db")
+        from endpoints.catalog import model_catalog_seed
         from quotas.services import catalog_seed
 
         catalog_seed()
+        model_catalog_seed()
 
 
 @pytest.fixture

@@ -11,11 +11,11 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from controlplane.models import AuditEvent
-from deployments.models import Cluster, ReplicaChange
+from deployments.models import Cluster
 from deployments.observe import Observation
 from deployments.status import status_record
 from endpoints import services as endpoint_services
-from endpoints.models import Endpoint, EndpointEvent, Intent, State
+from endpoints.models import Endpoint, EndpointEvent, Intent, ReplicaChange, State
 from quotas.models import QuotaRequest
 from quotas.services import quota_request_create, quota_set
 from tests.factories import endpoint_spec, make_user

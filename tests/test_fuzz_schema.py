@@ -10,7 +10,8 @@ Hypothesis can replay and shrink: mostly to the fuzzer's own namespace and endpo
 the services rather than stop at a 404, and otherwise to an org where the fuzzer is admin, one where it
 only reads, another user's namespace, or the generated value itself. Create and update bodies are
 sometimes pointed at a real catalog instance so they pass admission and exercise quotas, the endpoint
-limit and rendering.
+limit and rendering; inference-catalog deploys at seeded models and recipes, with the body's namespace
+aimed like a path's.
 
 Each response must not be a 5xx and must match the status codes, content types and response schemas
 the schema documents for that operation.
@@ -68,6 +69,10 @@ INSTANCES = [
 ]
 OWN_ENDPOINTS = ("ep-one", "ep-two", "ep-paused")
 FUZZ_WEBHOOK_URL = "https://93.184.215.14/fuzz-hook"
+# Seeded catalog models and recipes (endpoints/catalog_seed.py), so catalog deploys reach admission.
+CATALOG_MODELS = ("Qwen/Qwen2.5-1.5B-Instruct-GGUF", "BAAI/bge-small-en-v1.5", "meta-llama/Llama-3.1-8B-Instruct")
+CATALOG_RECIPES = ("mellow-pho-t9c3k5wb", "crispy-dumpling-f5z8q3lo", "spicy-curry-m6d2r8va")
+CATALOG_DEPLOYS = ("catalog_model_deploy", "catalog_recipe_deploy")
 # Negative-mode cases carry arbitrary extra headers, which the API must ignore. Those that steer HTTP
 # itself are dropped: an Accept of text/html gets the browsable API, a stray Content-Type a 415, an
 # invalid Host a 400 (tests/test_limits.py pins that one; it was found here, as Django's HTML page).
@@ -159,6 +164,11 @@ class World:
             bucket = _bucket(("name", seed), len(OWN_ENDPOINTS) + 1)
             if bucket < len(OWN_ENDPOINTS):
                 params["name"] = OWN_ENDPOINTS[bucket]
+        for key, known in (("repo_id", CATALOG_MODELS), ("recipe_id", CATALOG_RECIPES)):
+            if key in params:
+                bucket = _bucket((key, seed), len(known) + 1)
+                if bucket < len(known):
+                    params[key] = known[bucket]
         if "token_id" in params:
             candidates = [*self.revocable_token_ids, self.victim_token_id]
             bucket = _bucket(("token", params["token_id"]), len(candidates) + 2)
@@ -183,6 +193,8 @@ class World:
             if "url" in body and _bucket(("url", body), 2) == 0:  # else generated URLs: mostly refused
                 body = {**body, "url": FUZZ_WEBHOOK_URL}
             return body
+        if operation_id in CATALOG_DEPLOYS and isinstance(body, dict):
+            return self._aim_catalog_body(body)
         if operation_id not in ("endpoint_create", "endpoint_update") or not isinstance(body, dict):
             return body
         bucket = _bucket(("body", body), len(INSTANCES) + 2)
@@ -210,6 +222,20 @@ class World:
         return body
 
 
+    def _aim_catalog_body(self, body: dict) -> dict:
+        """A catalog deploy's namespace is in its body: aim it as path namespaces are, and make a valid
+        ``config.name`` unique so the deploy is not just ``name_taken``."""
+        body = dict(body)
+        bucket = _bucket(("catalog-ns", body), len(self.namespaces) + 1)
+        if bucket < len(self.namespaces):
+            body["namespace"] = self.namespaces[bucket]
+        config = body.get("config")
+        if isinstance(config, dict) and isinstance(config.get("name"), str) and re.match(NAME_RE, config["name"]):
+            suffix = hashlib.sha256(repr(body).encode()).hexdigest()[:8]
+            body["config"] = {**config, "name": f"{config['name'][:23].rstrip('-')}-{suffix}"}
+        return body
+
+
 @pytest.fixture
 def world(live_server, settings, broker):
     # A limit no fuzzing run reaches: the throttle runs on every request, its 429 is in test_limits.py.
@@ -234,7 +260,7 @@ def live_schema(world, live_server):
 
 
 def _send(case, world) -> None:
-    if "/v2/endpoint/" in case.operation.label:
+    if "/v2/endpoint/" in case.operation.label or "/deploy" in case.operation.label:
         world.ensure_endpoints()
     if "/v2/webhooks/" in case.operation.label:
         world.ensure_webhooks()

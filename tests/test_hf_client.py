@@ -14,10 +14,11 @@ from pathlib import Path
 import httpx2
 import huggingface_hub
 import pytest
-from huggingface_hub import HfApi, InferenceEndpoint, constants, hf_api
+from huggingface_hub import HfApi, InferenceCatalogModel, InferenceCatalogRecipe, InferenceEndpoint, constants, hf_api
 from huggingface_hub.errors import BadRequestError, HfHubHTTPError
 from huggingface_hub.utils import _http as hf_http
 
+from endpoints.models import Endpoint
 from quotas.models import InstanceType
 from quotas.services import quota_set
 from tests.factories import make_org, make_token, make_user
@@ -238,6 +239,71 @@ def test_library_hardware(hub):
     assert (spr_x2.max_accelerators, spr_x2.used_accelerators) == (32, 4)
 
 
+# --------------------------------------------------------------------------------------------- catalog
+GGUF = "Qwen/Qwen2.5-1.5B-Instruct-GGUF"
+# (repo_id, recipe id, accelerator, engine, GGUF file) of the seeded catalog, in list order
+CATALOG = [
+    ("BAAI/bge-small-en-v1.5", "mellow-pho-t9c3k5wb", "cpu", "tei", None),
+    ("BAAI/bge-small-en-v1.5", "toasty-falafel-h4q7y2ps", "gpu", "tei", None),
+    ("meta-llama/Llama-3.1-8B-Instruct", "smoky-paella-k3v9t2qd", "gpu", "vllm", None),
+    ("meta-llama/Llama-3.1-8B-Instruct", "golden-risotto-p7w2m4xa", "gpu", "vllm", None),
+    (GGUF, "crispy-dumpling-f5z8q3lo", "cpu", "llamacpp", "qwen2.5-1.5b-instruct-q4_k_m.gguf"),
+    (GGUF, "savory-pierogi-w1j4x7nk", "cpu", "llamacpp", "qwen2.5-1.5b-instruct-q8_0.gguf"),
+    (GGUF, "spicy-curry-m6d2r8va", "gpu", "llamacpp", "qwen2.5-1.5b-instruct-q8_0.gguf"),
+    ("Qwen/Qwen2.5-7B-Instruct", "zesty-laksa-r8n5c1ej", "gpu", "vllm", None),
+    ("Qwen/Qwen2.5-7B-Instruct", "tangy-tagine-b2h6s9yu", "gpu", "vllm", None),
+]
+
+
+def test_library_catalog(hub, monkeypatch):
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_EXPERIMENTAL_WARNING", True)  # the catalog calls are marked so
+    api = HfApi(token=hub["token"])
+
+    # the whole catalog, parsed into the client's dataclasses
+    catalog = api.list_inference_catalog()
+    assert all(isinstance(m, InferenceCatalogModel) for m in catalog)
+    assert all(isinstance(r, InferenceCatalogRecipe) for m in catalog for r in m.recipes)
+    assert [(m.repo_id, r.id, r.accelerator, r.engine, r.gguf_file) for m in catalog for r in m.recipes] == CATALOG
+    qwen = next(m for m in catalog if m.repo_id == "Qwen/Qwen2.5-7B-Instruct")
+    assert (qwen.author, qwen.name, qwen.license, qwen.task) == ("Qwen", "Qwen2.5-7B-Instruct", "Apache 2.0",
+                                                                 "text-generation")
+    assert qwen.created_at.tzinfo is not None and qwen.recipes[0].revision is None
+    # every filter the client sends, and the module-level function (implicit HF_TOKEN)
+    filtered = api.list_inference_catalog(accelerator="cpu", engine="llamacpp", license="apache 2.0",
+                                          task="text-generation", search="gguf", limit=5)
+    assert [(m.repo_id, [r.id for r in m.recipes]) for m in filtered] == [
+        (GGUF, ["crispy-dumpling-f5z8q3lo", "savory-pierogi-w1j4x7nk"])]
+    assert [m.repo_id for m in huggingface_hub.list_inference_catalog(limit=1)] == ["BAAI/bge-small-en-v1.5"]
+
+    # deploy a model, narrowed to a GGUF file, into the org
+    ep = api.create_inference_endpoint_from_catalog(GGUF, gguf_file="qwen2.5-1.5b-instruct-q8_0.gguf", accelerator="cpu",
+                                                    name="lib-gguf", namespace="acme")
+    assert isinstance(ep, InferenceEndpoint)
+    assert (ep.name, ep.namespace, ep.repository, ep.status, ep.task) == ("lib-gguf", "acme", GGUF, "pending",
+                                                                          "text-generation")
+    assert ep.raw["model"]["image"]["llamacpp"]["model"] == "/repository/qwen2.5-1.5b-instruct-q8_0.gguf"
+    assert api.get_inference_endpoint("lib-gguf", namespace="acme").raw["compute"]["id"] == "aws-us-east-1-intel-spr-x4"
+
+    # deploy a recipe: the namespace comes from whoami, the name is made from the model's
+    embed = api.create_inference_endpoint_from_catalog(recipe_id="mellow-pho-t9c3k5wb")
+    assert embed.namespace == "alice" and embed.name.startswith("bge-small-en-v1-5-"), embed.name
+    got = api.get_inference_endpoint(embed.name)
+    assert (got.repository, got.raw["compute"]["id"]) == ("BAAI/bge-small-en-v1.5", "aws-us-east-1-intel-spr-x2")
+    assert got.raw["model"]["image"] == {"tei": {"url": "ghcr.io/huggingface/text-embeddings-inference:cpu-1.8"}}
+
+    # refusals surface the server's message: an unknown model (404), no recipe for the accelerator (400)
+    with pytest.raises(HfHubHTTPError) as exc:
+        api.create_inference_endpoint_from_catalog("nobody/nothing")
+    assert exc.value.response.status_code == 404, exc.value.response.text
+    assert exc.value.server_message == "No model 'nobody/nothing' in the catalog"
+    with pytest.raises(BadRequestError) as exc:
+        api.create_inference_endpoint_from_catalog(GGUF, accelerator="neuron")
+    assert "has no recipe with accelerator 'neuron'" in exc.value.server_message
+    assert exc.value.response.json()["fields"].keys() == {"accelerator"}
+    assert sorted(Endpoint.objects.values_list("account__slug", "name")) == [("acme", "lib-gguf"),
+                                                                             ("alice", embed.name)]
+
+
 # --------------------------------------------------------------------------------------------- errors
 
 
@@ -413,6 +479,49 @@ def test_cli(cli, hub):
         "--vendor", "aws", expect=1)
     assert "409" in dup.stderr and "already exists" in dup.stderr
     assert api.get_inference_endpoint("cli-org-ep", namespace="acme").status == "pending"  # untouched
+
+
+def test_cli_catalog(cli, hub):
+    alice = hub["alice"]
+    api = HfApi(token=hub["token"])
+
+    # ls: one row per recipe, every filter through the CLI's own options
+    rows = _json(cli("catalog", "ls", "--format", "json"))
+    assert [(r["repo_id"], r["recipe_id"], r["accelerator"], r["engine"], r["gguf_file"]) for r in rows] == CATALOG
+    assert {(r["task"], r["license"]) for r in rows if r["repo_id"] == "BAAI/bge-small-en-v1.5"} == {
+        ("sentence-embeddings", "MIT")}
+    rows = _json(cli("catalog", "ls", "--accelerator", "cpu", "--engine", "llamacpp", "--task", "text-generation",
+                     "--license", "Apache 2.0", "--search", "qwen", "--limit", "3", "--format", "json"))
+    assert [r["recipe_id"] for r in rows] == ["crispy-dumpling-f5z8q3lo", "savory-pierogi-w1j4x7nk"]
+    human = cli("catalog", "ls", "--engine", "tei", "--format", "human")
+    assert "mellow-pho-t9c3k5wb" in human.stdout and "toasty-falafel-h4q7y2ps" in human.stdout
+    assert "zesty-laksa-r8n5c1ej" not in human.stdout
+    assert "hf endpoints catalog deploy --recipe mellow-pho-t9c3k5wb" in human.stdout + human.stderr
+
+    # deploy a recipe with a name, then a model narrowed by GGUF file into the org
+    deployed = _json(cli("catalog", "deploy", "--recipe", "mellow-pho-t9c3k5wb", "--name", "cli-embed",
+                         "--format", "json"))
+    assert (deployed["name"], deployed["status"]["state"]) == ("cli-embed", "pending")
+    assert deployed["model"]["repository"] == "BAAI/bge-small-en-v1.5"
+    got = api.get_inference_endpoint("cli-embed")
+    assert (got.repository, got.task, got.raw["compute"]["id"]) == ("BAAI/bge-small-en-v1.5", "sentence-embeddings",
+                                                                    "aws-us-east-1-intel-spr-x2")
+    deployed = _json(cli("catalog", "deploy", "--repo", GGUF, "--gguf-file", "qwen2.5-1.5b-instruct-q8_0.gguf",
+                         "--namespace", "acme", "--format", "json"))
+    endpoint = Endpoint.objects.get(account__slug="acme")
+    assert deployed["name"] == endpoint.name and endpoint.repository == GGUF
+    assert endpoint.instance.compute_id == "aws-us-east-1-intel-spr-x4"
+    assert endpoint.image["llamacpp"]["model"] == "/repository/qwen2.5-1.5b-instruct-q8_0.gguf"
+    assert endpoint.created_by == alice
+    assert {e.name for e in api.list_inference_endpoints(namespace="*")} == {"cli-embed", endpoint.name}
+
+    # refusals: an unknown model (404 -> exit 148), over quota (403 -> 147), nothing written by either
+    missing = cli("catalog", "deploy", "--repo", "nobody/nothing", expect=148)
+    assert "404" in missing.stderr and "No model 'nobody/nothing' in the catalog" in missing.stderr
+    quota_set(account=alice.personal_account, accelerator="cpu", limit=3)
+    refused = cli("catalog", "deploy", "--recipe", "savory-pierogi-w1j4x7nk", expect=147)
+    assert "403" in refused.stderr and "Quota exceeded for cpu in 'alice'" in refused.stderr
+    assert [e.name for e in api.list_inference_endpoints()] == ["cli-embed"]
 
 
 def test_cli_guard(cli):

@@ -21,6 +21,7 @@ from django.utils import timezone
 from controlplane.models import ApiToken, AuditEvent, Membership
 from controlplane.services import token_create
 from endpoints import services as endpoint_services
+from endpoints.catalog_models import CatalogModel, CatalogRecipe
 from endpoints.models import Endpoint
 from quotas.models import InstanceType, Quota, QuotaRequest
 from quotas.services import quota_request_create, quota_request_decide, quota_set
@@ -115,6 +116,47 @@ def endpoint_logs(w: World, n: int) -> str:
     return "/v2/endpoint/alice/ep-00/logs?tail=5"
 
 
+def endpoint_replicas(w: World, n: int) -> str:
+    """Against the fake API server: one endpoint running ``n`` replicas."""
+    from tests.kube_helpers import NS, converge
+
+    for fixture in ("cluster", "fake_kube", "fake_hub"):
+        w.request.getfixturevalue(fixture)
+    endpoint = endpoint_services.endpoint_create(account=w.account, actor=w.alice, spec=endpoint_spec(
+        "ep-00", compute={"scaling": {"minReplica": n, "maxReplica": n}}))
+    converge(endpoint.pk, "running")
+    kube = w.request.getfixturevalue("fake_kube")
+    kube.wait_until(lambda: len(kube.objects("pods", NS)) == n, message=f"{n} pods")
+    return "/v2/endpoint/alice/ep-00/replicas"
+
+
+def endpoint_open_metrics(w: World, n: int) -> str:
+    """``n`` minutes of traffic flushed to Redis as the gateway does (under a prefix of this test's own)."""
+    import asyncio
+    import time
+
+    import redis.asyncio as aioredis
+    from django.conf import settings
+
+    from gateway.traffic import Traffic
+
+    prefix = w.request.getfixturevalue("gateway_prefix")
+    (endpoint,) = w.endpoints(1)
+
+    async def flush_minutes():
+        client = aioredis.Redis.from_url(settings.REDIS_URL)
+        traffic = Traffic(client, prefix, 5)
+        for i in range(n):
+            slots = traffic.counters(endpoint.pk)
+            traffic.begin(slots)
+            traffic.end(slots, 1, 0.01 * (i + 1))
+            assert await traffic.flush(int(time.time() // 60) - i)
+        await client.aclose()
+
+    asyncio.run(flush_minutes())
+    return "/v2/endpoint/alice/ep-00/open-metrics"
+
+
 def provider(w: World, n: int) -> str:
     w.endpoints(n)
     return "/v2/provider/alice"
@@ -166,6 +208,31 @@ def webhook_detail(w: World, n: int) -> str:
 
 def webhook_deliveries(w: World, n: int) -> str:
     return f"/v2/webhooks/alice/{_deliveries(w, n).pk}/deliveries"
+
+
+def _catalog_models(n: int, recipes: int = 2) -> list[CatalogModel]:
+    """``n`` catalog models (``qc/model-NN``, beside the seeded ones), each with ``recipes`` recipes: one on
+    cpu, the others on gpu."""
+    cpu, gpu = (InstanceType.objects.get(vendor="aws", region="us-east-1", instance_type=kind, instance_size="x1")
+                for kind in ("intel-spr", "nvidia-t4"))
+    made = []
+    for i in range(n):
+        model = CatalogModel.objects.create(repo_id=f"qc/model-{i:02d}", task="sentence-embeddings", license="MIT")
+        for j in range(recipes):
+            CatalogRecipe.objects.create(model=model, position=j, instance=cpu if j == 0 else gpu, engine="tei",
+                                         image_url="ghcr.io/huggingface/text-embeddings-inference:cpu-1.8")
+        made.append(model)
+    return made
+
+
+def catalog_list(w: World, n: int) -> str:
+    _catalog_models(n)
+    return "/api/v1/catalog/list"
+
+
+def catalog_list_filtered(w: World, n: int) -> str:
+    _catalog_models(n)
+    return "/api/v1/catalog/list?accelerator=gpu&engine=tei&search=qc/&license=mit"
 
 
 def make_users(prefix: str, n: int) -> list:
@@ -300,6 +367,25 @@ def instancetype_change(w: World, n: int) -> str:
     return f"/admin/quotas/instancetype/{_instance_types(n)[0].pk}/change/"
 
 
+def catalogmodel_changelist(w: World, n: int) -> str:
+    _catalog_models(n)
+    return "/admin/endpoints/catalogmodel/"
+
+
+def catalogmodel_change(w: World, n: int) -> str:
+    """One model with ``n`` recipes (its inline, each form with the instance select)."""
+    return f"/admin/endpoints/catalogmodel/{_catalog_models(1, recipes=n)[0].pk}/change/"
+
+
+def catalogrecipe_changelist(w: World, n: int) -> str:
+    _catalog_models(n)
+    return "/admin/endpoints/catalogrecipe/?q=qc/"
+
+
+def catalogrecipe_change(w: World, n: int) -> str:
+    return f"/admin/endpoints/catalogrecipe/{_catalog_models(n)[0].recipes.first().pk}/change/"
+
+
 def quota_changelist(w: World, n: int) -> str:
     """Only the cpu rows of alice and ``n - 1`` more users (every account has one per accelerator)."""
     w.users(n - 1)
@@ -368,6 +454,52 @@ def console_endpoint(w: World, n: int) -> str:
     return f"/admin/console/endpoint/{endpoint.pk}/"
 
 
+def console_costs(w: World, n: int) -> str:
+    """``n`` accounts that spent this month, one with a budget."""
+    _ledger(w, n)
+    return "/admin/console/costs/"
+
+
+def _ledger(w: World, n: int) -> list:
+    from decimal import Decimal
+
+    from endpoints.models import CostHour
+    from quotas.services import budget_set
+
+    hour = timezone.now().replace(minute=0, second=0, microsecond=0)
+    accounts = [w.account, *[u.personal_account for u in w.users(n - 1)]]
+    budget_set(account=w.account, monthly_limit=Decimal(100))
+    return [CostHour.objects.create(account=a, endpoint_name=f"ep-{i}", hour=hour - timedelta(hours=i),
+                                    replica_seconds=3600, cost=Decimal("1.5")) for i, a in enumerate(accounts)]
+
+
+def costhour_changelist(w: World, n: int) -> str:
+    _ledger(w, n)
+    return "/admin/endpoints/costhour/"
+
+
+def costhour_change(w: World, n: int) -> str:
+    return f"/admin/endpoints/costhour/{_ledger(w, n)[0].pk}/change/"
+
+
+def _budgets(w: World, n: int) -> list:
+    from decimal import Decimal
+
+    from quotas.services import budget_set
+
+    return [budget_set(account=u.personal_account, monthly_limit=Decimal(10 + i)) for i, u in
+            enumerate([w.alice, *w.users(n - 1)])]
+
+
+def budget_changelist(w: World, n: int) -> str:
+    _budgets(w, n)
+    return "/admin/quotas/budget/"
+
+
+def budget_change(w: World, n: int) -> str:
+    return f"/admin/quotas/budget/{_budgets(w, n)[0].pk}/change/"
+
+
 def _observe(endpoint: Endpoint, state: str, message: str, ready: int, target: int) -> None:
     from deployments.observe import Observation
     from deployments.status import status_record
@@ -378,31 +510,38 @@ def _observe(endpoint: Endpoint, state: str, message: str, ready: int, target: i
 
 API: dict[str, Callable[[World, int], str]] = {f.__name__: f for f in (
     whoami, token_list, hub_token, endpoint_list, endpoint_list_by_tag, endpoint_list_of_an_org, endpoint_detail,
-    endpoint_events, endpoint_logs, provider, quotas, quota_requests, webhook_list, webhook_detail,
-    webhook_deliveries)}
+    endpoint_events, endpoint_logs, endpoint_replicas, endpoint_open_metrics, provider, quotas, quota_requests,
+    catalog_list, catalog_list_filtered, webhook_list, webhook_detail, webhook_deliveries)}
 ADMIN: dict[str, Callable[[World, int], str]] = {f.__name__: f for f in (
     account_changelist, account_change, membership_changelist, membership_change, apitoken_changelist,
     apitoken_change, auditevent_changelist, auditevent_change, user_changelist, user_change, cluster_changelist,
     cluster_change, registrycredential_changelist, registrycredential_change, endpoint_changelist, endpoint_change,
-    instancetype_changelist, instancetype_change, quota_changelist, quota_change, quotarequest_changelist,
+    instancetype_changelist, instancetype_change, catalogmodel_changelist, catalogmodel_change,
+    catalogrecipe_changelist, catalogrecipe_change, quota_changelist, quota_change, quotarequest_changelist,
     quotarequest_change, webhooksubscription_changelist, webhooksubscription_change, webhookdelivery_changelist,
-    webhookdelivery_change, console_overview, console_endpoint)}
+    webhookdelivery_change, console_overview, console_endpoint, console_costs, costhour_changelist, costhour_change,
+    budget_changelist, budget_change)}
 
 # The queries of the measured request, at both sizes. API requests: the token lookup and its last-used write
 # (every request in the suite: TOKEN_LAST_USED_RESOLUTION_SECONDS=0), then the view's own. Admin requests:
 # the session and its user, then the page's own (a changelist counts its rows twice: filtered and in full).
 QUERIES = {
     "whoami": 3, "token_list": 3, "hub_token": 4, "endpoint_list": 4, "endpoint_list_by_tag": 4,
-    "endpoint_list_of_an_org": 5, "endpoint_detail": 4, "endpoint_events": 5, "endpoint_logs": 5, "provider": 6,
-    "quotas": 6, "quota_requests": 4, "webhook_list": 4, "webhook_detail": 4, "webhook_deliveries": 6,
+    "endpoint_list_of_an_org": 5, "endpoint_detail": 4, "endpoint_events": 5, "endpoint_logs": 5,
+    "endpoint_replicas": 5, "endpoint_open_metrics": 4, "provider": 6, "quotas": 6, "quota_requests": 4,
+    "catalog_list": 4, "catalog_list_filtered": 4, "webhook_list": 4,
+    "webhook_detail": 4, "webhook_deliveries": 6,
     "account_changelist": 5, "account_change": 5, "membership_changelist": 5, "membership_change": 7,
     "apitoken_changelist": 5, "apitoken_change": 4, "auditevent_changelist": 6, "auditevent_change": 4,
     "user_changelist": 6, "user_change": 7, "cluster_changelist": 7, "cluster_change": 3,
     "registrycredential_changelist": 6, "registrycredential_change": 4, "endpoint_changelist": 6,
-    "endpoint_change": 8, "instancetype_changelist": 7, "instancetype_change": 3, "quota_changelist": 5,
+    "endpoint_change": 8, "instancetype_changelist": 7, "instancetype_change": 3, "catalogmodel_changelist": 7,
+    "catalogmodel_change": 5, "catalogrecipe_changelist": 5, "catalogrecipe_change": 5, "quota_changelist": 5,
     "quota_change": 5, "quotarequest_changelist": 5, "quotarequest_change": 6,
-    "console_overview": 9, "console_endpoint": 5, "webhooksubscription_changelist": 5,
-    "webhooksubscription_change": 5, "webhookdelivery_changelist": 6, "webhookdelivery_change": 5,
+    "console_overview": 9, "console_endpoint": 5, "console_costs": 5, "costhour_changelist": 7,
+    "costhour_change": 4, "budget_changelist": 5, "budget_change": 5,
+    "webhooksubscription_changelist": 5, "webhooksubscription_change": 5, "webhookdelivery_changelist": 6,
+    "webhookdelivery_change": 5,
 }
 
 # Views that do a query per row today (application fixes, not the tests'): pinned at one row; the ten-row

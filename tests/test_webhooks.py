@@ -547,3 +547,38 @@ def test_https_verifies_the_certificate_against_the_urls_host_at_the_pinned_addr
     assert deliver(delivery.pk).outcome == "succeeded"  # verified for "localhost", though 127.0.0.1 was dialled
     assert hook.requests[0]["headers"]["host"] == f"localhost:{hook.port}" and hook.requests[0]["verified"]
     # (The certificate names only DNS:localhost: checked against the dialled 127.0.0.1 it would have failed.)
+
+
+def test_budget_crossings_are_budget_threshold_events(alice, alice_api, receiver):
+    from decimal import Decimal
+
+    from django.db.models import F
+
+    from endpoints.budgets import budgets_enforce
+    from endpoints.models import CostHour
+    from quotas.models import Budget
+    from quotas.services import budget_set
+
+    hook = receiver()
+    hook.secret = subscribe(alice_api, hook.url, ["budget.threshold"])["secret"]
+    account = alice.personal_account
+    endpoint = endpoint_services.endpoint_create(account=account, actor=alice, spec=endpoint_spec("ep"))
+    budget_set(account=account, monthly_limit=Decimal("100"), notify_percent=80, action=Budget.Action.REFUSE)
+    now = timezone.now()
+
+    def spend(dollars: str) -> None:
+        row, _ = CostHour.objects.get_or_create(account=account, endpoint_name=endpoint.name,
+                                                hour=now.replace(minute=0, second=0, microsecond=0))
+        CostHour.objects.filter(pk=row.pk).update(cost=F("cost") + Decimal(dollars))
+
+    spend("85")
+    budgets_enforce(now=now)
+    budgets_enforce(now=now)  # once per crossing
+    spend("20")
+    budgets_enforce(now=now)
+    for delivery in WebhookDelivery.objects.order_by("pk"):
+        deliver(delivery.pk)
+    data = [json.loads(r["body"])["data"] for r in hook.requests]
+    assert [(d["thresholdPercent"], d["spent"], d["limit"], d["action"]) for d in data] == [
+        (80, 85.0, 100.0, None), (100, 105.0, 100.0, "refuse")]
+    assert all(r["verified"] for r in hook.requests) and data[0]["namespace"] == "alice"

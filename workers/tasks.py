@@ -148,3 +148,14 @@ def webhook_sweep_task() -> int:
         # queues the delivery again), so a backlog never stacks copies of one delivery in the queue.
         queue.enqueue(queue.WEBHOOK_DELIVER, delivery_id, expires=float(settings.WEBHOOK_SWEEP_SECONDS))
     return len(due)
+
+
+@shared_task(name=queue.COSTS_ACCRUE, acks_late=True, ignore_result=True)
+def costs_accrue_task() -> int:
+    """Accrue the cost ledger from the observed replicas, then act on budgets; returns endpoints accrued."""
+    from endpoints.budgets import budgets_enforce
+    from endpoints.costs import costs_accrue
+
+    accrued = costs_accrue()
+    budgets_enforce()
+    return accrued

@@ -101,9 +101,10 @@ def rollout_step_emit(*, account: Account, endpoint: str, step: int, total_steps
 
 
 def budget_threshold_emit(*, account: Account, budget: str, threshold_percent: int, spent: float, limit: float,
-                          currency: str = "USD") -> list[WebhookDelivery]:
-    """For spending budgets: call inside the transaction that records ``account``'s ``budget`` crossing
-    ``threshold_percent`` of ``limit`` (``spent`` so far, in ``currency``); once per crossing."""
+                          currency: str = "USD", action: str | None = None) -> list[WebhookDelivery]:
+    """For spending budgets (``endpoints.budgets``): call inside the transaction that records ``account``'s
+    ``budget`` crossing ``threshold_percent`` of ``limit`` (``spent`` so far, in ``currency``), once per
+    crossing; at 100 % ``action`` says what the budget does now (notify, pause, refuse)."""
     return emit(account=account, event_type=BUDGET_THRESHOLD, data={
         "namespace": account.slug, "budget": budget, "thresholdPercent": threshold_percent, "spent": spent,
-        "limit": limit, "currency": currency})
+        "limit": limit, "currency": currency, "action": action})

@@ -5,7 +5,9 @@ Put this directory on ``PYTHONPATH``; Python imports ``sitecustomize`` at start-
 
 - ``HF_INFERENCE_ENDPOINTS_ENDPOINT``: replaces ``constants.INFERENCE_ENDPOINTS_ENDPOINT`` (no env override exists
   in the client), e.g. ``http://localhost:8089/v2``.
-- ``HF_INFERENCE_CATALOG_ENDPOINT``: replaces ``constants.INFERENCE_CATALOG_ENDPOINT`` (optional).
+- ``HF_INFERENCE_CATALOG_ENDPOINT``: replaces ``constants.INFERENCE_CATALOG_ENDPOINT``, which ``hf endpoints
+  catalog ls | deploy`` call; this control plane serves it at ``<base>/api/v1/catalog``. Optional, but without it
+  the catalog commands still go to the Hub's own catalog.
 - ``HF_ENDPOINT``: read by the client itself at import (whoami); nothing to do here.
 - ``HFCLIENT_ALLOWED_HOSTS``: comma-separated ``host:port`` list. When set, every request the client's shared
   HTTP session sends elsewhere is refused (the request raises) and written to ``HFCLIENT_GUARD_LOG``, so a test
