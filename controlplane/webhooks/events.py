@@ -45,7 +45,10 @@ def payload_body(event_type: str, data: dict, at: datetime) -> str:
                       separators=(",", ":"), sort_keys=True)
 
 
-def _queue_on_commit(ids: list[int]) -> None:
+def queue_on_commit(ids: list[int]) -> None:
+    """Queue these deliveries for a worker once the current transaction commits (a lost message is found by
+    the beat sweep)."""
+
     def queue() -> None:
         from ..queue import WEBHOOK_DELIVER, enqueue
 
@@ -85,7 +88,7 @@ def emit_many(*, account: Account | int, events: list[tuple[str, dict]], at: dat
         return []
     with transaction.atomic():
         deliveries = WebhookDelivery.objects.bulk_create(rows)
-        _queue_on_commit([d.pk for d in deliveries])
+        queue_on_commit([d.pk for d in deliveries])
     return deliveries
 
 

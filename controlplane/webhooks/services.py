@@ -16,7 +16,7 @@ from ..models import Account, WebhookDelivery, WebhookSubscription
 from ..services import audit_record
 from . import signing
 from .addresses import AddressRefused, resolve
-from .events import ALL, EVENT_TYPES, _queue_on_commit
+from .events import ALL, EVENT_TYPES, queue_on_commit
 
 DESCRIPTION_MAX = 256
 
@@ -119,7 +119,7 @@ def _update(account: Account, webhook_id: int, changes: dict, actor) -> WebhookS
     if diff.get("enabled") == [False, True]:
         subscription.consecutive_failures, subscription.disabled_reason = 0, ""
         due = list(subscription.deliveries.filter(status=WebhookDelivery.Status.PENDING).values_list("pk", flat=True))
-        _queue_on_commit(due)
+        queue_on_commit(due)
     elif diff.get("enabled") == [True, False]:
         subscription.disabled_reason = "Disabled by a user"
     subscription.updated_at = timezone.now()
@@ -172,7 +172,7 @@ def webhook_redeliver(*, account: Account | None, delivery_id: int, webhook_id: 
     delivery.status, delivery.next_attempt_at, delivery.manual = WebhookDelivery.Status.PENDING, now, True
     delivery.retry_until = now + timedelta(seconds=settings.WEBHOOK_RETRY_WINDOW_SECONDS)
     delivery.save(update_fields=["status", "next_attempt_at", "manual", "retry_until"])
-    _queue_on_commit([delivery.pk])
+    queue_on_commit([delivery.pk])
     audit_record(actor=actor, action="webhook.redeliver", account=delivery.subscription.account,
                  target=f"{delivery.subscription_id}/{delivery.message_id}", diff={"status": [old_status, "pending"]})
     return delivery
