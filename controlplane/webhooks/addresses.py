@@ -12,6 +12,7 @@ A webhook URL is tenant input that the control plane's own network then requests
 """
 
 import ipaddress
+import os
 import socket
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -22,7 +23,17 @@ from urllib.parse import urlsplit
 from django.conf import settings
 
 RESOLVE_TIMEOUT_SECONDS = 3.0
-_resolver = ThreadPoolExecutor(max_workers=4, thread_name_prefix="webhook-dns")
+_resolvers: dict[int, ThreadPoolExecutor] = {}
+
+
+def _resolver() -> ThreadPoolExecutor:
+    """This process's lookup threads (getaddrinfo has no timeout of its own). Per process id: a pool
+    inherited through fork (gunicorn, Celery's prefork pool) would have no threads behind it."""
+    pid = os.getpid()
+    if pid not in _resolvers:
+        _resolvers.clear()
+        _resolvers[pid] = ThreadPoolExecutor(max_workers=4, thread_name_prefix="webhook-dns")
+    return _resolvers[pid]
 
 
 class AddressRefused(ValueError):
@@ -90,7 +101,7 @@ def resolve(url: str) -> Resolved:
         addresses = [str(ipaddress.ip_address(host))]
     except ValueError:
         literal = False
-        future = _resolver.submit(_lookup, host, port)
+        future = _resolver().submit(_lookup, host, port)
         try:
             addresses = future.result(timeout=RESOLVE_TIMEOUT_SECONDS)
         except FutureTimeout as exc:
