@@ -10,7 +10,10 @@ accounts of 100. Prints, each beside its yardstick from the same run:
 1. create -> running per endpoint (commit of the create -> the ``running`` state event), beside the part
    Kubernetes itself takes: each Deployment's creation -> its ``Available`` condition, as the API server
    stamps them (1 s resolution).
-2. one drift sweep over the converged endpoints: wall time, and the requests and writes the API server
+2. the same again with the cluster watcher running (``deployments.watch``, in this process): create ->
+   running, and pod ready (the moment the watch saw it) -> ``running`` in the API, beside the polling-only
+   figure of 1.; then the watcher's own requests to the API server over an idle minute.
+3. one drift sweep over the converged endpoints: wall time, and the requests and writes the API server
    audited for the worker, beside the admin listing the same kinds across all namespaces once (the least a
    sweep can read).
 """
@@ -34,7 +37,62 @@ def stamp(value: str) -> float:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
-def run(env: dict, endpoints: int, nodes: int) -> None:
+def watched(accounts: list, endpoints: int, sha: str, polling: list[float], idle: float) -> None:
+    """Phase 2: the same creates with the watcher running; its latency figures and idle request rate."""
+    import threading
+
+    from django.db import connections
+
+    from deployments.watch import Watcher
+    from endpoints.models import Endpoint, EndpointEvent
+    from endpoints.services import endpoint_create
+
+    watcher = Watcher(trace=True)
+    thread = threading.Thread(target=lambda: (watcher.run(), connections.close_all()), daemon=True)
+    thread.start()
+    try:
+        if not watcher.wait_started(60):
+            raise SystemExit("the watcher did not start")
+        created = {}
+        for i in range(endpoints):
+            account = accounts[i // 100]
+            endpoint = endpoint_create(account=account, spec=_spec(f"w-{i}", sha), actor=account.user)
+            created[endpoint.pk] = endpoint.created_at.timestamp()
+        deadline = time.monotonic() + max(300, endpoints)
+        while Endpoint.objects.filter(pk__in=created, state="running").count() < endpoints:
+            if time.monotonic() > deadline:
+                raise SystemExit("the watched endpoints did not all reach running")
+            time.sleep(0.2)
+        reached = {e: t.timestamp() for e, t in EndpointEvent.objects.filter(
+            endpoint_id__in=created, to_state="running").values_list("endpoint_id", "created_at")}
+        ours = [reached[pk] - created[pk] for pk in created]
+        ready = [reached[pk] - watcher.stats.ready_seen[pk] for pk in created if pk in watcher.stats.ready_seen]
+        print(f"with the watcher: create -> running {percentiles(ours, unit='s')}  "
+              f"(polling only: p50 {sorted(polling)[len(polling) // 2]:.2f} s)")
+        print(f"  pod ready (seen by the watch) -> running in the API: {percentiles(ready)}")
+        before = watcher.stats.lists + watcher.stats.watches
+        time.sleep(idle)
+        made = watcher.stats.lists + watcher.stats.watches - before
+        print(f"  the watcher's requests to the API server over {idle:.0f} s idle: {made} "
+              f"(one watch per kind per {watcher_timeout()} s, whatever the endpoint count)")
+    finally:
+        watcher.stop.set()
+        thread.join(10)
+
+
+def watcher_timeout() -> int:
+    from django.conf import settings
+
+    return settings.WATCH_TIMEOUT_SECONDS
+
+
+def _spec(name: str, sha: str) -> dict:
+    from tests.factories import endpoint_spec
+
+    return endpoint_spec(name, model={"revision": sha})
+
+
+def run(env: dict, endpoints: int, nodes: int, idle: float) -> None:
     from django.conf import settings
 
     from deployments.drift import drift_sweep
@@ -46,7 +104,7 @@ def run(env: dict, endpoints: int, nodes: int) -> None:
     from scripts.localcluster import LocalCluster, default_pools
     from scripts.localcluster.cluster import WRITE_VERBS
     from scripts.localcluster.worker import worker_kubeconfig
-    from tests.factories import endpoint_spec, make_user
+    from tests.factories import make_user
 
     with tempfile.TemporaryDirectory() as tmp:
         cluster = LocalCluster(Path(tmp) / "cluster", pools=default_pools(nodes))
@@ -72,7 +130,7 @@ def run(env: dict, endpoints: int, nodes: int) -> None:
             created = {}
             for i in range(endpoints):
                 account = accounts[i // 100]
-                spec = endpoint_spec(f"ep-{i}", model={"revision": sha})
+                spec = _spec(f"ep-{i}", sha)
                 endpoint = endpoint_create(account=account, spec=spec, actor=account.user)
                 created[endpoint.pk] = endpoint.created_at.timestamp()
             deadline = time.monotonic() + max(300, endpoints)
@@ -94,9 +152,10 @@ def run(env: dict, endpoints: int, nodes: int) -> None:
                 for d in listing["items"]:
                     available = [c for c in d["status"].get("conditions", []) if c["type"] == "Available"]
                     kube.append(stamp(available[0]["lastTransitionTime"]) - stamp(d["metadata"]["creationTimestamp"]))
-            print(f"{endpoints} endpoints created at once, all running after {wall:.1f} s")
+            print(f"{endpoints} endpoints created at once, all running after {wall:.1f} s (polling only)")
             print(f"  create -> running (ours, end to end):              {percentiles(ours, unit='s')}")
             print(f"  Deployment created -> Available (Kubernetes alone): {percentiles(kube, unit='s')}")
+            watched(accounts, endpoints, sha, ours, idle)
 
             worker.terminate()
             worker.wait(30)
@@ -128,9 +187,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--endpoints", type=int, default=1000)
     parser.add_argument("--nodes", type=int, default=50)
-    args = bench_args(parser, endpoints=5, nodes=2)
+    parser.add_argument("--idle", type=float, default=60, help="seconds the watcher's idle requests are counted")
+    args = bench_args(parser, endpoints=5, nodes=2, idle=2)
     env = setup_django()
-    run(env, args.endpoints, args.nodes)
+    run(env, args.endpoints, args.nodes, args.idle)
 
 
 if __name__ == "__main__":

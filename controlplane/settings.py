@@ -66,10 +66,11 @@ def database_from_url(url: str) -> dict:
 # ---------------------------------------------------------------- core
 DEBUG = env_bool("DJANGO_DEBUG", False)  # production-safe; make run and the suite turn it on
 # Which process this is; each gets only the keys it reads (the Helm chart and docker-compose set it). Web,
-# worker and management commands need both keys; the gateway only its record key (GATEWAY_RECORD_KEY, or
-# DJANGO_SECRET_KEY to derive it from, below); beat and migrate neither. Unset means "web".
+# worker and management commands need both keys; the watcher the encryption key; the gateway only its record
+# key (GATEWAY_RECORD_KEY, or DJANGO_SECRET_KEY to derive it from, below); beat and migrate neither. Unset
+# means "web".
 PROCESS = env_str("CONTROLPLANE_PROCESS", "web")
-PROCESSES = ("web", "worker", "gateway", "beat", "migrate")
+PROCESSES = ("web", "worker", "watcher", "gateway", "beat", "migrate")
 if PROCESS not in PROCESSES:
     raise ImproperlyConfigured(f"CONTROLPLANE_PROCESS must be one of {', '.join(PROCESSES)}, got {PROCESS!r}")
 SECRET_KEY = env_str("DJANGO_SECRET_KEY")
@@ -79,6 +80,8 @@ if not DEBUG and PROCESS in {"web", "worker"} and (not SECRET_KEY or not SECRETS
         "DJANGO_SECRET_KEY and SECRETS_ENCRYPTION_KEY must be set when DJANGO_DEBUG is off "
         "(generate one with: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
     )
+if not DEBUG and PROCESS == "watcher" and not SECRETS_ENCRYPTION_KEY:  # it decrypts the clusters' kubeconfigs
+    raise ImproperlyConfigured("the watcher needs SECRETS_ENCRYPTION_KEY (set it when DJANGO_DEBUG is off)")
 if not DEBUG and PROCESS == "gateway" and not (env_str("GATEWAY_RECORD_KEY") or SECRET_KEY):
     raise ImproperlyConfigured("the gateway needs GATEWAY_RECORD_KEY (or DJANGO_SECRET_KEY to derive it from)")
 # Development-only fallbacks: never used when DEBUG is off. A process given no key (beat, migrate, the
@@ -206,6 +209,14 @@ RECONCILE_SWEEP_SECONDS = env_int("RECONCILE_SWEEP_SECONDS", 15)
 DRIFT_SWEEP_SECONDS = env_int("DRIFT_SWEEP_SECONDS", 300)
 # How often beat probes each enabled cluster (version, node capacity, reachability) for the console.
 CLUSTER_PROBE_SECONDS = env_int("CLUSTER_PROBE_SECONDS", 60)
+# Watch-driven observation (manage.py watch_clusters, deployments.watch): watches last WATCH_TIMEOUT_SECONDS and
+# resume, changes are coalesced for WATCH_COALESCE_MS, the cluster list is re-read every WATCH_CLUSTERS_SECONDS.
+WATCH_TIMEOUT_SECONDS = env_int("WATCH_TIMEOUT_SECONDS", 300)
+WATCH_COALESCE_MS = env_int("WATCH_COALESCE_MS", 50)
+WATCH_CLUSTERS_SECONDS = env_int("WATCH_CLUSTERS_SECONDS", 30)
+# While pods start or roll, the reconciler looks again after this many seconds even if no watch said so
+# (the safety net under the watcher; the only way to see progress without one).
+RECONCILE_REQUEUE_SECONDS = env_int("RECONCILE_REQUEUE_SECONDS", 2)
 # The cost ledger accrues every COST_ACCRUE_SECONDS, up to COST_SETTLE_SECONDS ago (see endpoints.costs).
 COST_ACCRUE_SECONDS = env_int("COST_ACCRUE_SECONDS", 60)
 COST_SETTLE_SECONDS = env_int("COST_SETTLE_SECONDS", 30)
@@ -312,7 +323,7 @@ GATEWAY_IDLE_SWEEP_SECONDS = env_int("GATEWAY_IDLE_SWEEP_SECONDS", 60)
 # nothing: given neither key they have none (empty, which controlplane.feed refuses to sign with).
 GATEWAY_RECORD_KEY = env_str("GATEWAY_RECORD_KEY") or (SECRET_KEY and hmac.new(
     SECRET_KEY.encode(), b"controlplane gateway records", hashlib.sha256).hexdigest())
-if not DEBUG and PROCESS not in {"beat", "migrate"} and len(GATEWAY_RECORD_KEY) < 32:
+if not DEBUG and PROCESS not in {"beat", "migrate", "watcher"} and len(GATEWAY_RECORD_KEY) < 32:
     raise ImproperlyConfigured("GATEWAY_RECORD_KEY must be at least 32 characters when DJANGO_DEBUG is off")
 # /metrics (and /_gateway/metrics) answer only "Authorization: Bearer <this>"; unset = never served, 404.
 GATEWAY_METRICS_TOKEN = env_str("GATEWAY_METRICS_TOKEN")

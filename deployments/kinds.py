@@ -17,16 +17,17 @@ class Kind(NamedTuple):
 
 WRITE = ("get", "list", "create", "update", "delete")  # apply replaces whole objects: no patch
 READ = ("get", "list")
+WATCHED = ("watch",)  # the kinds deployments.watch follows, so a change is seen at once
 
 KINDS: tuple[Kind, ...] = (
     Kind("", "v1", "namespaces", "Namespace", False, WRITE),
     Kind("", "v1", "resourcequotas", "ResourceQuota", True, WRITE),
     Kind("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", True, WRITE),
-    Kind("apps", "v1", "deployments", "Deployment", True, WRITE),
+    Kind("apps", "v1", "deployments", "Deployment", True, WRITE + WATCHED),
     Kind("", "v1", "services", "Service", True, WRITE),
     Kind("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler", True, WRITE),
     Kind("", "v1", "secrets", "Secret", True, WRITE),
-    Kind("", "v1", "pods", "Pod", True, READ),
+    Kind("", "v1", "pods", "Pod", True, READ + WATCHED),
     Kind("", "v1", "pods/log", "Pod log", True, ("get",)),
     Kind("", "v1", "events", "Event", True, READ),
     Kind("", "v1", "nodes", "Node", False, ("list",)),  # the cluster probe's capacity figures

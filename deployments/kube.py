@@ -4,6 +4,8 @@ Objects travel as plain dicts (the renderer's output) through the official clien
 small set of verbs serves every kind in ``deployments.kinds``. Every call has a timeout.
 """
 
+from __future__ import annotations
+
 import json
 import logging
 import threading
@@ -85,6 +87,42 @@ class Kube:
         """Every object of ``kind`` (in ``namespace``, or in all namespaces when None) matching the selector."""
         query = {"labelSelector": label_selector} if label_selector else {}
         return self._call("GET", _path(BY_KIND[kind], namespace), query=query).get("items", [])
+
+    def list_versioned(self, kind: str, label_selector: str) -> tuple[list[dict], str]:
+        """Every object of ``kind`` in every namespace matching the selector, and the list's
+        resourceVersion (where a watch of the same selection starts)."""
+        answer = self._call("GET", _path(BY_KIND[kind], None), query={"labelSelector": label_selector})
+        return answer.get("items", []), answer["metadata"]["resourceVersion"]
+
+    def watch(self, kind: str, label_selector: str, resource_version: str, *, timeout: int):
+        """The changes to the selection after ``resource_version``, as ``(type, object)`` (ADDED, MODIFIED,
+        DELETED, BOOKMARK, ERROR), until the server ends the watch after ``timeout`` seconds. An ERROR
+        with code 410 means the version is too old: list again. Raises KubeError when the request fails."""
+        query = {"watch": "1", "labelSelector": label_selector, "resourceVersion": resource_version,
+                 "allowWatchBookmarks": "true", "timeoutSeconds": str(timeout)}
+        try:
+            method, url, headers, body, post = self.api.param_serialize(
+                "GET", _path(BY_KIND[kind], None), query_params=list(query.items()),
+                header_params={"Accept": "application/json"}, auth_settings=["BearerToken"])
+            response = self.api.call_api(method, url, header_params=headers, body=body, post_params=post,
+                                         _request_timeout=(TIMEOUT[0], timeout + 30))
+            if not 200 <= response.status <= 299:
+                data = response.read()
+                raise ApiException.from_response(http_resp=response, body=data.decode(errors="replace"), data=None)
+            raw = response.response
+            try:
+                pending = b""
+                for chunk in raw.stream(64 * 1024, decode_content=True):
+                    pending += chunk
+                    *lines, pending = pending.split(b"\n")
+                    for line in lines:
+                        if line.strip():
+                            event = json.loads(line)
+                            yield event.get("type", ""), event.get("object") or {}
+            finally:
+                raw.release_conn()
+        except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+            raise _error(exc) from exc
 
     def get(self, kind: str, namespace: str | None, name: str) -> dict | None:
         try:

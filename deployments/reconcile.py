@@ -42,11 +42,10 @@ from .targets import endpoint_url, platform, target_for, ungranted_registry
 log = logging.getLogger(__name__)
 
 ENDPOINT_KINDS = ("Secret", "Deployment", "Service", "HorizontalPodAutoscaler", "NetworkPolicy")
-REQUEUE_SECONDS = 2.0  # while pods start or roll
 RECHECK_FAILED_SECONDS = 30.0  # a failure read from pods (unschedulable, deadline) may clear on its own
 RECHECK_SCALING_SECONDS = 5.0  # running with replicas still starting: keep readyReplica current
-REQUEUE = {State.INITIALIZING: REQUEUE_SECONDS, State.UPDATING: REQUEUE_SECONDS,
-           State.FAILED: RECHECK_FAILED_SECONDS, State.UPDATE_FAILED: RECHECK_FAILED_SECONDS}
+RECHECK = {State.FAILED: RECHECK_FAILED_SECONDS, State.UPDATE_FAILED: RECHECK_FAILED_SECONDS}
+MOVING = (State.INITIALIZING, State.UPDATING)  # pods start or roll: look again after RECONCILE_REQUEUE_SECONDS
 KEEPS_URL = (State.RUNNING, State.UPDATING, State.UPDATE_FAILED, State.SCALED_TO_ZERO)
 
 
@@ -161,7 +160,9 @@ def _failed(endpoint: Endpoint, generation: int, exc: Exception, *, previously_a
 def _requeue_after(observation: Observation) -> float | None:
     if observation.state == State.RUNNING and observation.ready < observation.target:
         return RECHECK_SCALING_SECONDS
-    return REQUEUE.get(observation.state)
+    if observation.state in MOVING:
+        return float(settings.RECONCILE_REQUEUE_SECONDS)
+    return RECHECK.get(observation.state)
 
 
 def _record(endpoint: Endpoint, generation: int, observation: Observation, *, url: str | None,

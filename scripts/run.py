@@ -1,4 +1,5 @@
-"""``make run``: create the database if missing, migrate, then run web, worker, beat and gateway together.
+"""``make run``: create the database if missing, migrate, then run web, worker, beat, gateway and the cluster
+watcher together.
 
 Web is gunicorn on http://127.0.0.1:8000 (``PORT`` to change). The endpoint gateway listens on
 http://127.0.0.1:8080 (``GATEWAY_PORT``) and serves endpoints path-style, ``/<account>/<name>/...``, on
@@ -150,6 +151,7 @@ def main() -> int:
         "beat": [PYTHON, "-m", "celery", "-A", "controlplane", "beat", "--loglevel", log_level,
                  "--schedule", str(data / "celerybeat-schedule")],
         "gateway": [PYTHON, "-m", "gateway"],
+        "watcher": [PYTHON, "manage.py", "watch_clusters"],
     }
     # The gateway serves path style only on the Hosts it is told: here, the addresses it is printed under.
     env = {"GATEWAY_PATH_HOSTS": f"127.0.0.1:{gateway_port},localhost:{gateway_port}", **os.environ,

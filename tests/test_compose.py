@@ -18,7 +18,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 TOOLS_BIN = ROOT / ".tools" / "bin"
-APP_SERVICES = {"migrate", "web", "worker", "beat", "gateway"}
+APP_SERVICES = {"migrate", "web", "worker", "watcher", "beat", "gateway"}
 LONG_RUNNING = {"web", "worker", "beat", "gateway"}
 
 

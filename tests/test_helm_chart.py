@@ -471,12 +471,13 @@ def test_migrate_job_is_a_pre_install_and_pre_upgrade_hook_with_everything_it_ne
             assert ref["name"] not in {s["metadata"]["name"] for s in release_secrets}, ref
 
 
-def test_only_the_worker_gets_a_kubernetes_token_and_only_in_cluster():
+def test_only_the_worker_and_the_watcher_get_a_kubernetes_token_and_only_in_cluster():
     for values, in_cluster in (("minimal-values", True), ("remote-clusters-values", False)):
         objects = rendered(values)
         mounts = {obj["metadata"]["labels"]["app.kubernetes.io/component"]:
                   pod_spec(obj)["automountServiceAccountToken"] for obj in objects if pod_spec(obj)}
-        assert mounts == {"web": False, "gateway": False, "worker": in_cluster, "beat": False, "migrate": False}
+        assert mounts == {"web": False, "gateway": False, "worker": in_cluster, "watcher": in_cluster, "beat": False,
+                          "migrate": False}
 
 
 # ---------------------------------------------------------------- RBAC
@@ -576,13 +577,13 @@ def test_rbac_check_catches_a_verb_too_many_and_one_too_few(helm, tmp_path):
     role = chart / "templates" / "clusterrole.yaml"
     text = role.read_text()
     for resources, verbs, broken in (('"pods/log"', '["get"]', '["get", "watch"]'),
-                                     ('"pods", "events"', '["get", "list"]', '["get"]')):
+                                     ('"events"', '["get", "list"]', '["get"]')):
         rule = f'resources: [{resources}]\n    verbs: '
         assert rule + verbs in text
         text = text.replace(rule + verbs, rule + broken)
     role.write_text(text)
     missing, extra = rbac_difference(render(helm, chart, CHART / "ci" / "minimal-values.yaml"))
-    assert missing == {("", "pods", "list"), ("", "events", "list")}
+    assert missing == {("", "events", "list")}
     assert extra == {("", "pods/log", "watch")}
 
 
@@ -707,6 +708,7 @@ def test_item03_a_datastore_without_a_pod_selector_is_refused(helm, tmp_path):
 def test_item03_the_policy_check_catches_a_pod_no_policy_selects(helm, tmp_path):
     chart = copy_chart(tmp_path)
     policy = chart / "templates" / "networkpolicy.yaml"
-    policy.write_text(policy.read_text().replace('values: ["worker", "beat", "migrate"]', 'values: ["worker"]'))
+    policy.write_text(policy.read_text().replace('values: ["worker", "watcher", "beat", "migrate"]',
+                                                 'values: ["worker"]'))
     objects = render(helm, chart, CHART / "ci" / "minimal-values.yaml")
     assert ingress_of(objects, pods(objects)["beat"]) is None

@@ -3,7 +3,9 @@ rejected updates that keep the old version serving, secret rotation, and one sch
 
 import json
 
-from deployments.reconcile import RECHECK_FAILED_SECONDS, REQUEUE_SECONDS, endpoint_reconcile
+from django.conf import settings
+
+from deployments.reconcile import RECHECK_FAILED_SECONDS, endpoint_reconcile
 from endpoints import services
 from endpoints.models import Endpoint
 from tests.kube_helpers import NS, converge, create, deployment
@@ -26,7 +28,7 @@ def test_permanent_rejections_are_not_requeued(alice, cluster, fake_kube, fake_h
     fake_kube.pod_ready_seconds = 60  # still starting after this pass, however slow the machine is
     starting = create(alice, "starting")
     outcome = endpoint_reconcile(endpoint_id=starting.pk)
-    assert outcome.state == "initializing" and outcome.requeue_after == REQUEUE_SECONDS
+    assert outcome.state == "initializing" and outcome.requeue_after == settings.RECONCILE_REQUEUE_SECONDS
 
 
 def test_an_update_kubernetes_rejects_keeps_the_previous_version_serving(alice, cluster, fake_kube, fake_hub):

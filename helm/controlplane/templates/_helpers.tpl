@@ -191,6 +191,8 @@ secrets it reads, so a compromised pod leaks only those:
 
   web      DATABASE_URL REDIS_URL CELERY_BROKER_URL DJANGO_SECRET_KEY SECRETS_ENCRYPTION_KEY GATEWAY_RECORD_KEY
   worker   the same plus HF_HUB_TOKEN (it resolves model revisions on the Hub)
+  watcher  DATABASE_URL REDIS_URL CELERY_BROKER_URL SECRETS_ENCRYPTION_KEY (it reads the clusters' stored
+           credentials and queues reconciles; it signs nothing)
   beat     REDIS_URL CELERY_BROKER_URL (it only enqueues the sweeps; its schedule is a file in /tmp)
   migrate  DATABASE_URL
   gateway  DATABASE_URL (cold misses) REDIS_URL CELERY_BROKER_URL (wake-ups) GATEWAY_METRICS_TOKEN and its
@@ -207,7 +209,7 @@ keys (the chart's, the migrate hook's copy, or existingSecret).
 {{- $ownRecordKey := or $v.secrets.gatewayRecordKey (and $v.existingSecret $v.existingSecretHasGatewayRecordKey) }}
 - name: CONTROLPLANE_PROCESS
   value: {{ $c | quote }}
-{{- if has $c (list "web" "worker" "gateway" "migrate") }}
+{{- if has $c (list "web" "worker" "watcher" "gateway" "migrate") }}
 - name: DATABASE_URL
   valueFrom:
     secretKeyRef:
@@ -219,7 +221,7 @@ keys (the chart's, the migrate hook's copy, or existingSecret).
       key: DATABASE_URL
       {{- end }}
 {{- end }}
-{{- if has $c (list "web" "worker" "beat" "gateway") }}
+{{- if has $c (list "web" "worker" "watcher" "beat" "gateway") }}
 - name: REDIS_URL
   valueFrom:
     secretKeyRef:
@@ -244,7 +246,7 @@ keys (the chart's, the migrate hook's copy, or existingSecret).
       name: {{ .secretName }}
       key: DJANGO_SECRET_KEY
 {{- end }}
-{{- if has $c (list "web" "worker") }}
+{{- if has $c (list "web" "worker" "watcher") }}
 - name: SECRETS_ENCRYPTION_KEY
   valueFrom:
     secretKeyRef:
