@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 
 from django.conf import settings
+from django.db import DatabaseError, close_old_connections
 
 from controlplane import queue
 
@@ -212,10 +213,11 @@ class Watcher:
         flusher.start()
         try:
             while not self.stop.is_set():
-                from django.db import close_old_connections
-
                 close_old_connections()
-                self.refresh()
+                try:
+                    self.refresh()
+                except DatabaseError as exc:  # the running watches go on; the list is read again next time
+                    log.warning("watch.clusters_unreadable error=%s", exc)
                 self.stop.wait(settings.WATCH_CLUSTERS_SECONDS)
         finally:
             for _, stop, _ in self._clusters.values():
