@@ -582,3 +582,23 @@ def test_budget_crossings_are_budget_threshold_events(alice, alice_api, receiver
     assert [(d["thresholdPercent"], d["spent"], d["limit"], d["action"]) for d in data] == [
         (80, 85.0, 100.0, None), (100, 105.0, 100.0, "refuse")]
     assert all(r["verified"] for r in hook.requests) and data[0]["namespace"] == "alice"
+
+
+def test_the_reconcilers_lifecycle_reaches_the_subscriber(alice, alice_api, receiver, cluster, fake_kube, fake_hub):
+    """Through a real reconcile against the fake API server: states the reconciler observed, then the delete
+    it completes (the row removed by the teardown) as endpoint.deleted."""
+    from tests.kube_helpers import converge
+
+    hook = receiver()
+    hook.secret = subscribe(alice_api, hook.url, ["endpoint.state_changed", "endpoint.deleted"])["secret"]
+    endpoint = endpoint_services.endpoint_create(account=alice.personal_account, actor=alice, spec=endpoint_spec("ep"))
+    converge(endpoint.pk, "running")
+    endpoint_services.endpoint_delete(account=alice.personal_account, name="ep", actor=alice)
+    converge(endpoint.pk, "gone")
+    for delivery in WebhookDelivery.objects.order_by("pk"):
+        deliver(delivery.pk)
+    payloads = [json.loads(r["body"]) for r in hook.requests]
+    states = [p["data"]["toState"] for p in payloads if p["type"] == "endpoint.state_changed"]
+    assert states[0] == "pending" and "running" in states and states[-1] == "deleting", states
+    assert payloads[-1]["type"] == "endpoint.deleted" and payloads[-1]["data"]["name"] == "ep"
+    assert all(r["verified"] for r in hook.requests)
