@@ -219,3 +219,6 @@ class UserAdmin(DjangoUserAdmin):
 
 admin.site.unregister(get_user_model())
 admin.site.register(get_user_model(), UserAdmin)
+
+
+from .webhooks import admin as _webhooks_admin  # noqa: E402, F401  (registers the webhook admins)

@@ -22,6 +22,7 @@ def _schedule(sender, **_kwargs) -> None:
               ("idle sweep", queue.IDLE_SWEEP, settings.GATEWAY_IDLE_SWEEP_SECONDS),
               ("registry refresh", queue.REGISTRY_REFRESH, settings.REGISTRY_SWEEP_SECONDS),
               ("cluster probe", queue.CLUSTER_PROBE, settings.CLUSTER_PROBE_SECONDS),
+              ("webhook sweep", queue.WEBHOOK_SWEEP, settings.WEBHOOK_SWEEP_SECONDS),
               ("cost accrual", queue.COSTS_ACCRUE, settings.COST_ACCRUE_SECONDS),
               ("scaling schedules", queue.SCALING_SCHEDULES, settings.SCALING_SCHEDULE_SECONDS))
     for name, task, seconds in sweeps:

@@ -42,6 +42,11 @@ class Code(StrEnum):
     ALREADY_RUNNING = "already_running"
     UNSUPPORTED_TASK = "unsupported_task"
     TRAFFIC_UNAVAILABLE = "traffic_unavailable"
+    TOO_MANY_STREAMS = "too_many_streams"
+    # Webhooks
+    WEBHOOK_NOT_FOUND = "webhook_not_found"
+    WEBHOOK_LIMIT = "webhook_limit"
+    WEBHOOK_DISABLED = "webhook_disabled"
     # The inference catalog
     CATALOG_NOT_FOUND = "catalog_not_found"
     NO_MATCHING_RECIPE = "no_matching_recipe"
@@ -93,6 +98,10 @@ MEANING: dict[Code, str] = {
     Code.ALREADY_RUNNING: "Resume of an endpoint that is not paused or scaled to zero",
     Code.UNSUPPORTED_TASK: "The managed image does not serve this task",
     Code.TRAFFIC_UNAVAILABLE: "The endpoint's traffic statistics (kept in Redis) cannot be read right now; retry",
+    Code.TOO_MANY_STREAMS: "The token has the maximum number of event streams open; close one or retry later",
+    Code.WEBHOOK_NOT_FOUND: "No webhook (or webhook delivery) of that id in the account",
+    Code.WEBHOOK_LIMIT: "The account holds the maximum number of webhooks",
+    Code.WEBHOOK_DISABLED: "The webhook is disabled; enable it before redelivering",
     Code.CATALOG_NOT_FOUND: "No model or recipe of that id is listed in the inference catalog",
     Code.NO_MATCHING_RECIPE: "None of the catalog model's recipes has the accelerator or GGUF file asked for",
     Code.CLUSTER_EXISTS: "Another enabled cluster serves this vendor and region",

@@ -122,3 +122,97 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor_name} {self.action} {self.target}"
+
+
+class WebhookSubscription(models.Model):
+    """An account's webhook: where its events are POSTed, which kinds, and the secret that signs them.
+
+    The secret (``whsec_...``) is stored encrypted (it must be read back to sign) and shown only in the
+    answer that creates or rotates it. ``events`` lists event types; ``["*"]`` means every type.
+    """
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="webhooks")
+    url = models.CharField(max_length=2048)
+    events = models.JSONField(default=list)
+    description = models.CharField(max_length=256, blank=True, default="")
+    secret_encrypted = models.TextField(editable=False)
+    enabled = models.BooleanField(default=True)
+    disabled_reason = models.CharField(max_length=256, blank=True, default="")
+    # Failed attempts in a row (any delivery); a success resets it. Reaching WEBHOOK_DISABLE_AFTER_FAILURES
+    # disables the subscription.
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["account_id", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.account_id}: {self.url[:80]}"
+
+
+class WebhookDelivery(models.Model):
+    """One event for one subscription (the transactional outbox row): written in the transaction of the
+    change it reports, sent by a worker after commit, retried until it succeeds or its window ends.
+
+    ``body`` is the exact JSON sent (every attempt signs the same bytes); ``message_id`` is the
+    ``webhook-id`` header, the same on every attempt so receivers can deduplicate.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "pending"
+        SUCCEEDED = "succeeded", "succeeded"
+        FAILED = "failed", "failed (gave up)"
+
+    subscription = models.ForeignKey(WebhookSubscription, on_delete=models.CASCADE, related_name="deliveries")
+    message_id = models.CharField(max_length=64, unique=True, editable=False)
+    event_type = models.CharField(max_length=64)
+    body = models.TextField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempt_count = models.PositiveIntegerField(default=0)
+    # When a worker may next attempt it (a claimed attempt moves it ahead by the lease); None once finished.
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # Failed attempts are retried until then (WEBHOOK_RETRY_WINDOW_SECONDS after the event, or after a
+    # manual redelivery); the first failure after it gives the delivery up.
+    retry_until = models.DateTimeField()
+    # The next attempt is one someone asked for (a redelivery): its log line says so.
+    manual = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["next_attempt_at"], name="webhook_delivery_due",
+                                condition=models.Q(status="pending"))]
+
+    def __str__(self) -> str:
+        return f"{self.message_id} {self.event_type} ({self.status})"
+
+
+class WebhookAttempt(models.Model):
+    """One try at sending a delivery: what the receiver answered, or why nothing was sent."""
+
+    class Outcome(models.TextChoices):
+        SUCCEEDED = "succeeded", "succeeded (2xx)"
+        HTTP_ERROR = "http_error", "answered non-2xx"
+        TIMEOUT = "timeout", "timed out"
+        NETWORK_ERROR = "network_error", "connection failed"
+        REFUSED = "refused", "refused (address not allowed)"
+
+    delivery = models.ForeignKey(WebhookDelivery, on_delete=models.CASCADE, related_name="attempts")
+    attempted_at = models.DateTimeField(default=timezone.now)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(default=0)
+    error = models.CharField(max_length=512, blank=True, default="")
+    response_excerpt = models.CharField(max_length=1024, blank=True, default="")
+    manual = models.BooleanField(default=False, help_text="A redelivery someone asked for")
+
+    class Meta:
+        ordering = ["attempted_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.attempted_at:%Y-%m-%d %H:%M:%S} {self.outcome} {self.status_code or ''}"

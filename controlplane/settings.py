@@ -359,6 +359,45 @@ for _host in GATEWAY_PATH_HOSTS:
         raise ImproperlyConfigured(f"GATEWAY_PATH_HOSTS: {_host!r} is not a host name or address "
                                    "(optionally with :port); wildcards are not accepted")
 
+# ---------------------------------------------------------------- webhooks (controlplane.webhooks) and event streams
+# Subscriptions one account may hold.
+MAX_WEBHOOKS_PER_ACCOUNT = env_int("MAX_WEBHOOKS_PER_ACCOUNT", 20)
+# Outbound webhook requests never reach loopback, link-local (cloud metadata), private, unspecified,
+# multicast or reserved addresses unless the address lies in one of these CIDRs (comma separated). Empty by
+# default: the control plane's own network is not reachable through a tenant's webhook URL.
+WEBHOOK_ALLOWED_CIDRS = env_list("WEBHOOK_ALLOWED_CIDRS", [])
+_networks("WEBHOOK_ALLOWED_CIDRS", WEBHOOK_ALLOWED_CIDRS)
+# One attempt: connect + send + read the answer within this many seconds; at most this many bytes of the
+# answer are read (the log keeps an excerpt of them).
+WEBHOOK_TIMEOUT_SECONDS = env_int("WEBHOOK_TIMEOUT_SECONDS", 10)
+WEBHOOK_RESPONSE_MAX_BYTES = env_int("WEBHOOK_RESPONSE_MAX_BYTES", 64 * 1024)
+# https receivers' certificates are verified against this CA bundle (a PEM file), certifi's when unset.
+WEBHOOK_CA_BUNDLE = env_str("WEBHOOK_CA_BUNDLE")
+# Retries: exponential from WEBHOOK_RETRY_BASE_SECONDS (doubling, capped at WEBHOOK_RETRY_MAX_SECONDS,
+# jittered) until WEBHOOK_RETRY_WINDOW_SECONDS after the event; then the delivery is given up.
+WEBHOOK_RETRY_BASE_SECONDS = env_int("WEBHOOK_RETRY_BASE_SECONDS", 30)
+WEBHOOK_RETRY_MAX_SECONDS = env_int("WEBHOOK_RETRY_MAX_SECONDS", 6 * 3600)
+WEBHOOK_RETRY_WINDOW_SECONDS = env_int("WEBHOOK_RETRY_WINDOW_SECONDS", 24 * 3600)
+# A worker claims an attempt for this long; if it dies meanwhile the sweep retries after it. Must exceed the
+# timeout, so a slow attempt still in flight is never sent a second time.
+WEBHOOK_LEASE_SECONDS = env_int("WEBHOOK_LEASE_SECONDS", 60)
+if WEBHOOK_LEASE_SECONDS <= WEBHOOK_TIMEOUT_SECONDS:
+    raise ImproperlyConfigured("WEBHOOK_LEASE_SECONDS must be greater than WEBHOOK_TIMEOUT_SECONDS")
+# A subscription whose attempts failed this many times in a row is disabled (audited); PATCH enables it.
+WEBHOOK_DISABLE_AFTER_FAILURES = env_int("WEBHOOK_DISABLE_AFTER_FAILURES", 50)
+# How often beat sends the due deliveries (retries, and any whose message was lost) to the workers.
+WEBHOOK_SWEEP_SECONDS = env_int("WEBHOOK_SWEEP_SECONDS", 10)
+# Finished deliveries (and their attempt log) are deleted by the sweep once this old.
+WEBHOOK_RETENTION_DAYS = env_int("WEBHOOK_RETENTION_DAYS", 30)
+# Endpoint event streams (GET .../events?follow=true): a stream ends after this many seconds (the client
+# reconnects with Last-Event-ID). Each open stream holds a web worker: the default stays under gunicorn's
+# default 30 s worker timeout; raise both together (or run gthread workers) for longer streams.
+EVENT_STREAM_MAX_SECONDS = env_int("EVENT_STREAM_MAX_SECONDS", 25)
+EVENT_STREAM_POLL_SECONDS = float(env_str("EVENT_STREAM_POLL_SECONDS", "1"))
+EVENT_STREAM_HEARTBEAT_SECONDS = env_int("EVENT_STREAM_HEARTBEAT_SECONDS", 10)
+# Streams open at once per API token (or session user); more get 429 too_many_streams.
+EVENT_STREAM_MAX_PER_TOKEN = env_int("EVENT_STREAM_MAX_PER_TOKEN", 3)
+
 # ---------------------------------------------------------------- AWS (PrivateLink, ECR), per cluster
 # Points every boto3 client at another endpoint (a local moto server in tests).
 AWS_ENDPOINT_URL = env_str("AWS_ENDPOINT_URL")

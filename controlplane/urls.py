@@ -13,9 +13,11 @@ from endpoints import views as ep
 from quotas import views as qv
 
 from . import docs, views
+from .webhooks import views as wh
 
 NS = "<str:namespace>"
 EP = f"v2/endpoint/{NS}/<str:name>"
+WH = f"v2/webhooks/{NS}/<int:webhook_id>"
 CATALOG = "api/v1/catalog"
 
 urlpatterns = [
@@ -37,6 +39,11 @@ urlpatterns = [
     path(f"v2/costs/{NS}", costs.CostView.as_view(), name="costs"),
     path(f"v2/budgets/{NS}", costs.BudgetView.as_view(), name="budget"),
     path(f"v2/quotas/{NS}/requests", qv.QuotaRequestsView.as_view(), name="quota-requests"),
+    path(f"v2/webhooks/{NS}", wh.WebhookCollectionView.as_view(), name="webhooks"),
+    path(WH, wh.WebhookDetailView.as_view(), name="webhook"),
+    path(f"{WH}/rotate-secret", wh.WebhookRotateSecretView.as_view(), name="webhook-rotate-secret"),
+    path(f"{WH}/deliveries", wh.WebhookDeliveriesView.as_view(), name="webhook-deliveries"),
+    path(f"{WH}/deliveries/<int:delivery_id>/redeliver", wh.WebhookRedeliverView.as_view(), name="webhook-redeliver"),
     path(f"{CATALOG}/list", cv.CatalogListView.as_view(), name="catalog-list"),
     # A repository id has a '/' between author and name, as the client sends it: a path converter.
     path(f"{CATALOG}/model/<path:repo_id>/deploy", cv.CatalogModelDeployView.as_view(), name="catalog-model-deploy"),

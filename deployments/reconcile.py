@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from controlplane.names import dns_label, endpoint_object_name, namespace_name
@@ -21,6 +22,7 @@ from controlplane.selectors import account_hub_token
 from endpoints.costs import costs_close
 from endpoints.locks import endpoint_session_lock
 from endpoints.models import Endpoint, Intent, State
+from endpoints.services import endpoint_deleted_emit
 from quotas.selectors import quota_limits
 
 from .apply import ApplyResult, apply_all, apply_one
@@ -306,7 +308,9 @@ def _teardown(endpoint: Endpoint, cluster: Cluster | None) -> Outcome | None:
             status_note(endpoint, endpoint.generation, f"Deleting: Kubernetes API problem, retrying ({exc})")
             raise Retry(str(exc), delay=exc.retry_after) from exc
     costs_close(endpoint=endpoint)  # its replica changes go with the row: its cost is accrued first
-    endpoint.delete()
+    with transaction.atomic():  # the row and its endpoint.deleted webhook go together, or neither
+        endpoint_deleted_emit(endpoint)
+        endpoint.delete()
     route_publish_on_commit(endpoint)  # autocommit here: published at once, as gone
     log.info("reconcile.deleted endpoint=%s", endpoint.pk)
     return None

@@ -22,6 +22,7 @@ from controlplane.errorcodes import Code
 from controlplane.errors import DomainError
 from controlplane.models import Account
 from controlplane.services import audit_record
+from controlplane.webhooks import events as webhook_events
 from quotas.models import Budget
 
 from .costs import month_start
@@ -75,15 +76,24 @@ def _act(budget_id: int, month: datetime, done: Enforced) -> None:
         budget.notified_month = month.date()
         audit_record(actor=None, action="budget.threshold", account=account, target=f"{budget.notify_percent}%",
                      diff=figures)
+        _threshold_webhook(budget, spent, budget.notify_percent)
         done.notified.append(account.slug)
     if spent >= budget.monthly_limit and budget.exhausted_month != month.date():
         budget.exhausted_month = month.date()
         audit_record(actor=None, action="budget.exhausted", account=account, target=budget.action, diff=figures)
+        if budget.notify_percent < 100:  # at 100 % the notice above was this same crossing
+            _threshold_webhook(budget, spent, 100, action=budget.action)
         done.exhausted.append(account.slug)
         if budget.action == Budget.Action.PAUSE:
             _pause_non_essential(account, done)
     budget.save(update_fields=["notified_month", "exhausted_month"])
     log.info("budget %s: spent %s of %s this month (%s)", account.slug, spent, budget.monthly_limit, budget.action)
+
+
+def _threshold_webhook(budget: Budget, spent, percent: int, action: str | None = None) -> None:
+    """The ``budget.threshold`` webhook, in the transaction that records the crossing."""
+    webhook_events.budget_threshold_emit(account=budget.account, budget="monthly", threshold_percent=percent,
+                                         spent=float(spent), limit=float(budget.monthly_limit), action=action)
 
 
 def _pause_non_essential(account: Account, done: Enforced) -> None:

@@ -20,3 +20,9 @@ class StateConflict(DomainError):
         super().__init__(message, **kwargs)
         if status is not None:
             self.status_code = status
+
+
+class TooManyStreams(DomainError):
+    status_code = 429
+    code = Code.TOO_MANY_STREAMS
+    message = "Too many event streams open for this token"

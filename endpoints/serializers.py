@@ -399,3 +399,12 @@ class EndpointEventSerializer(serializers.Serializer):
 
 class EndpointEventListSerializer(serializers.Serializer):
     items = EndpointEventSerializer(many=True)
+
+
+class EndpointEventFrameSerializer(serializers.Serializer):
+    """One Server-Sent Event of ``GET .../events?follow=true``, as an SSE client parses it."""
+
+    id = serializers.CharField(required=False, help_text="The event's id: send it back as Last-Event-ID to resume")
+    event = serializers.CharField(help_text="'message' for an endpoint event, 'end' when the stream ends")
+    data = serializers.CharField(help_text="An endpoint event as JSON (the items' shape), or {\"reason\"} for 'end'")
+    retry = serializers.IntegerField(required=False, help_text="Milliseconds to wait before reconnecting")

@@ -10,6 +10,7 @@ The state an intent implies is visible at once (pause -> paused, resume -> pendi
 scaledToZero, delete -> deleting), as the HF API answers; the reconciler derives every other state.
 """
 
+import functools
 import logging
 
 from django.conf import settings
@@ -25,6 +26,8 @@ from controlplane.locks import account_lock
 from controlplane.models import Account
 from controlplane.queue import RECONCILE_ENDPOINT, enqueue
 from controlplane.services import audit_record
+from controlplane.webhooks import events as webhook_events
+from quotas.errors import QuotaExceeded
 from quotas.selectors import instance_get
 
 from .errors import EndpointNotFound, StateConflict
@@ -39,6 +42,33 @@ from .spec import MASK, deep_merge, spec_diff, stored_spec
 log = logging.getLogger(__name__)
 
 RESPEC_FIELDS = ("model.repository", "model.revision")
+
+
+def _reports_quota_refusal(service):
+    """Wrap a service (outside its transaction) so an admission refusal is reported as ``quota.exceeded``.
+
+    The refusal rolls the service's transaction back, webhook outbox rows included; so the event is
+    written afterwards, in a transaction of its own. A failure to write it never hides the refusal.
+    """
+
+    @functools.wraps(service)
+    def wrapper(*, account: Account, **kwargs):
+        try:
+            return service(account=account, **kwargs)
+        except QuotaExceeded as exc:
+            spec = kwargs.get("spec") if isinstance(kwargs.get("spec"), dict) else {}
+            name = kwargs.get("name") or spec.get("name")
+            data = {"namespace": account.slug, "name": name if isinstance(name, str) else None,
+                    "operation": service.__name__.removeprefix("endpoint_"), "message": exc.message,
+                    **{key: exc.extra.get(key) for key in ("accelerator", "limit", "usage", "need")}}
+            try:
+                with transaction.atomic():
+                    webhook_events.emit(account=account, event_type=webhook_events.QUOTA_EXCEEDED, data=data)
+            except Exception:  # the refusal is what the caller must see
+                log.exception("webhook.quota_exceeded_not_recorded account=%s", account.slug)
+            raise
+
+    return wrapper
 
 
 def _changed_on_commit(endpoint: Endpoint, *, reconcile: bool = True) -> None:
@@ -61,11 +91,48 @@ def event_record(*, endpoint: Endpoint, kind: str, actor: AbstractBaseUser | Non
     if to_state and to_state != from_state:
         log.info("endpoint %s/%s: %s -> %s (%s)", endpoint.account.slug, endpoint.name, from_state or "new",
                  to_state, message)
-    return EndpointEvent.objects.create(
+    event = EndpointEvent.objects.create(
         endpoint=endpoint, kind=kind, actor=actor if actor is not None and actor.is_authenticated else None,
         actor_name=getattr(actor, "username", None) or "system", message=message[:1024], diff=diff or {},
         from_state=from_state, to_state=to_state, generation=endpoint.generation,
     )
+    _webhooks_emit(endpoint, event)
+    return event
+
+
+# The webhook event each kind of endpoint event also is (besides endpoint.state_changed for a new state).
+WEBHOOK_KINDS = {"create": webhook_events.ENDPOINT_CREATED, "update": webhook_events.ENDPOINT_UPDATED}
+
+
+def endpoint_webhook_data(endpoint: Endpoint, **extra) -> dict:
+    """What a webhook says of an endpoint: names, state and message, never spec values (no env, no secrets)."""
+    return {"namespace": endpoint.account.slug, "name": endpoint.name, "state": endpoint.state,
+            "message": endpoint.message, "url": endpoint.url, "generation": endpoint.generation, **extra}
+
+
+def _webhooks_emit(endpoint: Endpoint, event: EndpointEvent) -> None:
+    """The event's webhooks, in its transaction (so a rolled-back change sends nothing)."""
+    items = []
+    actor = {"actor": event.actor_name, "eventId": event.pk}
+    if event.kind in WEBHOOK_KINDS:
+        # Changed field names only: values may be long, and the secrets' are never anywhere in an event.
+        changed = {"changed": sorted(event.diff)} if event.kind == "update" else {}
+        items.append((WEBHOOK_KINDS[event.kind], endpoint_webhook_data(endpoint, **changed, **actor)))
+    if event.to_state and event.to_state != event.from_state:
+        # The reconciler's in-memory endpoint may predate the status it just wrote: the event's own state
+        # and message are the truth here, and the url is left to endpoint.updated / the API.
+        data = endpoint_webhook_data(endpoint, state=event.to_state, fromState=event.from_state or None,
+                                     toState=event.to_state, message=event.message, **actor)
+        data.pop("url")
+        items.append((webhook_events.ENDPOINT_STATE_CHANGED, data))
+    webhook_events.emit_many(account=endpoint.account_id, events=items, at=event.created_at)
+
+
+def endpoint_deleted_emit(endpoint: Endpoint) -> None:
+    """``endpoint.deleted``: call in the transaction that removes the row (the service's immediate delete, the
+    reconciler's teardown)."""
+    webhook_events.emit(account=endpoint.account_id, event_type=webhook_events.ENDPOINT_DELETED,
+                        data=endpoint_webhook_data(endpoint, state="deleted", message="Endpoint deleted"))
 
 
 # ---------------------------------------------------------------- spec validation
@@ -158,6 +225,7 @@ def _touch(endpoint: Endpoint, actor, *, spec_changed: bool) -> None:
 
 
 # ---------------------------------------------------------------- services
+@_reports_quota_refusal
 @transaction.atomic
 def endpoint_create(*, account: Account, spec: dict, actor: AbstractBaseUser | None) -> Endpoint:
     """Create an endpoint from a raw create body.
@@ -196,6 +264,7 @@ def endpoint_create(*, account: Account, spec: dict, actor: AbstractBaseUser | N
     return endpoint
 
 
+@_reports_quota_refusal
 @transaction.atomic
 def endpoint_update(*, account: Account, name: str, patch: dict, actor: AbstractBaseUser | None) -> Endpoint:
     """Deep-merge ``patch`` into the stored spec and apply it.
@@ -285,6 +354,7 @@ def endpoint_pause(*, account: Account, name: str, actor: AbstractBaseUser | Non
                           actor=actor)
 
 
+@_reports_quota_refusal
 @transaction.atomic
 def endpoint_resume(*, account: Account, name: str, actor: AbstractBaseUser | None) -> Endpoint:
     """Resume a paused, scaled-to-zero or failed endpoint (re-admitting its quota).
@@ -356,6 +426,7 @@ def endpoint_delete(*, account: Account, name: str, actor: AbstractBaseUser | No
     if endpoint.first_applied_at is None and endpoint_try_lock_for_transaction(endpoint.pk):
         _changed_on_commit(endpoint, reconcile=False)
         _delete_audit(endpoint, actor, to_state=None)
+        endpoint_deleted_emit(endpoint)
         endpoint.delete()
         return
     _delete_audit(endpoint, actor, to_state=State.DELETING)

@@ -2,9 +2,10 @@
 serializer that documents the body."""
 
 import redis
-from django.http import HttpResponse
+from django.http import HttpResponse, HttpResponseBase, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers
 from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -12,15 +13,16 @@ from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from controlplane.errorcodes import Code
-from controlplane.errors import ServiceUnavailable
-from controlplane.models import Role
+from controlplane.errors import InvalidSpec, ServiceUnavailable
+from controlplane.models import ApiToken, Role
 from controlplane.serializers import EmptySerializer
 from controlplane.views import body_error_responses, caller_account, error_responses
 
-from . import selectors, services
+from . import selectors, services, stream
 from .openmetrics import CONTENT_TYPE as OPENMETRICS_CONTENT_TYPE
 from .openmetrics import exposition
 from .serializers import (
+    EndpointEventFrameSerializer,
     EndpointEventListSerializer,
     EndpointListQuerySerializer,
     EndpointListSerializer,
@@ -110,13 +112,68 @@ class EndpointScaleToZeroView(_ActionView):
         return self.act(request, namespace, name, services.endpoint_scale_to_zero)
 
 
+class EventStreamRenderer(BaseRenderer):
+    """Lets an EventSource's ``Accept: text/event-stream`` through content negotiation (the view streams the
+    body itself); errors stay JSON (``controlplane.errors``)."""
+
+    media_type = "text/event-stream"
+    format = "event-stream"
+    charset = "utf-8"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return data
+
+
+class EndpointEventsQuerySerializer(serializers.Serializer):
+    follow = serializers.BooleanField(default=False, help_text="Stream the events as Server-Sent Events")
+
+
 class EndpointEventsView(APIView):
-    @extend_schema(operation_id="endpoint_events", tags=["endpoints"],
-                   responses={200: EndpointEventListSerializer, **error_responses(403, 404)})
-    def get(self, request: Request, namespace: str, name: str) -> Response:
+    renderer_classes = [*api_settings.DEFAULT_RENDERER_CLASSES, EventStreamRenderer]
+
+    @extend_schema(
+        operation_id="endpoint_events", tags=["endpoints"],
+        description="The endpoint's events (the latest 200, oldest first). With `follow=true` (or "
+                    "`Accept: text/event-stream`) a Server-Sent Events stream instead: those events, then each new "
+                    "one as it happens, each with `id:` so that `Last-Event-ID` resumes after it; comment lines "
+                    "as heartbeats; `event: end` when the endpoint is gone or the stream's time is up "
+                    "(reconnect with Last-Event-ID). At most EVENT_STREAM_MAX_PER_TOKEN streams per token (429).",
+        parameters=[EndpointEventsQuerySerializer,
+                    OpenApiParameter("Last-Event-ID", int, location=OpenApiParameter.HEADER, required=False,
+                                     description="With follow: resume after this event id")],
+        responses={(200, "application/json"): EndpointEventListSerializer,
+                   (200, "text/event-stream"): OpenApiResponse(EndpointEventFrameSerializer,
+                                                               description="Server-Sent Events (schema: one event)"),
+                   **{(code, "application/json"): response
+                      for code, response in error_responses(403, 404, 429).items()}})
+    def get(self, request: Request, namespace: str, name: str) -> HttpResponseBase:
         account = caller_account(request, namespace, Role.READ)
+        query = EndpointEventsQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        if query.validated_data["follow"] or isinstance(request.accepted_renderer, EventStreamRenderer):
+            return self._stream(request, account, name)
         events = selectors.endpoint_events(account=account, name=name)
         return Response(EndpointEventListSerializer({"items": events}).data)
+
+    def _stream(self, request: Request, account, name: str) -> StreamingHttpResponse:
+        raw = request.headers.get("Last-Event-ID", "").strip()
+        if raw and not (raw.isdigit() and len(raw) <= 18):
+            raise InvalidSpec("Last-Event-ID must be an event id", fields={"Last-Event-ID": ["an event id"]})
+        after = int(raw) if raw else None
+        endpoint = selectors.endpoint_get(account=account, name=name)
+        token = request.auth if isinstance(request.auth, ApiToken) else None
+        release = stream.slot_acquire(f"token:{token.pk}" if token else f"user:{request.user.pk}")
+        try:
+            first = stream.backlog(endpoint, after)
+        except BaseException:
+            release()
+            raise
+        response = StreamingHttpResponse(stream.EventStream(endpoint.pk, first, after, release),
+                                         content_type="text/event-stream; charset=utf-8")
+        # No caching, and no buffering by a proxy in front (nginx honours X-Accel-Buffering).
+        response["Cache-Control"] = "no-cache"
+        response["X-Accel-Buffering"] = "no"
+        return response
 
 
 class OpenMetricsRenderer(BaseRenderer):

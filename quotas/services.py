@@ -11,6 +11,7 @@ from controlplane.errors import Conflict, InvalidSpec
 from controlplane.locks import account_lock
 from controlplane.models import Account
 from controlplane.services import audit_record
+from controlplane.webhooks import events as webhook_events
 
 from .models import Accelerator, Budget, InstanceType, Quota, QuotaRequest
 from .selectors import default_limit, quota_limits
@@ -122,6 +123,10 @@ def quota_request_decide(*, request_id: int, approve: bool, actor: AbstractBaseU
         quota_set(account=request.account, accelerator=request.accelerator, limit=request.requested_limit, actor=actor)
     audit_record(actor=actor, action=f"quota_request.{request.status}", account=request.account,
                  target=request.accelerator, diff={"status": ["pending", request.status]})
+    webhook_events.emit(account=request.account, event_type=webhook_events.QUOTA_REQUEST_DECIDED, data={
+        "namespace": request.account.slug, "requestId": request.pk, "accelerator": request.accelerator,
+        "requestedLimit": request.requested_limit, "status": request.status, "note": note,
+        "decidedBy": getattr(actor, "username", None) or "system"})
     return request
 
 

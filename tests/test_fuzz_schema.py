@@ -68,6 +68,7 @@ INSTANCES = [
     ("aws", "us-east-1", "cpu", "intel-icl", "x1"),
 ]
 OWN_ENDPOINTS = ("ep-one", "ep-two", "ep-paused")
+FUZZ_WEBHOOK_URL = "https://93.184.215.14/fuzz-hook"
 # Seeded catalog models and recipes (endpoints/catalog_seed.py), so catalog deploys reach admission.
 CATALOG_MODELS = ("Qwen/Qwen2.5-1.5B-Instruct-GGUF", "BAAI/bge-small-en-v1.5", "meta-llama/Llama-3.1-8B-Instruct")
 CATALOG_RECIPES = ("mellow-pho-t9c3k5wb", "crispy-dumpling-f5z8q3lo", "spicy-curry-m6d2r8va")
@@ -112,6 +113,7 @@ class World:
         self.ensure_endpoints()
         endpoint_create(account=org_admin, spec=endpoint_spec("ep-one"), actor=self.fuzzer)
         endpoint_create(account=victim.personal_account, spec=endpoint_spec("ep-one"), actor=victim)
+        self.ensure_webhooks()
         # Weighted: the fuzzer's own namespace most of the time.
         self.namespaces = ["fuzzer"] * 6 + ["fuzz-admin", "fuzz-read", "victim"]
 
@@ -130,6 +132,24 @@ class World:
                     endpoint_pause(account=self.account, name=name, actor=self.fuzzer)
             except DomainError:  # quota or the endpoint limit used up by fuzzed creates: fine
                 pass
+
+    def ensure_webhooks(self) -> None:
+        """Keep one subscription of the fuzzer's with a delivery to aim webhook ids at (a fuzzed delete removes
+        it), and room under the subscription limit for fuzzed creates to succeed. Public literal URLs: no DNS
+        lookup, and nothing is sent (no worker runs here)."""
+        from controlplane.models import WebhookDelivery, WebhookSubscription
+        from controlplane.webhooks.events import emit
+        from controlplane.webhooks.services import webhook_create
+
+        own = WebhookSubscription.objects.filter(account=self.account)
+        if own.count() > 10:
+            own.exclude(pk=getattr(self, "webhook_id", None)).delete()
+        if not own.filter(pk=getattr(self, "webhook_id", None)).exists():
+            self.webhook_id = webhook_create(account=self.account, url=FUZZ_WEBHOOK_URL, actor=self.fuzzer)[0].pk
+        if not WebhookDelivery.objects.filter(subscription_id=self.webhook_id).exists():
+            emit(account=self.account, event_type="endpoint.created", data={"fuzz": True})
+        self.delivery_id = WebhookDelivery.objects.filter(subscription_id=self.webhook_id).values_list(
+            "pk", flat=True).first()
 
     def aim(self, case):
         """Remap a generated case onto real objects (deterministic in the generated values)."""
@@ -156,6 +176,10 @@ class World:
                 params["token_id"] = candidates[bucket]
             elif params["token_id"] in self.protected_token_ids:  # never revoke the fuzzer's own credentials
                 params["token_id"] = self.revocable_token_ids[0]
+        if "webhook_id" in params and _bucket(("webhook", seed), 4) < 3:
+            params["webhook_id"] = self.webhook_id
+        if "delivery_id" in params and _bucket(("delivery", seed), 4) < 3:
+            params["delivery_id"] = self.delivery_id
         case.path_parameters = params
         case.body = self._aim_body(case.operation.definition.raw.get("operationId"), case.body)
         auth = _bucket(("auth", case.path_parameters, case.query, case.body), 20)
@@ -165,6 +189,10 @@ class World:
         return case
 
     def _aim_body(self, operation_id: str, body):
+        if operation_id in ("webhook_create", "webhook_update") and isinstance(body, dict):
+            if "url" in body and _bucket(("url", body), 2) == 0:  # else generated URLs: mostly refused
+                body = {**body, "url": FUZZ_WEBHOOK_URL}
+            return body
         if operation_id in CATALOG_DEPLOYS and isinstance(body, dict):
             return self._aim_catalog_body(body)
         if operation_id not in ("endpoint_create", "endpoint_update") or not isinstance(body, dict):
@@ -212,6 +240,9 @@ class World:
 def world(live_server, settings, broker):
     # A limit no fuzzing run reaches: the throttle runs on every request, its 429 is in test_limits.py.
     settings.API_RATE_LIMIT = "1000000/min"
+    # Event streams (GET .../events?follow=true) send what is recorded and end at once instead of holding the
+    # connection for their usual duration; tests/test_event_stream.py follows them for real.
+    settings.EVENT_STREAM_MAX_SECONDS = 0
     return World()
 
 
@@ -231,6 +262,8 @@ def live_schema(world, live_server):
 def _send(case, world) -> None:
     if "/v2/endpoint/" in case.operation.label or "/deploy" in case.operation.label:
         world.ensure_endpoints()
+    if "/v2/webhooks/" in case.operation.label:
+        world.ensure_webhooks()
     started = time.monotonic()
     response = case.call(timeout=30)
     STATS["seconds"] += time.monotonic() - started

@@ -176,6 +176,40 @@ def quota_requests(w: World, n: int) -> str:
     return "/v2/quotas/alice/requests"
 
 
+def _webhooks(w: World, n: int) -> list:
+    """``n`` subscriptions of alice's (public literal URLs: no lookup, nothing is sent in this test)."""
+    from controlplane.webhooks.services import webhook_create
+
+    return [webhook_create(account=w.account, url=f"https://93.184.215.{i + 1}/hook", actor=w.alice)[0]
+            for i in range(n)]
+
+
+def _deliveries(w: World, n: int):
+    """One subscription with ``n`` deliveries, each with two attempts."""
+    from controlplane.models import WebhookAttempt
+    from controlplane.webhooks.events import emit
+
+    subscription = _webhooks(w, 1)[0]
+    for i in range(n):
+        (delivery,) = emit(account=w.account, event_type="endpoint.created", data={"n": i})
+        for outcome in ("http_error", "succeeded"):
+            WebhookAttempt.objects.create(delivery=delivery, outcome=outcome, status_code=200)
+    return subscription
+
+
+def webhook_list(w: World, n: int) -> str:
+    _webhooks(w, n)
+    return "/v2/webhooks/alice"
+
+
+def webhook_detail(w: World, n: int) -> str:
+    return f"/v2/webhooks/alice/{_webhooks(w, n)[0].pk}"
+
+
+def webhook_deliveries(w: World, n: int) -> str:
+    return f"/v2/webhooks/alice/{_deliveries(w, n).pk}/deliveries"
+
+
 def _catalog_models(n: int, recipes: int = 2) -> list[CatalogModel]:
     """``n`` catalog models (``qc/model-NN``, beside the seeded ones), each with ``recipes`` recipes: one on
     cpu, the others on gpu."""
@@ -380,6 +414,31 @@ def quotarequest_change(w: World, n: int) -> str:
     return f"/admin/quotas/quotarequest/{QuotaRequest.objects.order_by('pk').first().pk}/change/"
 
 
+def webhooksubscription_changelist(w: World, n: int) -> str:
+    _webhooks(w, n)
+    return "/admin/controlplane/webhooksubscription/"
+
+
+def webhooksubscription_change(w: World, n: int) -> str:
+    return f"/admin/controlplane/webhooksubscription/{_webhooks(w, n)[0].pk}/change/"
+
+
+def webhookdelivery_changelist(w: World, n: int) -> str:
+    _deliveries(w, n)
+    return "/admin/controlplane/webhookdelivery/"
+
+
+def webhookdelivery_change(w: World, n: int) -> str:
+    """One delivery with ``2 n`` attempts (its inline), beside ``n - 1`` others."""
+    from controlplane.models import WebhookAttempt, WebhookDelivery
+
+    _deliveries(w, n)
+    delivery = WebhookDelivery.objects.order_by("pk").first()
+    for _ in range(2 * (n - 1)):
+        WebhookAttempt.objects.create(delivery=delivery, outcome="http_error", status_code=500)
+    return f"/admin/controlplane/webhookdelivery/{delivery.pk}/change/"
+
+
 def console_overview(w: World, n: int) -> str:
     """``n`` endpoints, a third of them failed, with their events."""
     for endpoint in w.endpoints(n)[::3]:
@@ -452,14 +511,15 @@ def _observe(endpoint: Endpoint, state: str, message: str, ready: int, target: i
 API: dict[str, Callable[[World, int], str]] = {f.__name__: f for f in (
     whoami, token_list, hub_token, endpoint_list, endpoint_list_by_tag, endpoint_list_of_an_org, endpoint_detail,
     endpoint_events, endpoint_logs, endpoint_replicas, endpoint_open_metrics, provider, quotas, quota_requests,
-    catalog_list, catalog_list_filtered)}
+    catalog_list, catalog_list_filtered, webhook_list, webhook_detail, webhook_deliveries)}
 ADMIN: dict[str, Callable[[World, int], str]] = {f.__name__: f for f in (
     account_changelist, account_change, membership_changelist, membership_change, apitoken_changelist,
     apitoken_change, auditevent_changelist, auditevent_change, user_changelist, user_change, cluster_changelist,
     cluster_change, registrycredential_changelist, registrycredential_change, endpoint_changelist, endpoint_change,
     instancetype_changelist, instancetype_change, catalogmodel_changelist, catalogmodel_change,
     catalogrecipe_changelist, catalogrecipe_change, quota_changelist, quota_change, quotarequest_changelist,
-    quotarequest_change, console_overview, console_endpoint, console_costs, costhour_changelist, costhour_change,
+    quotarequest_change, webhooksubscription_changelist, webhooksubscription_change, webhookdelivery_changelist,
+    webhookdelivery_change, console_overview, console_endpoint, console_costs, costhour_changelist, costhour_change,
     budget_changelist, budget_change)}
 
 # The queries of the measured request, at both sizes. API requests: the token lookup and its last-used write
@@ -469,7 +529,8 @@ QUERIES = {
     "whoami": 3, "token_list": 3, "hub_token": 4, "endpoint_list": 4, "endpoint_list_by_tag": 4,
     "endpoint_list_of_an_org": 5, "endpoint_detail": 4, "endpoint_events": 5, "endpoint_logs": 5,
     "endpoint_replicas": 5, "endpoint_open_metrics": 4, "provider": 6, "quotas": 6, "quota_requests": 4,
-    "catalog_list": 4, "catalog_list_filtered": 4,
+    "catalog_list": 4, "catalog_list_filtered": 4, "webhook_list": 4,
+    "webhook_detail": 4, "webhook_deliveries": 6,
     "account_changelist": 5, "account_change": 5, "membership_changelist": 5, "membership_change": 7,
     "apitoken_changelist": 5, "apitoken_change": 4, "auditevent_changelist": 6, "auditevent_change": 4,
     "user_changelist": 6, "user_change": 7, "cluster_changelist": 7, "cluster_change": 3,
@@ -479,6 +540,8 @@ QUERIES = {
     "quota_change": 5, "quotarequest_changelist": 5, "quotarequest_change": 6,
     "console_overview": 9, "console_endpoint": 5, "console_costs": 5, "costhour_changelist": 7,
     "costhour_change": 4, "budget_changelist": 5, "budget_change": 5,
+    "webhooksubscription_changelist": 5, "webhooksubscription_change": 5, "webhookdelivery_changelist": 6,
+    "webhookdelivery_change": 5,
 }
 
 # Views that do a query per row today (application fixes, not the tests'): pinned at one row; the ten-row

@@ -125,6 +125,31 @@ def cluster_probe_task() -> int:
     return clusters_probe()
 
 
+@shared_task(name=queue.WEBHOOK_DELIVER, acks_late=True, ignore_result=True)
+def webhook_deliver_task(delivery_id: int) -> None:
+    """One attempt of a webhook delivery, if it is due and no other worker holds it (idempotent: a duplicate
+    message finds it claimed or not due). Failures are recorded and retried by the sweep, never raised."""
+    from controlplane.webhooks.sender import deliver
+
+    deliver(delivery_id)
+
+
+@shared_task(name=queue.WEBHOOK_SWEEP, acks_late=True, ignore_result=True)
+def webhook_sweep_task() -> int:
+    """Queue every due webhook delivery: retries whose backoff ended, and any whose message was lost or whose
+    worker died mid-attempt (its lease ended); prune finished ones past their retention. Returns how many
+    were queued."""
+    from controlplane.webhooks.sender import deliveries_due, deliveries_prune
+
+    deliveries_prune()
+    due = deliveries_due()
+    for delivery_id in due:
+        # Expiring with the interval: a message not started by the next sweep is dropped unrun (that sweep
+        # queues the delivery again), so a backlog never stacks copies of one delivery in the queue.
+        queue.enqueue(queue.WEBHOOK_DELIVER, delivery_id, expires=float(settings.WEBHOOK_SWEEP_SECONDS))
+    return len(due)
+
+
 @shared_task(name=queue.COSTS_ACCRUE, acks_late=True, ignore_result=True)
 def costs_accrue_task() -> int:
     """Accrue the cost ledger from the observed replicas, then act on budgets; returns endpoints accrued."""
