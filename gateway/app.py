@@ -29,7 +29,7 @@ from urllib.parse import unquote
 import aiohttp
 import redis.asyncio as aioredis
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from yarl import URL
 
 from controlplane.errorcodes import Code
@@ -276,7 +276,7 @@ class Gateway:
         if sent is None or not hmac.compare_digest(sent.encode(), expected.encode()):
             return error(401, Code.UNAUTHENTICATED, "The metrics need 'Authorization: Bearer <metrics token>'",
                          headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
-        return web.Response(body=generate_latest(metrics.REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return web.Response(body=metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 def _without_port(host: str) -> str:
