@@ -272,6 +272,8 @@ GATEWAY_CACHE_SIZE = env_int("GATEWAY_CACHE_SIZE", 50_000)
 GATEWAY_ACTIVITY_SECONDS = env_int("GATEWAY_ACTIVITY_SECONDS", 5)
 GATEWAY_UPSTREAM_CONNECT_TIMEOUT = env_int("GATEWAY_UPSTREAM_CONNECT_TIMEOUT", 10)
 GATEWAY_UPSTREAM_READ_TIMEOUT = env_int("GATEWAY_UPSTREAM_READ_TIMEOUT", 600)
+# Requests in flight to the endpoints at once, per gateway worker (so at most that many upstream connections
+# in use); more wait for one to finish.
 GATEWAY_UPSTREAM_CONNECTIONS = env_int("GATEWAY_UPSTREAM_CONNECTIONS", 2000)
 GATEWAY_DB_CONNECTIONS = env_int("GATEWAY_DB_CONNECTIONS", 4)
 # Where the gateway pods run, for the per-endpoint NetworkPolicy that admits them (and nothing else).
