@@ -139,13 +139,14 @@ class Upstream:
 class _Exchange:
     """One request and its answer on one connection (``Upstream.request``)."""
 
-    __slots__ = ("pool", "method", "url", "headers", "body", "key", "protocol", "answer")
+    __slots__ = ("pool", "method", "url", "headers", "body", "key", "protocol", "answer", "writer")
 
     def __init__(self, pool: Upstream, method: str, url, headers: dict, body):
         self.pool, self.method, self.url, self.headers, self.body = pool, method, url, headers, body
         self.key = (url.scheme, url.raw_host, url.port)
         self.protocol: ResponseHandler | None = None
         self.answer: Answer | None = None
+        self.writer: asyncio.Task | None = None  # a streamed body being sent
 
     def _head(self) -> tuple[bytes, bool]:
         """The request head, and whether the body goes chunked."""
@@ -187,6 +188,9 @@ class _Exchange:
                         raise aiohttp.ServerDisconnectedError() from None
             return await self._send(await pool._connect(self.key), reused=False)
         except BaseException:
+            if self.writer is not None:
+                self.writer.cancel()
+                self.writer = None
             if self.protocol is not None:
                 self.protocol.abort()
                 self.protocol = None
@@ -203,10 +207,13 @@ class _Exchange:
         try:
             if body is None or isinstance(body, bytes):
                 transport.write(head + body if body else head)  # one system call for an ordinary JSON call
+                protocol.start_timeout()  # sock_read counts from the end of the request, as aiohttp's does
             else:
                 transport.write(head)
-                await self._stream(protocol, transport, body, chunked=chunked)
-            protocol.start_timeout()  # sock_read counts from the end of the request, as aiohttp's does
+                # Sent beside the wait for the answer, as aiohttp does: an upstream may answer (413, say)
+                # before the body's end, or stream its answer while it reads (then waiting for the upload
+                # to end first would deadlock once both sides' buffers are full).
+                self.writer = asyncio.ensure_future(self._stream(protocol, transport, body, chunked=chunked))
             while True:
                 try:
                     message, payload = await protocol.read()
@@ -226,20 +233,31 @@ class _Exchange:
         return self.answer
 
     @staticmethod
-    async def _stream(protocol: ResponseHandler, transport, body: StreamReader, *, chunked: bool) -> None:
-        async for chunk in body.iter_any():
-            transport.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
-            if transport.get_write_buffer_size() > HIGH_WATER:
-                await protocol._drain_helper()  # the upstream reads slower than the client sends
-        if chunked:
-            transport.write(b"0\r\n\r\n")
+    async def _stream(protocol: ResponseHandler, transport, body: StreamReader, *, chunked: bool) -> bool:
+        """True once the whole body was written; else the answer's wait fails (unless it came already)."""
+        try:
+            async for chunk in body.iter_any():
+                transport.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
+                if transport.get_write_buffer_size() > HIGH_WATER:
+                    await protocol._drain_helper()  # the upstream reads slower than the client sends
+            if chunked:
+                transport.write(b"0\r\n\r\n")
+        except Exception as exc:  # the upstream went away, or the client did mid-upload
+            protocol.set_exception(aiohttp.ClientOSError(f"request body not sent: {exc!r}"))
+            return False
+        protocol.start_timeout()
+        return True
 
     async def __aexit__(self, *exc_info) -> None:
         protocol, self.protocol = self.protocol, None
+        writer, self.writer = self.writer, None
+        sent = writer is None or (writer.done() and not writer.cancelled() and writer.result())
+        if writer is not None and not writer.done():
+            writer.cancel()  # the answer is over (or abandoned) before the body: the connection is unusable
         if protocol is None:
             return
         answer = self.answer
-        if answer is not None and answer.content.is_eof() and exc_info[0] is None:
+        if sent and answer is not None and answer.content.is_eof() and exc_info[0] is None:
             self.pool._release(self.key, protocol)
         else:
             protocol.abort()  # the answer was not read to its end: the connection cannot carry another

@@ -3,6 +3,7 @@ that answer exactly what each test needs (keep-alive, a connection closed under 
 interim answers). The pool through the whole gateway is tests/test_gateway.py's."""
 
 import asyncio
+from unittest import mock
 
 import aiohttp
 import pytest
@@ -137,4 +138,25 @@ def test_an_answer_not_read_to_its_end_closes_its_connection_and_the_limit_waits
             assert await waiting == (200, b"ok")
             await pool.close()
         assert server.connections == 2
+    run(test)
+
+
+def test_an_answer_that_comes_before_the_end_of_a_streamed_body_is_not_held_back():
+    # An upstream may answer (413, or a stream of its own) while the request body still arrives: the
+    # answer must reach the caller at once, not after an upload that may never end.
+    from aiohttp.base_protocol import BaseProtocol
+    from aiohttp.streams import StreamReader
+
+    async def test():
+        async with RawServer(lambda i, head: OK) as server:
+            pool = Upstream(limit=10, connect_timeout=2, read_timeout=5)
+            client = BaseProtocol(asyncio.get_running_loop())
+            client.transport = mock.Mock()  # the client's connection, still open
+            body = StreamReader(client, 2**16, loop=asyncio.get_running_loop())
+            body.feed_data(b"first part")  # and no end: the client is still sending
+            assert await asyncio.wait_for(fetch(pool, server.port, "POST", body), 5) == (200, b"ok")
+            assert "Transfer-Encoding: chunked\r\n" in server.requests[0][0]
+            assert await fetch(pool, server.port) == (200, b"ok")
+            await pool.close()
+        assert server.connections == 2  # a connection whose request was cut short carries no other
     run(test)
