@@ -199,7 +199,9 @@ class _Exchange:
 
     async def _send(self, protocol: ResponseHandler, *, reused: bool) -> Answer:
         self.protocol = protocol
-        protocol.set_response_params(skip_payload=self.method == "HEAD", auto_decompress=False,
+        # read_until_eof: an answer with neither a length nor chunks is its bytes until the upstream closes
+        # (HTTP/1.0 style), as aiohttp's session reads it.
+        protocol.set_response_params(skip_payload=self.method == "HEAD", auto_decompress=False, read_until_eof=True,
                                      read_timeout=self.pool.read_timeout)
         transport = protocol.transport
         head, chunked = self._head()

@@ -17,7 +17,8 @@ OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\no
 
 class RawServer:
     """127.0.0.1:<port>; ``answer(index, head)`` gives the bytes to send for the index-th request on a
-    connection (None: close it without answering). Records every request head and body."""
+    connection (None: close it without answering; ``(bytes, "close")``: send them, then close). Records
+    every request head and body."""
 
     def __init__(self, answer):
         self.answer, self.connections, self.requests = answer, 0, []
@@ -44,8 +45,11 @@ class RawServer:
                 index += 1
                 if reply is None:
                     break
-                writer.write(reply)
+                close = isinstance(reply, tuple)  # (bytes, "close"): the answer ends where the connection does
+                writer.write(reply[0] if close else reply)
                 await writer.drain()
+                if close:
+                    break
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         writer.close()
@@ -159,4 +163,17 @@ def test_an_answer_that_comes_before_the_end_of_a_streamed_body_is_not_held_back
             assert await fetch(pool, server.port) == (200, b"ok")
             await pool.close()
         assert server.connections == 2  # a connection whose request was cut short carries no other
+    run(test)
+
+
+def test_an_answer_without_length_or_chunks_is_read_until_the_upstream_closes():
+    until_close = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\ndata: a\n\ndata: b\n\n"
+
+    async def test():
+        async with RawServer(lambda i, head: (until_close, "close")) as server:
+            pool = Upstream(limit=10, connect_timeout=2, read_timeout=5)
+            assert await fetch(pool, server.port) == (200, b"data: a\n\ndata: b\n\n")
+            assert await fetch(pool, server.port) == (200, b"data: a\n\ndata: b\n\n")
+            await pool.close()
+        assert server.connections == 2  # a connection read to its close is not pooled
     run(test)
