@@ -1,28 +1,31 @@
 """The upstream side of the proxy: a keep-alive pool of HTTP/1.1 connections to the endpoints' Services.
 
-Why not ``aiohttp.ClientSession``: a proxied request through it cost the gateway about 85 us of CPU on
+Why not ``aiohttp.ClientSession``: a proxied request through it cost the gateway about 80 us of CPU on
 the client side alone (request object, header merging, cookie and trace hooks, timers, payload
-registry...), the largest part of the gateway's cost per request (bench/gateway.py). This pool keeps
-aiohttp's response side (``ResponseHandler``: its C parser, flow-controlled ``StreamReader`` payloads and
-read timeout) and writes the request itself: one ``write`` of a pre-joined head (and the body, when it is
-in memory).
+registry...), the largest part of the gateway's cost per request; this pool costs about 33 us
+(docs/gateway.md, "Performance"). It keeps aiohttp's response side (``ResponseHandler``: its C parser,
+flow-controlled ``StreamReader`` payloads and read timeout) and writes the request itself: one ``write``
+of a pre-joined head (and the body, when it is in memory).
 
 Contract of ``Upstream.request(method, url, headers, body)`` (an async context manager yielding an
-``Answer``; leaving it releases the connection: back to the pool when the answer was read to its end and
-both sides allow keep-alive, else closed):
+``Answer``; leaving it releases the connection: back to the pool when the request was sent and the
+answer read to their ends and both sides allow keep-alive, else closed):
 
-- ``headers`` are sent as given, after ``Host`` (the URL's host and port, as aiohttp sends it). A body of
-  ``bytes`` goes with ``Content-Length`` (added unless given); a ``StreamReader`` is streamed as it arrives,
-  as is when ``headers`` carry ``Content-Length``, else ``Transfer-Encoding: chunked``. No body: methods
-  other than GET/HEAD/OPTIONS/TRACE send ``Content-Length: 0`` (aiohttp did).
-- Errors, as ``gateway.proxy.forward`` expects them from aiohttp: no connection could be made (refused,
-  unresolvable) -> ``aiohttp.ClientConnectorError``-like ``UpstreamConnectError``; connect or read
-  timeout -> ``TimeoutError``; the upstream closed or broke the answer -> an ``aiohttp.ClientError``.
-  A reused keep-alive connection that the upstream had closed meanwhile is retried once on a new one
-  for idempotent methods, as aiohttp does (nothing of the answer had arrived).
+- ``headers`` are sent as given, after ``Host`` (the URL's host and port, as aiohttp sends it); nothing
+  else is added (aiohttp added ``Accept: */*`` when absent). A body of ``bytes`` goes with
+  ``Content-Length`` (added unless given); a ``StreamReader`` is streamed as it arrives, beside the wait
+  for the answer, as is when ``headers`` carry ``Content-Length``, else ``Transfer-Encoding: chunked``.
+  No body: methods other than GET/HEAD/OPTIONS/TRACE send ``Content-Length: 0`` (as aiohttp did).
+- The answer: interim 1xx answers skipped, no body for HEAD, a body with neither length nor chunks read
+  until the upstream closes; never decompressed.
+- Errors, as ``gateway.proxy.forward`` handles them: no connection could be made (refused, unreachable,
+  unresolvable) -> ``UpstreamConnectError``; connect or read timeout -> ``TimeoutError``; the upstream
+  closed or broke the answer -> an ``aiohttp.ClientError``. A reused keep-alive connection found closed
+  before any byte of the answer is retried once on a new one for idempotent methods with a body in
+  memory or none (as aiohttp does); other requests get the error.
 - At most ``limit`` requests in flight at once (so at most that many connections in use); more wait.
-  Idle connections close after ``keepalive_timeout`` seconds. Host names are resolved by the loop (``getaddrinfo``) for
-  each new connection only; pooled connections skip it.
+  Idle connections close after ``keepalive_timeout`` seconds. Host names are resolved by the loop
+  (``getaddrinfo``) for each new connection only; pooled connections skip it.
 """
 
 import asyncio
