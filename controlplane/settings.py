@@ -253,6 +253,13 @@ if not 1 <= SCALING_SCHEDULES_MAX <= 100 or not 1 <= SCALING_SCHEDULE_SECONDS <=
 # ---------------------------------------------------------------- gateway (python -m gateway) and its feed
 # The gateway process reads these too (it imports this module, never django.setup()).
 GATEWAY_BIND = env_str("GATEWAY_BIND", "0.0.0.0:8080")
+# Event-loop processes per gateway pod, all accepting on GATEWAY_BIND (SO_REUSEPORT; the kernel spreads the
+# connections). One process uses at most one core: give a pod N cores and N workers. Each worker has its own
+# memory (caches, feed subscription, hold queues, miss budgets) and its own traffic flusher; the metrics page
+# sums every worker's (docs/gateway.md, "Several workers").
+GATEWAY_WORKERS = env_int("GATEWAY_WORKERS", 1)
+if not 1 <= GATEWAY_WORKERS <= 64:
+    raise ImproperlyConfigured(f"GATEWAY_WORKERS must be between 1 and 64, got {GATEWAY_WORKERS}")
 # Requests held per endpoint while it wakes; more get 429. The hold lasts at most GATEWAY_HOLD_TIMEOUT
 # seconds (a request's X-Scale-Up-Timeout header may shorten it), then 503 with Retry-After.
 GATEWAY_QUEUE_LIMIT = env_int("GATEWAY_QUEUE_LIMIT", 1000)
@@ -283,6 +290,8 @@ GATEWAY_CACHE_SIZE = env_int("GATEWAY_CACHE_SIZE", 50_000)
 GATEWAY_ACTIVITY_SECONDS = env_int("GATEWAY_ACTIVITY_SECONDS", 5)
 GATEWAY_UPSTREAM_CONNECT_TIMEOUT = env_int("GATEWAY_UPSTREAM_CONNECT_TIMEOUT", 10)
 GATEWAY_UPSTREAM_READ_TIMEOUT = env_int("GATEWAY_UPSTREAM_READ_TIMEOUT", 600)
+# Requests in flight to the endpoints at once, per gateway worker (so at most that many upstream connections
+# in use); more wait for one to finish.
 GATEWAY_UPSTREAM_CONNECTIONS = env_int("GATEWAY_UPSTREAM_CONNECTIONS", 2000)
 GATEWAY_DB_CONNECTIONS = env_int("GATEWAY_DB_CONNECTIONS", 4)
 # Where the gateway pods run, for the per-endpoint NetworkPolicy that admits them (and nothing else).

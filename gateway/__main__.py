@@ -1,4 +1,7 @@
-"""``python -m gateway``: serve on GATEWAY_BIND until SIGTERM/SIGINT, then drain in-flight requests."""
+"""``python -m gateway``: serve on GATEWAY_BIND until SIGTERM/SIGINT, then drain in-flight requests.
+
+With ``GATEWAY_WORKERS`` > 1 this process supervises that many serving processes instead
+(``gateway.workers``)."""
 
 import asyncio
 import logging
@@ -9,6 +12,7 @@ from aiohttp import web
 from .app import Gateway
 from .config import Config, from_settings
 from .server import Server
+from .workers import is_worker, supervise
 
 log = logging.getLogger("gateway")
 DRAIN_SECONDS = 50.0  # under the chart's terminationGracePeriodSeconds (60)
@@ -24,7 +28,9 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None, stop: asy
     runner = web.ServerRunner(server, shutdown_timeout=DRAIN_SECONDS)
     await runner.setup()
     host, port = config.host_port
-    site = web.TCPSite(runner, host, port, backlog=2048, reuse_address=True)
+    # A worker of several (GATEWAY_WORKERS > 1) shares the port with its siblings: the kernel spreads the
+    # connections over the processes bound with SO_REUSEPORT.
+    site = web.TCPSite(runner, host, port, backlog=2048, reuse_address=True, reuse_port=is_worker() or None)
     await site.start()
     log.info("gateway.listening bind=%s:%s", host, port)
     stop = stop or asyncio.Event()
@@ -46,6 +52,8 @@ def main() -> None:
     from controlplane import settings
 
     logging.basicConfig(level=settings.LOG_LEVEL, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if settings.GATEWAY_WORKERS > 1 and not is_worker():
+        raise SystemExit(supervise(settings.GATEWAY_WORKERS))
     try:  # uvloop, when installed, makes the event loop's share of each proxied request smaller
         import uvloop
     except ImportError:

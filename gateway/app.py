@@ -29,7 +29,7 @@ from urllib.parse import unquote
 import aiohttp
 import redis.asyncio as aioredis
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from yarl import URL
 
 from controlplane.errorcodes import Code
@@ -47,6 +47,7 @@ from .errors import error
 from .hold import ClientQueueFull, Holds, QueueFull, Waker, serving
 from .proxy import UpstreamUnreachable, forward, request_headers
 from .traffic import Traffic
+from .upstream import Upstream
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,9 @@ class Gateway:
                                           sock_read=c.upstream_read_timeout),
             # Bytes pass through as the endpoint encoded them; no cookie is ever shared between callers.
             auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False)
+        # Proxied requests go through this lean pool; the session above is for the wake-up health probes.
+        self.upstream = Upstream(limit=c.upstream_connections, connect_timeout=c.upstream_connect_timeout,
+                                 read_timeout=c.upstream_read_timeout, keepalive_timeout=30)
         self.db = Database(c.conninfo(), c.db_connections)
         self.holds = Holds(session=self.session, waker=Waker(c.broker_url, c.task_queue),
                            lookup=lambda host: self.cache.peek("route", host), limit=c.queue_limit,
@@ -102,6 +106,7 @@ class Gateway:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.traffic.close()
+        await self.upstream.close()
         await self.session.close()
         await self.db.close()
         await self.redis.aclose()
@@ -232,7 +237,7 @@ class Gateway:
                                   trusted_proxies=self.config.trusted_proxies)
         while True:
             try:
-                return await forward(request, self.session, url, headers)
+                return await forward(request, self.upstream, url, headers)
             except UpstreamUnreachable as exc:
                 # A replica that just became ready may not be behind the Service yet: keep trying while the
                 # hold lasts (nothing was sent, so retrying is safe).
@@ -276,7 +281,7 @@ class Gateway:
         if sent is None or not hmac.compare_digest(sent.encode(), expected.encode()):
             return error(401, Code.UNAUTHENTICATED, "The metrics need 'Authorization: Bearer <metrics token>'",
                          headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
-        return web.Response(body=generate_latest(metrics.REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return web.Response(body=metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 def _without_port(host: str) -> str:

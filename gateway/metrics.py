@@ -6,7 +6,9 @@ labels are the endpoint's Kubernetes namespace and object name (``ep-<name>``, t
 ``app.kubernetes.io/instance``), so a prometheus-adapter rule can spread it over the endpoint's pods.
 """
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
 from controlplane.traffic import LATENCY_BOUNDS
 
@@ -18,13 +20,18 @@ REQUESTS = Counter("gateway_requests", "Requests answered, by endpoint and statu
 DURATION = Histogram("gateway_request_duration_seconds", "Request duration until the response ended",
                      LABELS, registry=REGISTRY,
                      buckets=LATENCY_BOUNDS)  # the bounds of the traffic statistics in Redis too
-PENDING = Gauge("gateway_pending_requests", "Requests in flight or held, per endpoint", LABELS, registry=REGISTRY)
-HELD = Gauge("gateway_held_requests", "Requests held while the endpoint wakes", LABELS, registry=REGISTRY)
+# multiprocess_mode only matters with several workers (``exposition``): what is pending in the pod is the
+# sum over its live workers; the feed counts as connected only while every live worker's is.
+PENDING = Gauge("gateway_pending_requests", "Requests in flight or held, per endpoint", LABELS, registry=REGISTRY,
+                multiprocess_mode="livesum")
+HELD = Gauge("gateway_held_requests", "Requests held while the endpoint wakes", LABELS, registry=REGISTRY,
+             multiprocess_mode="livesum")
 WAKEUPS = Counter("gateway_wakeups", "Wake-ups sent for scaled-to-zero endpoints", LABELS, registry=REGISTRY)
 DB_QUERIES = Counter("gateway_db_queries", "SQL statements the gateway ran (cold misses only)", registry=REGISTRY)
 LOOKUPS = Counter("gateway_cache_lookups", "Route/token/grant lookups by where the answer came from",
                   ["kind", "source"], registry=REGISTRY)
-FEED_CONNECTED = Gauge("gateway_feed_connected", "1 while the Redis route feed is subscribed", registry=REGISTRY)
+FEED_CONNECTED = Gauge("gateway_feed_connected", "1 while the Redis route feed is subscribed", registry=REGISTRY,
+                       multiprocess_mode="livemin")
 RECORDS_REJECTED = Counter("gateway_records_rejected", "Records and feed messages ignored: unsigned, badly signed "
                            "or malformed (someone writes to Redis without the record key)", ["source"],
                            registry=REGISTRY)
@@ -36,6 +43,19 @@ TRAFFIC_FLUSH_FAILURES = Counter("gateway_traffic_flush_failures", "Traffic stat
                                  "failed (their counts are dropped)", registry=REGISTRY)
 UNVERIFIABLE = Counter("gateway_unverifiable", "Requests refused because nothing fresh enough could be read",
                        registry=REGISTRY)
+
+
+def exposition() -> bytes:
+    """The metrics page. A single gateway process serves its own registry; a worker of several
+    (``gateway.workers`` sets ``PROMETHEUS_MULTIPROC_DIR`` for them, which makes prometheus_client keep
+    every value in a per-process file there) serves the sum over all the pod's workers, live and dead
+    (counters and histograms), or over the live ones (the gauges, by their ``multiprocess_mode``)."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory:
+        return generate_latest(REGISTRY)
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=directory)
+    return generate_latest(registry)
 
 
 class EndpointMetrics:

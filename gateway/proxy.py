@@ -4,7 +4,7 @@ Method, path, query and end-to-end headers pass through; hop-by-hop headers (RFC
 named in ``Connection``) do not, nor do our API tokens or the client's forwarding headers
 (``request_headers`` says which). The request body is streamed upstream as it arrives and the response
 body is written to the client chunk by chunk as the upstream produces it (SSE events arrive one by one).
-Bodies are never decompressed or re-encoded. The upstream connection pool is the shared session's.
+Bodies are never decompressed or re-encoded. The upstream connection pool is ``gateway.upstream``'s.
 """
 
 import base64
@@ -18,6 +18,7 @@ from controlplane.records import TOKEN_PREFIX
 
 from .clients import forwarded_chain
 from .errors import error
+from .upstream import Upstream, UpstreamConnectError
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ def request_headers(request: web.BaseRequest, *, forward_authorization: bool, pr
     return headers
 
 
-async def forward(request: web.BaseRequest, session: aiohttp.ClientSession, url, headers: dict) -> web.StreamResponse:
+async def forward(request: web.BaseRequest, pool: Upstream, url, headers: dict) -> web.StreamResponse:
     """Send the request to ``url`` and stream the answer back. Raises UpstreamUnreachable before anything
     was sent; answers 502/504 itself for failures after that."""
     body = None
@@ -104,10 +105,9 @@ async def forward(request: web.BaseRequest, session: aiohttp.ClientSession, url,
         length = request.content_length
         body = await request.read() if length is not None and length <= WHOLE_BODY_BYTES else request.content
     try:
-        upstream_cm = session.request(request.method, url, headers=headers, data=body, allow_redirects=False,
-                                      skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"))
+        upstream_cm = pool.request(request.method, url, headers, body)
         upstream = await upstream_cm.__aenter__()
-    except aiohttp.ClientConnectorError as exc:
+    except UpstreamConnectError as exc:
         raise UpstreamUnreachable(str(exc)) from exc
     except TimeoutError:
         return error(504, Code.UPSTREAM_TIMEOUT, "The endpoint did not answer in time")

@@ -3,6 +3,7 @@ forwarded, streaming both ways, the route feed's latency, and the database stayi
 """
 
 import asyncio
+import os
 import time
 
 import aiohttp
@@ -328,3 +329,49 @@ def test_redis_outage_serves_fresh_memory_and_refuses_the_unverifiable(gateway, 
     finally:
         settings.REDIS_URL = real_redis_url
         relay.stop()
+
+
+def _children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(p) for p in f.read().split()]
+
+
+def _answered_by(pid: int) -> float:
+    """2xx answers one worker counted, read from its own file in the pod's multi-process metrics directory."""
+    import json
+    from pathlib import Path
+
+    from prometheus_client.mmap_dict import MmapedDict
+
+    env = dict(item.split("=", 1) for item in Path(f"/proc/{pid}/environ").read_text().split("\0") if "=" in item)
+    path = Path(env["PROMETHEUS_MULTIPROC_DIR"]) / f"counter_{pid}.db"
+    total = 0.0
+    for key, value, *_ in MmapedDict.read_all_values_from_file(str(path)):
+        _, name, labels, _ = json.loads(key)
+        if name == "gateway_requests_total" and labels.get("code") == "2xx":
+            total += value
+    return total
+
+
+def test_several_workers_share_the_port_and_one_metrics_page(gateway, gateway_cluster, upstream):
+    alice = make_user("alice")
+    token = make_token(alice)
+    endpoint = deploy(alice.personal_account, "spread", "protected", alice)
+    gw = gateway(GATEWAY_WORKERS="2")
+    workers = _children(gw.proc.pid)
+    assert len(workers) == 2
+    sent = 60
+    for _ in range(sent):  # a new connection each time: the kernel spreads connections, not requests
+        expect(gw.get("/v1/a", host=host(endpoint), token=token, headers={"Connection": "close"}), 200)
+    labels = {"namespace": "ie-alice", "endpoint": "ep-spread", "code": "2xx"}
+    # Every worker served some, and whichever answers the scrape shows the pod's sum.
+    per_worker = [_answered_by(pid) for pid in workers]
+    assert all(n > 0 for n in per_worker) and sum(per_worker) == sent, per_worker
+    for _ in range(6):
+        assert gw.metric("gateway_requests_total", **labels) == sent
+    assert gw.metric("gateway_pending_requests", namespace="ie-alice", endpoint="ep-spread") == 0
+    assert gw.metric("gateway_feed_connected") == 1
+    gw.stop()
+    assert gw.proc.returncode == 0, gw.log()
+    for pid in workers:
+        assert not os.path.exists(f"/proc/{pid}")  # reaped by the supervisor before it exited
