@@ -42,6 +42,10 @@ class Code(StrEnum):
     ALREADY_RUNNING = "already_running"
     UNSUPPORTED_TASK = "unsupported_task"
     TRAFFIC_UNAVAILABLE = "traffic_unavailable"
+    REVISION_NOT_FOUND = "revision_not_found"
+    REVISION_NOT_SERVED = "revision_not_served"
+    NO_PREVIOUS_REVISION = "no_previous_revision"
+    ROLLBACK_SECRETS_MISSING = "rollback_secrets_missing"
     # The inference catalog
     CATALOG_NOT_FOUND = "catalog_not_found"
     NO_MATCHING_RECIPE = "no_matching_recipe"
@@ -93,6 +97,10 @@ MEANING: dict[Code, str] = {
     Code.ALREADY_RUNNING: "Resume of an endpoint that is not paused or scaled to zero",
     Code.UNSUPPORTED_TASK: "The managed image does not serve this task",
     Code.TRAFFIC_UNAVAILABLE: "The endpoint's traffic statistics (kept in Redis) cannot be read right now; retry",
+    Code.REVISION_NOT_FOUND: "The endpoint has no spec revision of that number",
+    Code.REVISION_NOT_SERVED: "Rollback to a spec revision that never reached running",
+    Code.NO_PREVIOUS_REVISION: "Rollback without a revision, but no revision served before the current one",
+    Code.ROLLBACK_SECRETS_MISSING: "The revision used secret values the endpoint no longer stores; `fields` names them",
     Code.CATALOG_NOT_FOUND: "No model or recipe of that id is listed in the inference catalog",
     Code.NO_MATCHING_RECIPE: "None of the catalog model's recipes has the accelerator or GGUF file asked for",
     Code.CLUSTER_EXISTS: "Another enabled cluster serves this vendor and region",
