@@ -33,7 +33,7 @@ from controlplane.validators import FullMatchValidator
 from controlplane.wire import TimestampField
 
 from .cron import CronError, cron_parse
-from .models import EndpointType
+from .models import EndpointType, RevisionOutcome
 from .scaling import MEASURES
 from .spec import endpoint_body
 
@@ -414,7 +414,7 @@ class EndpointRevisionSerializer(serializers.Serializer):
     version only; the registry password masked inside ``spec``."""
 
     revision = serializers.IntegerField(source="generation")
-    outcome = serializers.ChoiceField(choices=["applied", "serving", "superseded", "failed", "rolledBack"])
+    outcome = serializers.ChoiceField(choices=RevisionOutcome.values)
     spec = serializers.DictField(help_text="The stored spec (as a create body, without model.secrets)")
     secrets = serializers.SerializerMethodField()
     pinnedRevision = serializers.CharField(source="pinned_revision", help_text="The model commit sha it ran")
