@@ -175,7 +175,8 @@ def _record(endpoint: Endpoint, generation: int, observation: Observation, *, ur
 
 # ---------------------------------------------------------------- the steps
 def _pin_revision(endpoint: Endpoint, generation: int) -> None:
-    """Resolve the revision to a commit sha once per spec (raises RevisionError)."""
+    """Resolve the revision to a commit sha once per spec (raises RevisionError). Only a change of repository
+    or revision clears the pin; a rollback sets it to its revision's sha, which is kept, never re-resolved."""
     if endpoint.pinned_revision:
         return
     sha = revision_resolve(repository=endpoint.repository, revision=endpoint.revision,
