@@ -15,7 +15,9 @@ Endpoint row only, so rotating or removing a secret really retires the old value
 protect one column. A revision keeps the keys and keyed digests (HMAC under ``SECRETS_ENCRYPTION_KEY``,
 salted per endpoint and key, so they reveal nothing and cannot be matched across endpoints). A rollback
 restores a value when the endpoint still stores the value that revision used (same digest) and refuses,
-naming the keys, when it does not: it never resurrects a secret the user replaced or removed.
+naming the keys, when it does not: it never resurrects a secret the user replaced or removed. Rotating
+``SECRETS_ENCRYPTION_KEY`` changes the digests: rollbacks to revisions recorded before then are refused
+for their secrets the same way (safe: never a wrong value), until the values are given again.
 """
 
 import hashlib
@@ -28,19 +30,15 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from controlplane.errorcodes import Code
-from controlplane.errors import Conflict, NotFound
+from controlplane.errors import Conflict
 
+from .errors import RevisionNotFound
 from .models import Endpoint, EndpointEvent, EndpointRevision, RevisionOutcome
 from .spec import stored_spec
 
 # The events that change the spec itself; the one at a spec generation says who changed it and when.
 SPEC_EVENTS = ("create", "update", "rollback")
 REGISTRY_PASSWORD = "model.image.credentials.password"  # how the registry password is named to users
-
-
-class RevisionNotFound(NotFound):
-    code = Code.REVISION_NOT_FOUND
-    message = "The endpoint has no revision of that number"
 
 
 def _digest(endpoint_id: int, key: str, value: str) -> str:
