@@ -138,9 +138,13 @@ def test_a_converged_endpoint_records_its_revision_once_and_intents_make_none(al
     assert endpoint.generation == 3 and outcomes(alice_api) == {1: "serving"}
     status = expect(alice_api.get(URL), 200).json()["status"]
     assert (status["desiredRevision"], status["servingRevision"]) == (1, 1), status
-    # With only one revision there is nothing before it.
+    # With only one revision there is nothing before it; rolling back to the spec desired changes nothing.
     refused = expect(alice_api.post(f"{URL}/rollback"), 409).json()
     assert refused["code"] == "no_previous_revision", refused
+    events = EndpointEvent.objects.count()
+    body = expect(alice_api.post(f"{URL}/rollback", {"revision": 1}, format="json"), 200).json()
+    assert body["status"]["desiredRevision"] == 1 and Endpoint.objects.get(pk=endpoint.pk).generation == 3, body
+    assert EndpointEvent.objects.count() == events
 
 
 def test_rollback_refused_by_quota_writes_nothing(alice, alice_api, cluster, fake_kube, fake_hub):
