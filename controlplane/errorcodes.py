@@ -47,6 +47,10 @@ class Code(StrEnum):
     WEBHOOK_NOT_FOUND = "webhook_not_found"
     WEBHOOK_LIMIT = "webhook_limit"
     WEBHOOK_DISABLED = "webhook_disabled"
+    REVISION_NOT_FOUND = "revision_not_found"
+    REVISION_NOT_SERVED = "revision_not_served"
+    NO_PREVIOUS_REVISION = "no_previous_revision"
+    ROLLBACK_SECRETS_MISSING = "rollback_secrets_missing"
     # The inference catalog
     CATALOG_NOT_FOUND = "catalog_not_found"
     NO_MATCHING_RECIPE = "no_matching_recipe"
@@ -102,6 +106,10 @@ MEANING: dict[Code, str] = {
     Code.WEBHOOK_NOT_FOUND: "No webhook (or webhook delivery) of that id in the account",
     Code.WEBHOOK_LIMIT: "The account holds the maximum number of webhooks",
     Code.WEBHOOK_DISABLED: "The webhook is disabled; enable it before redelivering",
+    Code.REVISION_NOT_FOUND: "The endpoint has no spec revision of that number",
+    Code.REVISION_NOT_SERVED: "Rollback to a spec revision that never reached running",
+    Code.NO_PREVIOUS_REVISION: "Rollback without a revision, but no revision served before the current one",
+    Code.ROLLBACK_SECRETS_MISSING: "The revision used secret values the endpoint no longer stores; `fields` names them",
     Code.CATALOG_NOT_FOUND: "No model or recipe of that id is listed in the inference catalog",
     Code.NO_MATCHING_RECIPE: "None of the catalog model's recipes has the accelerator or GGUF file asked for",
     Code.CLUSTER_EXISTS: "Another enabled cluster serves this vendor and region",

@@ -7,7 +7,9 @@ Around apply, a private endpoint with ``privateService`` gets its PrivateLink en
 endpoint costs reads only. It never holds a database transaction across a Kubernetes call. Every failure
 goes through one classifier (``_failed``): transient -> ``Retry`` (the task retries with backoff);
 permanent -> reported on the endpoint (``failed``, or ``updateFailed`` while the previous version still
-serves). The renderer's input is built by ``targets``, the status written by ``status``.
+serves). The renderer's input is built by ``targets``, the status written by ``status``. Each spec
+generation is recorded as a spec revision (``endpoints.spec_revisions``) as its objects first reach the
+cluster; a rollback arrives pinned to its revision's commit, which ``_pin_revision`` then keeps.
 """
 
 import logging
@@ -22,7 +24,8 @@ from controlplane.selectors import account_hub_token
 from endpoints.costs import costs_close
 from endpoints.locks import endpoint_session_lock
 from endpoints.models import Endpoint, Intent, State
-from endpoints.services import endpoint_deleted_emit
+from endpoints.services import endpoint_deleted_emit, endpoint_secrets
+from endpoints.spec_revisions import revision_record
 from quotas.selectors import quota_limits
 
 from .apply import ApplyResult, apply_all, apply_one
@@ -173,7 +176,8 @@ def _record(endpoint: Endpoint, generation: int, observation: Observation, *, ur
 
 # ---------------------------------------------------------------- the steps
 def _pin_revision(endpoint: Endpoint, generation: int) -> None:
-    """Resolve the revision to a commit sha once per spec (raises RevisionError)."""
+    """Resolve the revision to a commit sha once per spec (raises RevisionError). Only a change of repository
+    or revision clears the pin; a rollback sets it to its revision's sha, which is kept, never re-resolved."""
     if endpoint.pinned_revision:
         return
     sha = revision_resolve(repository=endpoint.repository, revision=endpoint.revision,
@@ -206,6 +210,7 @@ def _converge(endpoint: Endpoint, cluster: Cluster) -> _Converged:
     target = target_for(endpoint, cluster, refresh_registry=True)
     writes = _ensure_account(kube, endpoint, target.namespace)
     desired = render_endpoint(target, platform())
+    _record_revision(endpoint, desired)
     live = _live_objects(kube, cluster, target.namespace, endpoint.pk)
     wants_link = target.access == "private" and bool(target.private_service)
     if not wants_link:
@@ -225,6 +230,17 @@ def _converge(endpoint: Endpoint, cluster: Cluster) -> _Converged:
         return _Converged(Observation(state, f"{exc}; the endpoint is private", observation.ready, observation.target),
                           writes, endpoint.private_service_name, link_pending=str(exc))
     return _Converged(observation, writes, link)
+
+
+def _record_revision(endpoint: Endpoint, desired: list[dict]) -> None:
+    """Record the spec revision about to reach the cluster (once; a spec already serving costs nothing), before
+    its objects are written, so a rejected apply is a failed revision. Its image is the one rendered."""
+    if endpoint.serving_generation == endpoint.spec_generation:
+        return
+    deployment = next(o for o in desired if o["kind"] == "Deployment")
+    secrets, registry_password = endpoint_secrets(endpoint=endpoint)
+    revision_record(endpoint=endpoint, image=deployment["spec"]["template"]["spec"]["containers"][0]["image"],
+                    secrets=secrets, registry_password=registry_password)
 
 
 def _unlink(endpoint: Endpoint, cluster: Cluster, target: EndpointTarget) -> None:

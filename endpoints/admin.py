@@ -1,4 +1,5 @@
-"""Admin for endpoints (filter by state, account and accelerator; status read-only; events inline) and for
+"""Admin for endpoints (filter by state, account and accelerator; status read-only; events and spec revisions
+inline) and for
 quotas, with what the account's endpoints hold."""
 
 from django.contrib import admin, messages
@@ -9,7 +10,7 @@ from quotas.models import Quota
 from quotas.services import quota_set
 
 from . import catalog_admin  # noqa: F401 (registers the inference catalog's admin)
-from .models import CostHour, Endpoint, EndpointEvent
+from .models import CostHour, Endpoint, EndpointEvent, EndpointRevision
 from .quota import held_units
 from .services import endpoint_delete
 
@@ -26,6 +27,26 @@ class EndpointEventInline(admin.TabularInline):
         return False
 
 
+class EndpointRevisionInline(admin.TabularInline):
+    """The spec history, read-only (rollbacks go through the API: admitted and audited). The per-value
+    secret digests are left out: they are for the rollback's comparison, not for reading."""
+
+    model = EndpointRevision
+    extra = 0
+    can_delete = False
+    fields = ["generation", "outcome", "changed_by_name", "changed_at", "applied_at", "served_at", "pinned_revision",
+              "image", "secret_keys", "secrets_version", "rollback_of", "rolled_back_from", "spec"]
+    readonly_fields = fields
+    ordering = ["-generation"]
+    verbose_name = "spec revision"
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
 @admin.register(Endpoint)
 class EndpointAdmin(admin.ModelAdmin):
     """Operators inspect endpoints here; spec changes go through the API so they are admitted and audited."""
@@ -36,7 +57,7 @@ class EndpointAdmin(admin.ModelAdmin):
     list_select_related = ["account", "instance"]
     exclude = ["secrets_encrypted"]
     readonly_fields = [f.name for f in Endpoint._meta.fields if f.name not in ("id", "secrets_encrypted")]
-    inlines = [EndpointEventInline]
+    inlines = [EndpointRevisionInline, EndpointEventInline]
 
     def has_add_permission(self, request) -> bool:
         return False

@@ -9,6 +9,11 @@ class EndpointNotFound(NotFound):
     message = "Endpoint not found"
 
 
+class RevisionNotFound(NotFound):
+    code = Code.REVISION_NOT_FOUND
+    message = "The endpoint has no spec revision of that number"
+
+
 class StateConflict(DomainError):
     """The endpoint's state does not allow the operation (409 by default; 400 where HF answers 400)."""
 

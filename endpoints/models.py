@@ -68,6 +68,13 @@ class Endpoint(models.Model):
     private_service = models.JSONField(null=True, blank=True)
     intent = models.CharField(max_length=16, choices=Intent.choices, default=Intent.RUN)
     generation = models.PositiveBigIntegerField(default=1)
+    # Spec revisions (endpoints.spec_revisions): the generation of the last change of the spec itself (an
+    # intent change -- pause, resume, scale to zero, wake -- bumps ``generation`` only), i.e. the number of
+    # the EndpointRevision this spec becomes once it reaches a cluster; and, when that change was a rollback,
+    # the revision it restores and the one it replaces (copied onto the new revision by the reconciler).
+    spec_generation = models.PositiveBigIntegerField(default=1)
+    rollback_of = models.PositiveBigIntegerField(null=True, blank=True)
+    rolled_back_from = models.PositiveBigIntegerField(null=True, blank=True)
 
     # ---- status (written by the reconciler; services set the state an intent implies at once)
     state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING, db_index=True)
@@ -77,6 +84,8 @@ class Endpoint(models.Model):
     ready_replica = models.PositiveIntegerField(default=0)
     target_replica = models.PositiveIntegerField(default=0)
     observed_generation = models.PositiveBigIntegerField(default=0)
+    # The spec revision that last reached running (kept while an update fails or the endpoint is paused).
+    serving_generation = models.PositiveBigIntegerField(null=True, blank=True)
     private_service_name = models.CharField(max_length=256, null=True, blank=True)
     first_applied_at = models.DateTimeField(null=True, blank=True, help_text="When objects first reached a cluster")
     last_reconciled_at = models.DateTimeField(null=True, blank=True)
@@ -175,3 +184,51 @@ class CostCursor(models.Model):
     endpoint = models.OneToOneField(Endpoint, on_delete=models.CASCADE, primary_key=True, related_name="cost_cursor")
     accrued_until = models.DateTimeField()
     ready = models.PositiveIntegerField(default=0)
+
+
+class RevisionOutcome(models.TextChoices):
+    APPLIED = "applied", "applied"  # reached a cluster, not (yet) running
+    SERVING = "serving", "serving"
+    SUPERSEDED = "superseded", "superseded"
+    FAILED = "failed", "failed"
+    ROLLED_BACK = "rolledBack", "rolled back"
+
+
+class EndpointRevision(models.Model):
+    """One spec generation of an endpoint that reached a cluster, as it was applied: append-only (only the
+    outcome and ``served_at`` change), deleted with the endpoint.
+
+    Secrets by reference only: their keys, a keyed digest of all values (``secrets_version``) and one per
+    value (``secret_fingerprints``, which a rollback compares with the values the endpoint still stores).
+    No value and no ciphertext of one is kept here; see ``endpoints.spec_revisions``."""
+
+    endpoint = models.ForeignKey(Endpoint, on_delete=models.CASCADE, related_name="revisions")
+    generation = models.PositiveBigIntegerField(help_text="The endpoint's spec generation: the revision number")
+    spec = models.JSONField(help_text="endpoints.spec.stored_spec as applied (no secret values)")
+    secret_keys = models.JSONField(default=list, blank=True)
+    secrets_version = models.CharField(max_length=16, blank=True, help_text="Keyed digest of the values")
+    secret_fingerprints = models.JSONField(default=dict, blank=True, editable=False,
+                                           help_text="Keyed digest per value; never shown")
+    pinned_revision = models.CharField(max_length=40, help_text="The model commit sha the pods ran")
+    image = models.CharField(max_length=512, help_text="The container image rendered")
+    changed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    changed_by_name = models.CharField(max_length=150, default="system")
+    changed_at = models.DateTimeField(help_text="When the spec was changed")
+    applied_at = models.DateTimeField(default=timezone.now, help_text="When the reconciler first applied it")
+    outcome = models.CharField(max_length=16, choices=RevisionOutcome.choices, default=RevisionOutcome.APPLIED)
+    served_at = models.DateTimeField(null=True, blank=True, help_text="When it first reached running")
+    rollback_of = models.PositiveBigIntegerField(null=True, blank=True, help_text="The revision it restored")
+    rolled_back_from = models.PositiveBigIntegerField(null=True, blank=True, help_text="The revision it replaced")
+
+    class Meta:
+        ordering = ["endpoint", "-generation"]
+        constraints = [
+            models.UniqueConstraint(fields=["endpoint", "generation"], name="endpoint_revision_unique"),
+            # status.servingRevision and the rollback target rely on at most one serving revision
+            models.UniqueConstraint(fields=["endpoint"], condition=models.Q(outcome="serving"),
+                                    name="endpoint_revision_one_serving"),
+        ]
+
+    def __str__(self) -> str:
+        return f"revision {self.generation} ({self.outcome})"

@@ -7,7 +7,7 @@ from controlplane.models import Account
 
 from .costs import month_start
 from .errors import EndpointNotFound
-from .models import CostHour, Endpoint, EndpointEvent
+from .models import CostHour, Endpoint, EndpointEvent, EndpointRevision
 
 
 def _base():
@@ -38,3 +38,11 @@ def endpoint_get(*, account: Account, name: str) -> Endpoint:
 def endpoint_events(*, account: Account, name: str, limit: int = 200) -> list[EndpointEvent]:
     endpoint = endpoint_get(account=account, name=name)
     return list(endpoint.events.order_by("-created_at", "-id")[:limit])[::-1]
+
+
+def endpoint_revisions(*, account: Account, name: str) -> list[EndpointRevision]:
+    """The spec revisions of the account's endpoint ``name``, newest first (EndpointNotFound otherwise)."""
+    endpoint = Endpoint.objects.filter(account=account, name=name).only("pk").first()
+    if endpoint is None:
+        raise EndpointNotFound()
+    return list(EndpointRevision.objects.filter(endpoint=endpoint).order_by("-generation"))

@@ -33,7 +33,7 @@ from controlplane.validators import FullMatchValidator
 from controlplane.wire import TimestampField
 
 from .cron import CronError, cron_parse
-from .models import EndpointType
+from .models import EndpointType, RevisionOutcome
 from .scaling import MEASURES
 from .spec import endpoint_body
 
@@ -322,6 +322,9 @@ class StatusSerializer(serializers.Serializer):
     errorMessage = serializers.CharField(allow_null=True)
     cost = CostStatusSerializer()
     scaling = ScalingStatusSerializer()
+    desiredRevision = serializers.IntegerField(help_text="The spec revision desired (its spec generation)")
+    servingRevision = serializers.IntegerField(allow_null=True,
+                                               help_text="The spec revision that last reached running")
 
 
 class ScalingOutSerializer(serializers.Serializer):
@@ -408,3 +411,40 @@ class EndpointEventFrameSerializer(serializers.Serializer):
     event = serializers.CharField(help_text="'message' for an endpoint event, 'end' when the stream ends")
     data = serializers.CharField(help_text="An endpoint event as JSON (the items' shape), or {\"reason\"} for 'end'")
     retry = serializers.IntegerField(required=False, help_text="Milliseconds to wait before reconnecting")
+
+
+class RevisionSecretsSerializer(serializers.Serializer):
+    keys = serializers.ListField(child=serializers.CharField())
+    version = serializers.CharField(allow_blank=True, help_text="Changes when any value changes; '' without secrets")
+
+
+class EndpointRevisionSerializer(serializers.Serializer):
+    """A spec revision (``EndpointRevision``): a spec generation as it reached the cluster. Secrets by key and
+    version only; the registry password masked inside ``spec``."""
+
+    revision = serializers.IntegerField(source="generation")
+    outcome = serializers.ChoiceField(choices=RevisionOutcome.values)
+    spec = serializers.DictField(help_text="The stored spec (as a create body, without model.secrets)")
+    secrets = serializers.SerializerMethodField()
+    pinnedRevision = serializers.CharField(source="pinned_revision", help_text="The model commit sha it ran")
+    image = serializers.CharField(help_text="The container image rendered")
+    changedBy = serializers.CharField(source="changed_by_name")
+    changedAt = TimestampField(source="changed_at")
+    appliedAt = TimestampField(source="applied_at")
+    servedAt = TimestampField(source="served_at", allow_null=True)
+    rollbackOf = serializers.IntegerField(source="rollback_of", allow_null=True)
+    rolledBackFrom = serializers.IntegerField(source="rolled_back_from", allow_null=True)
+
+    @extend_schema_field(RevisionSecretsSerializer)
+    def get_secrets(self, revision) -> dict:
+        return {"keys": list(revision.secret_keys), "version": revision.secrets_version}
+
+
+class EndpointRevisionListSerializer(serializers.Serializer):
+    items = EndpointRevisionSerializer(many=True)
+
+
+class RollbackSerializer(serializers.Serializer):
+    """``POST .../rollback``: no body (the revision that served before the current one) or a revision."""
+
+    revision = serializers.IntegerField(min_value=1, required=False)

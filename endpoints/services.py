@@ -1,4 +1,4 @@
-"""Endpoint lifecycle writes: create, update, pause, resume, scale to zero, delete.
+"""Endpoint lifecycle writes: create, update, rollback, pause, resume, scale to zero, delete.
 
 Each service is one transaction that locks the account row (admission and name checks serialise per
 account) and then the endpoint row, validates, writes the spec, bumps ``generation`` when the spec
@@ -38,6 +38,7 @@ from .schedules import held_replica, schedule_record
 from .serializers import EndpointSpecSerializer
 from .signals import endpoint_changed
 from .spec import MASK, deep_merge, spec_diff, stored_spec
+from .spec_revisions import rollback_target, secrets_restorable
 
 log = logging.getLogger(__name__)
 
@@ -224,6 +225,14 @@ def _touch(endpoint: Endpoint, actor, *, spec_changed: bool) -> None:
         endpoint.generation += 1
 
 
+def _new_spec(endpoint: Endpoint, *, rollback_of: int | None = None) -> None:
+    """After ``_touch``: this generation changes the spec itself, so it becomes the next spec revision (an
+    intent change keeps the revision); a rollback says which revision it restores and which it replaces."""
+    endpoint.rolled_back_from = endpoint.spec_generation if rollback_of is not None else None
+    endpoint.rollback_of = rollback_of
+    endpoint.spec_generation = endpoint.generation
+
+
 # ---------------------------------------------------------------- services
 @_reports_quota_refusal
 @transaction.atomic
@@ -319,9 +328,73 @@ def endpoint_update(*, account: Account, name: str, patch: dict, actor: Abstract
         endpoint.state = State.UPDATING if endpoint.first_applied_at else State.PENDING
         endpoint.message = "Endpoint waiting for the update"
     _touch(endpoint, actor, spec_changed=True)
+    _new_spec(endpoint)
     endpoint.save()
     event_record(endpoint=endpoint, kind="update", actor=actor, message="Endpoint updated", diff=diff,
                  from_state=from_state, to_state=endpoint.state)
+    _changed_on_commit(endpoint)
+    return endpoint
+
+
+@transaction.atomic
+def endpoint_rollback(*, account: Account, name: str, revision: int | None,
+                      actor: AbstractBaseUser | None) -> Endpoint:
+    """Return the endpoint to the spec of spec revision ``revision`` (None: the newest one that served
+    before the spec now desired) and to the model commit it ran, as a new generation.
+
+    The spec is replaced whole by the revision's (validated as a create is) and ``pinned_revision`` set to
+    its sha, so the reconciler renders exactly that commit and never resolves the revision again. Secret
+    values are the revision's if the endpoint still stores them (``spec_revisions.secrets_restorable``).
+    Quota is re-admitted as by an update. A revision whose spec, secrets and sha are the ones desired
+    already changes nothing. Event ``rollback`` with the diff (secrets by key).
+
+    Raises EndpointNotFound, RevisionNotFound (404); StateConflict (409, deleting); Conflict (409):
+    revision_not_served, no_previous_revision, rollback_secrets_missing; QuotaExceeded (403);
+    InvalidSpec when the revision's compute can no longer be ordered. Writes nothing on error.
+    """
+    endpoint = _locked_endpoint(account, name)
+    if endpoint.intent == Intent.DELETE:
+        raise StateConflict("Endpoint is being deleted")
+    target = rollback_target(endpoint=endpoint, generation=revision)
+    old_secrets, old_password = endpoint_secrets(endpoint=endpoint)
+    secrets, password = secrets_restorable(endpoint=endpoint, revision=target, secrets=old_secrets,
+                                           registry_password=old_password)
+    old_spec, old_pinned = stored_spec(endpoint), endpoint.pinned_revision
+    spec = _validate({**target.spec, "model": {**target.spec["model"], "secrets": secrets}})
+    _check_task(spec["model"])
+    compute, provider = spec["compute"], spec["provider"]
+    instance = instance_get(vendor=provider["vendor"], region=provider["region"], accelerator=compute["accelerator"],
+                            instance_type=compute["instanceType"], instance_size=compute["instanceSize"])
+    # The revision's image keeps the mask where it had a password: the matched one (same registry) fills it.
+    image, password = _split_registry_password(spec["model"]["image"], password, spec["model"]["image"])
+    spec["model"]["image"] = image
+
+    old_instance, old_held = endpoint.instance, endpoint.held_replica
+    _assign(endpoint, spec, instance, secrets, password)
+    endpoint.pinned_revision = target.pinned_revision or None
+    diff = spec_diff(old_spec, stored_spec(endpoint))
+    if secrets != old_secrets:
+        diff["model.secrets"] = [sorted(old_secrets), sorted(secrets)]  # keys only, never values
+    if password != old_password:
+        diff["model.image.credentials.password"] = ["(changed)", "(changed)" if password else None]
+    if endpoint.pinned_revision != old_pinned:
+        diff["pinnedRevision"] = [old_pinned, endpoint.pinned_revision]
+    if not diff:
+        return endpoint
+
+    if endpoint.intent != Intent.PAUSE and (instance.pk != old_instance.pk or endpoint.held_replica > old_held
+                                            or instance.quota_units != old_instance.quota_units):
+        quota_reserve(account=account, instance=instance, max_replica=endpoint.held_replica, endpoint_id=endpoint.pk)
+    from_state = endpoint.state
+    if endpoint.intent == Intent.RUN:
+        endpoint.state = State.UPDATING if endpoint.first_applied_at else State.PENDING
+        endpoint.message = f"Endpoint waiting for the rollback to revision {target.generation}"
+    _touch(endpoint, actor, spec_changed=True)
+    _new_spec(endpoint, rollback_of=target.generation)
+    endpoint.save()
+    event_record(endpoint=endpoint, kind="rollback", actor=actor, diff=diff, from_state=from_state,
+                 to_state=endpoint.state,
+                 message=f"Rolled back to revision {target.generation} (from revision {endpoint.rolled_back_from})")
     _changed_on_commit(endpoint)
     return endpoint
 

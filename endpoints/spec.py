@@ -117,7 +117,8 @@ def scaling_status(endpoint: Endpoint) -> dict:
 
 def endpoint_body(endpoint: Endpoint) -> dict:
     """The HF v2 Endpoint object: every key of the HF wire format, ``Z`` timestamps, secret values masked;
-    ``compute.scaling.schedules`` and ``status.scaling`` are ours (clients ignore keys they do not know)."""
+    ``compute.scaling.schedules``, ``status.scaling`` and ``status.desiredRevision`` / ``servingRevision`` are
+    ours (clients ignore keys they do not know)."""
     spec = stored_spec(endpoint)
     metric, threshold = scaling_measure(endpoint)
     spec["compute"]["id"] = endpoint.instance.compute_id
@@ -145,6 +146,9 @@ def endpoint_body(endpoint: Endpoint) -> dict:
             "errorMessage": endpoint.message if endpoint.state in ("failed", "updateFailed") else None,
             "cost": cost_status(endpoint),
             "scaling": scaling_status(endpoint),
+            # spec revisions (endpoints.spec_revisions): the one desired and the last one that reached running
+            "desiredRevision": endpoint.spec_generation,
+            "servingRevision": endpoint.serving_generation,
         },
     }
 

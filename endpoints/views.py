@@ -26,9 +26,11 @@ from .serializers import (
     EndpointEventListSerializer,
     EndpointListQuerySerializer,
     EndpointListSerializer,
+    EndpointRevisionListSerializer,
     EndpointSerializer,
     EndpointSpecSerializer,
     EndpointUpdateSerializer,
+    RollbackSerializer,
 )
 from .traffic import traffic_totals
 
@@ -174,6 +176,33 @@ class EndpointEventsView(APIView):
         response["Cache-Control"] = "no-cache"
         response["X-Accel-Buffering"] = "no"
         return response
+
+
+class EndpointRevisionsView(APIView):
+    @extend_schema(operation_id="endpoint_revisions", tags=["endpoints"],
+                   description="The endpoint's spec revisions, newest first: every spec generation that reached "
+                               "a cluster, with its outcome. Secrets by key and version only.",
+                   responses={200: EndpointRevisionListSerializer, **error_responses(403, 404)})
+    def get(self, request: Request, namespace: str, name: str) -> Response:
+        account = caller_account(request, namespace, Role.READ)
+        revisions = selectors.endpoint_revisions(account=account, name=name)
+        return Response(EndpointRevisionListSerializer({"items": revisions}).data)
+
+
+class EndpointRollbackView(APIView):
+    @extend_schema(operation_id="endpoint_rollback", tags=["endpoints"], request=RollbackSerializer,
+                   description="Return to a spec revision that served, spec and model commit, as a new generation: "
+                               "no body for the one that served before the current one, or {\"revision\": N}. "
+                               "409 when the endpoint is being deleted, N never served, or its secret values are "
+                               "no longer stored; 403 when the quota does not admit it.",
+                   responses={200: EndpointSerializer, **body_error_responses(403, 404, 409)})
+    def post(self, request: Request, namespace: str, name: str) -> Response:
+        account = caller_account(request, namespace, Role.WRITE)
+        body = RollbackSerializer(data=request.data or {})
+        body.is_valid(raise_exception=True)
+        services.endpoint_rollback(account=account, name=name, revision=body.validated_data.get("revision"),
+                                   actor=request.user)
+        return Response(EndpointSerializer(selectors.endpoint_get(account=account, name=name)).data)
 
 
 class OpenMetricsRenderer(BaseRenderer):

@@ -105,6 +105,20 @@ def endpoint_events(w: World, n: int) -> str:
     return "/v2/endpoint/alice/ep-00/events"
 
 
+def endpoint_revisions(w: World, n: int) -> str:
+    """``n`` spec revisions, each recorded as the reconciler records one it applies."""
+    from endpoints.spec_revisions import revision_record
+
+    (endpoint,) = w.endpoints(1)
+    for i in range(n):
+        if i:
+            endpoint = endpoint_services.endpoint_update(account=w.account, name="ep-00", actor=w.alice,
+                                                         patch={"model": {"env": {"K": f"v{i}"}}})
+        endpoint.pinned_revision = "1" * 40
+        revision_record(endpoint=endpoint, image="ghcr.io/acme/server:1", secrets={"S": "s"}, registry_password=None)
+    return "/v2/endpoint/alice/ep-00/revisions"
+
+
 def endpoint_logs(w: World, n: int) -> str:
     """Against the fake API server: the endpoint running, ``n - 1`` siblings pending."""
     from tests.kube_helpers import converge
@@ -510,8 +524,8 @@ def _observe(endpoint: Endpoint, state: str, message: str, ready: int, target: i
 
 API: dict[str, Callable[[World, int], str]] = {f.__name__: f for f in (
     whoami, token_list, hub_token, endpoint_list, endpoint_list_by_tag, endpoint_list_of_an_org, endpoint_detail,
-    endpoint_events, endpoint_logs, endpoint_replicas, endpoint_open_metrics, provider, quotas, quota_requests,
-    catalog_list, catalog_list_filtered, webhook_list, webhook_detail, webhook_deliveries)}
+    endpoint_events, endpoint_revisions, endpoint_logs, endpoint_replicas, endpoint_open_metrics, provider, quotas,
+    quota_requests, catalog_list, catalog_list_filtered, webhook_list, webhook_detail, webhook_deliveries)}
 ADMIN: dict[str, Callable[[World, int], str]] = {f.__name__: f for f in (
     account_changelist, account_change, membership_changelist, membership_change, apitoken_changelist,
     apitoken_change, auditevent_changelist, auditevent_change, user_changelist, user_change, cluster_changelist,
@@ -527,15 +541,15 @@ ADMIN: dict[str, Callable[[World, int], str]] = {f.__name__: f for f in (
 # the session and its user, then the page's own (a changelist counts its rows twice: filtered and in full).
 QUERIES = {
     "whoami": 3, "token_list": 3, "hub_token": 4, "endpoint_list": 4, "endpoint_list_by_tag": 4,
-    "endpoint_list_of_an_org": 5, "endpoint_detail": 4, "endpoint_events": 5, "endpoint_logs": 5,
-    "endpoint_replicas": 5, "endpoint_open_metrics": 4, "provider": 6, "quotas": 6, "quota_requests": 4,
-    "catalog_list": 4, "catalog_list_filtered": 4, "webhook_list": 4,
-    "webhook_detail": 4, "webhook_deliveries": 6,
+    "endpoint_list_of_an_org": 5, "endpoint_detail": 4, "endpoint_events": 5, "endpoint_revisions": 5,
+    "endpoint_logs": 5, "endpoint_replicas": 5, "endpoint_open_metrics": 4, "provider": 6, "quotas": 6,
+    "quota_requests": 4, "catalog_list": 4, "catalog_list_filtered": 4, "webhook_list": 4, "webhook_detail": 4,
+    "webhook_deliveries": 6,
     "account_changelist": 5, "account_change": 5, "membership_changelist": 5, "membership_change": 7,
     "apitoken_changelist": 5, "apitoken_change": 4, "auditevent_changelist": 6, "auditevent_change": 4,
     "user_changelist": 6, "user_change": 7, "cluster_changelist": 7, "cluster_change": 3,
     "registrycredential_changelist": 6, "registrycredential_change": 4, "endpoint_changelist": 6,
-    "endpoint_change": 8, "instancetype_changelist": 7, "instancetype_change": 3, "catalogmodel_changelist": 7,
+    "endpoint_change": 9, "instancetype_changelist": 7, "instancetype_change": 3, "catalogmodel_changelist": 7,
     "catalogmodel_change": 5, "catalogrecipe_changelist": 5, "catalogrecipe_change": 5, "quota_changelist": 5,
     "quota_change": 5, "quotarequest_changelist": 5, "quotarequest_change": 6,
     "console_overview": 9, "console_endpoint": 5, "console_costs": 5, "costhour_changelist": 7,

@@ -108,6 +108,17 @@ def test_no_planted_secret_appears_in_responses_logs_messages_or_plain_columns(d
     api("get", "/v2/tokens")
 
     endpoint = Endpoint.objects.get(name="secretive")
+    # A spec revision, recorded as the reconciler records one it applies: the history (API and admin inline)
+    # shows secrets by key and digest only.
+    from endpoints.services import endpoint_secrets
+    from endpoints.spec_revisions import revision_record
+
+    endpoint.pinned_revision = "1" * 40
+    current, password = endpoint_secrets(endpoint=endpoint)
+    revision_record(endpoint=endpoint, image="registry.example.com/me/server:1", secrets=current,
+                    registry_password=password)
+    assert api("get", "/v2/endpoint/alice/secretive/revisions").json()["items"][0]["secrets"]["keys"] == [
+        "API_KEY", "DB_PASSWORD"]
     admin = Recorder(api_client(session_user=staff))
     for path in ("/admin/endpoints/endpoint/", f"/admin/endpoints/endpoint/{endpoint.pk}/change/",
                  "/admin/controlplane/apitoken/", f"/admin/controlplane/apitoken/{ApiToken.objects.first().pk}/change/",
