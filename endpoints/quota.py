@@ -7,7 +7,6 @@ from django.db import transaction
 from django.db.models import Case, F, IntegerField, Subquery, Sum, When
 from django.db.models.functions import Coalesce
 
-from controlplane.locks import account_lock
 from controlplane.models import Account
 from quotas.errors import QuotaExceeded
 from quotas.models import Accelerator, InstanceType
@@ -75,14 +74,14 @@ def quota_reserve(*, account: Account, instance: InstanceType, max_replica: int,
     """Admit ``max_replica`` replicas of ``instance`` for an endpoint of ``account``, or raise QuotaExceeded.
     Callers pass what the endpoint will hold (``held_replica``: schedules included).
 
-    Must run inside the transaction that writes the spec; it locks the account row, so concurrent
-    admissions for one account are serialised and can never over-admit. ``endpoint_id`` excludes that
+    Must run inside the transaction that writes the spec, after the caller took the account's row lock
+    (``controlplane.locks.account_lock``; every spec service takes it first, for its name and state checks
+    too), so concurrent admissions for one account are serialised and can never over-admit. ``endpoint_id`` excludes that
     endpoint's current holding (an update replaces it). Raises BudgetExhausted instead when the account's
     budget refuses scale-ups and this would hold more than the endpoint does now. Writes nothing.
     """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("quota_reserve must run inside the spec change's transaction")
-    account_lock(account=account)
     accelerator = instance.accelerator
     limit = quota_limits(account=account)[accelerator]
     used = quota_usage(account=account, exclude_endpoint_id=endpoint_id)[accelerator]

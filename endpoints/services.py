@@ -16,6 +16,7 @@ import logging
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from controlplane.encryption import decrypt_json, encrypt_json
@@ -249,10 +250,12 @@ def endpoint_create(*, account: Account, spec: dict, actor: AbstractBaseUser | N
     instance = instance_get(vendor=provider["vendor"], region=provider["region"], accelerator=compute["accelerator"],
                             instance_type=compute["instanceType"], instance_size=compute["instanceSize"])
     account_lock(account=account)
-    if Endpoint.objects.filter(account=account, name=spec["name"]).exists():
+    held = Endpoint.objects.filter(account=account).aggregate(count=Count("pk"),
+                                                              taken=Count("pk", filter=Q(name=spec["name"])))
+    if held["taken"]:
         raise Conflict("An endpoint with the same name already exists", code=Code.NAME_TAKEN,
                        fields={"name": [f"'{spec['name']}' is taken in '{account.slug}'"]})
-    if Endpoint.objects.filter(account=account).count() >= settings.MAX_ENDPOINTS_PER_ACCOUNT:
+    if held["count"] >= settings.MAX_ENDPOINTS_PER_ACCOUNT:
         raise Conflict(f"'{account.slug}' already has the maximum of {settings.MAX_ENDPOINTS_PER_ACCOUNT} endpoints",
                        code=Code.ENDPOINT_LIMIT)
     quota_reserve(account=account, instance=instance, max_replica=held_replica(compute["scaling"]))
@@ -262,8 +265,7 @@ def endpoint_create(*, account: Account, spec: dict, actor: AbstractBaseUser | N
     endpoint = Endpoint(account=account, name=spec["name"], created_by=user, updated_by=user)
     _assign(endpoint, spec, instance, spec["model"].get("secrets") or {}, password)
     try:
-        with transaction.atomic():
-            endpoint.save()
+        endpoint.save()  # no savepoint: a failed insert fails the whole transaction, as it should
     except IntegrityError as exc:  # the account lock makes this unreachable; kept as a backstop
         raise Conflict("An endpoint with the same name already exists", code=Code.NAME_TAKEN) from exc
     event_record(endpoint=endpoint, kind="create", actor=actor, message="Endpoint created",
