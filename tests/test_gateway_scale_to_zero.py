@@ -58,7 +58,9 @@ def test_hundred_concurrent_requests_to_a_zeroed_endpoint_all_succeed(gateway, k
     converge(endpoint.pk, "scaledToZero")
     deadline = time.monotonic() + 10
     while upstream.ready():
-        assert time.monotonic() < deadline, "the zeroed Deployment kept a ready replica"
+        live = [(d["spec"], d.get("status")) for d in fake_kube.objects("deployments", "ie-alice")]
+        assert time.monotonic() < deadline, ("the zeroed Deployment kept a ready replica",
+                                             fake_kube.internal_errors[-3:], live)
         time.sleep(0.05)
     broker.clear()
     fake_kube.pod_ready_seconds = 3.0  # the cold start lasts a few seconds
