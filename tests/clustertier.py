@@ -15,9 +15,6 @@ Fixtures (loaded from ``tests/conftest.py``):
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import time
 import urllib.error
 from pathlib import Path
@@ -123,33 +120,11 @@ def celery(broker, fake_hub, tmp_path):
     """Start ``worker``/``beat`` processes on demand with the test database, broker and Hub; stopped after.
     Keyword arguments become environment variables of the process."""
     from tests.gatewayrig import database_url
+    from tests.helpers import celery_processes
 
     base = {**os.environ, "DATABASE_URL": database_url(), "REDIS_URL": settings.CELERY_BROKER_URL,
             "SECRETS_ENCRYPTION_KEY": settings.SECRETS_ENCRYPTION_KEY, "HF_HUB_URL": fake_hub.url,
             "RECONCILE_SWEEP_SECONDS": "1", "RECONCILE_MAX_BACKOFF_SECONDS": "1", "DRIFT_SWEEP_SECONDS": "2",
             "DJANGO_DEBUG": "true", "PYTHONUNBUFFERED": "1"}
     base.pop("HF_HUB_TOKEN", None)
-    started: list[subprocess.Popen] = []
-
-    def start(kind: str, **env) -> subprocess.Popen:
-        args = {"worker": ["worker", "--pool", "solo", "--without-heartbeat", "--without-gossip",
-                           "--without-mingle"],
-                "beat": ["beat", "--schedule", str(tmp_path / f"beat-{len(started)}")]}[kind]
-        with open(tmp_path / f"{kind}-{len(started)}.log", "w") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "controlplane", *args, "--loglevel", "INFO"],
-                                    cwd=REPO, env={**base, **{k: str(v) for k, v in env.items()}}, stdout=log,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
-        started.append(proc)
-        return proc
-
-    yield start
-    for path in sorted(tmp_path.glob("*.log")):
-        print(f"----- {path.name}\n{path.read_text()[-4000:]}")
-    for proc in started:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-    for proc in started:
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+    yield from celery_processes(tmp_path, base)

@@ -10,8 +10,13 @@ body when it fails, and a free local port.
 - ``free_port()``: a port nothing listens on at the moment of asking.
 """
 
+import os
+import signal
 import socket
-from collections.abc import Callable
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import requests
 from rest_framework.test import APIClient
@@ -70,3 +75,34 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def celery_processes(tmp_path: Path, env: dict) -> Iterator[Callable[..., subprocess.Popen]]:
+    """The body of a fixture that starts Celery ``worker`` / ``beat`` processes on demand, each with
+    ``env`` (plus the keyword arguments of the call, as variables) and a log in ``tmp_path``; after the
+    test, prints the logs and stops them all (SIGTERM, then SIGKILL after 15 s). Use: ``yield from``."""
+    repo = Path(__file__).resolve().parent.parent
+    started: list[subprocess.Popen] = []
+
+    def start(kind: str, **extra) -> subprocess.Popen:
+        args = {"worker": ["worker", "--pool", "solo", "--without-heartbeat", "--without-gossip",
+                           "--without-mingle"],
+                "beat": ["beat", "--schedule", str(tmp_path / f"beat-{len(started)}")]}[kind]
+        with open(tmp_path / f"{kind}-{len(started)}.log", "w") as log:  # read back when a test fails
+            proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "controlplane", *args, "--loglevel", "INFO"],
+                                    cwd=repo, env={**env, **{k: str(v) for k, v in extra.items()}}, stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        started.append(proc)
+        return proc
+
+    yield start
+    for path in sorted(tmp_path.glob("*.log")):
+        print(f"----- {path.name}\n{path.read_text()[-4000:]}")
+    for proc in started:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+    for proc in started:
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)

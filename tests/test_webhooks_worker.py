@@ -6,8 +6,6 @@ delivery at once send it once.
 
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,6 +21,7 @@ from controlplane.webhooks.sender import deliver
 from controlplane.webhooks.services import webhook_create
 from tests.factories import make_user
 from tests.gatewayrig import database_url
+from tests.helpers import celery_processes
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -73,28 +72,7 @@ def processes(broker, tmp_path):
            # Only the sweep this test is about: the others would only add noise to the logs.
            "RECONCILE_SWEEP_SECONDS": "3600", "DRIFT_SWEEP_SECONDS": "3600", "GATEWAY_IDLE_SWEEP_SECONDS": "3600",
            "REGISTRY_SWEEP_SECONDS": "3600", "CLUSTER_PROBE_SECONDS": "3600"}
-    started: list[subprocess.Popen] = []
-
-    def start(kind: str) -> subprocess.Popen:
-        args = {"worker": ["worker", "--pool", "solo", "--without-heartbeat", "--without-gossip", "--without-mingle"],
-                "beat": ["beat", "--schedule", str(tmp_path / f"beat-{len(started)}")]}[kind]
-        with open(tmp_path / f"{kind}-{len(started)}.log", "w") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "controlplane", *args, "--loglevel", "INFO"],
-                                    cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        started.append(proc)
-        return proc
-
-    yield start
-    for path in sorted(tmp_path.glob("*.log")):
-        print(f"----- {path.name}\n{path.read_text()[-4000:]}")
-    for proc in started:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-    for proc in started:
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+    yield from celery_processes(tmp_path, env)
 
 
 def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):

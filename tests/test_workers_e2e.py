@@ -7,8 +7,6 @@ endpoint unconverged and a fresh worker converges it.
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,7 +16,7 @@ from django.conf import settings
 from endpoints.models import Endpoint
 from tests.factories import endpoint_spec, make_user
 from tests.gatewayrig import database_url
-from tests.helpers import expect, user_api
+from tests.helpers import celery_processes, expect, user_api
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -32,29 +30,7 @@ def processes(broker, fake_hub, tmp_path):
            "RECONCILE_SWEEP_SECONDS": "1", "RECONCILE_MAX_BACKOFF_SECONDS": "1", "DJANGO_DEBUG": "true",
            "PYTHONUNBUFFERED": "1"}
     env.pop("HF_HUB_TOKEN", None)
-    started: list[subprocess.Popen] = []
-
-    def start(kind: str) -> subprocess.Popen:
-        args = {"worker": ["worker", "--pool", "solo", "--without-heartbeat", "--without-gossip",
-                           "--without-mingle"],
-                "beat": ["beat", "--schedule", str(tmp_path / f"beat-{len(started)}")]}[kind]
-        with open(tmp_path / f"{kind}-{len(started)}.log", "w") as log:  # read back when a test fails
-            proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "controlplane", *args, "--loglevel", "INFO"],
-                                    cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        started.append(proc)
-        return proc
-
-    yield start
-    for path in sorted(tmp_path.glob("*.log")):
-        print(f"----- {path.name}\n{path.read_text()[-4000:]}")
-    for proc in started:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-    for proc in started:
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+    yield from celery_processes(tmp_path, env)
 
 
 def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
