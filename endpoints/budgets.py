@@ -25,7 +25,7 @@ from controlplane.services import audit_record
 from controlplane.webhooks import events as webhook_events
 from quotas.models import Budget
 
-from .costs import month_start
+from .costs import month_start, month_to_date
 from .models import CostHour, Endpoint, Intent
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ def budgets_enforce(*, now: datetime | None = None) -> Enforced:
 def _act(budget_id: int, month: datetime, done: Enforced) -> None:
     budget = Budget.objects.select_for_update().select_related("account").get(pk=budget_id)
     account = budget.account
-    spent = CostHour.objects.filter(account=account, hour__gte=month).aggregate(total=Sum("cost"))["total"] or 0
+    spent = month_to_date(account=account, now=month)
     figures = {"spent": str(spent), "monthlyLimit": str(budget.monthly_limit), "month": month.date().isoformat()}
     if spent >= budget.monthly_limit * budget.notify_percent / 100 and budget.notified_month != month.date():
         budget.notified_month = month.date()
