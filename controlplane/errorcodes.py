@@ -51,6 +51,8 @@ class Code(StrEnum):
     REVISION_NOT_SERVED = "revision_not_served"
     NO_PREVIOUS_REVISION = "no_previous_revision"
     ROLLBACK_SECRETS_MISSING = "rollback_secrets_missing"
+    ROLLOUT_IN_PROGRESS = "rollout_in_progress"
+    NO_ROLLOUT = "no_rollout"
     # The inference catalog
     CATALOG_NOT_FOUND = "catalog_not_found"
     NO_MATCHING_RECIPE = "no_matching_recipe"
@@ -110,6 +112,8 @@ MEANING: dict[Code, str] = {
     Code.REVISION_NOT_SERVED: "Rollback to a spec revision that never reached running",
     Code.NO_PREVIOUS_REVISION: "Rollback without a revision, but no revision served before the current one",
     Code.ROLLBACK_SECRETS_MISSING: "The revision used secret values the endpoint no longer stores; `fields` names them",
+    Code.ROLLOUT_IN_PROGRESS: "A canary rollout is under way: promote or abort it first",
+    Code.NO_ROLLOUT: "Promote or abort, but the endpoint has no canary rollout under way",
     Code.CATALOG_NOT_FOUND: "No model or recipe of that id is listed in the inference catalog",
     Code.NO_MATCHING_RECIPE: "None of the catalog model's recipes has the accelerator or GGUF file asked for",
     Code.CLUSTER_EXISTS: "Another enabled cluster serves this vendor and region",

@@ -23,7 +23,8 @@ MAX_LABEL = 63
 # An endpoint's Kubernetes objects are named ``ep-<name>`` and ``<suffix>-ep-<name>``: the suffix goes first so
 # that no endpoint's name can spell another endpoint's object (``ep-foo-private`` could be either a private
 # ``foo``'s Service or the Service of an endpoint ``foo-private``).
-OBJECT_NAME_SUFFIXES = ("private", "secrets", "registry", "gateway")
+OBJECT_NAME_SUFFIXES = ("private", "secrets", "registry", "gateway",
+                        "canary", "canary-secrets", "canary-registry", "canary-gateway")  # a rollout's canary
 
 
 def short_hash(value: str, length: int = 6) -> str:

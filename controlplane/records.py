@@ -131,15 +131,25 @@ def route_record(row: dict) -> dict:
     """The route record of one endpoint row.
 
     ``row`` keys: id, name, type, state, intent, message, image, account_id, account_slug, account_kind,
-    account_user_id, and the serving cluster's namespace_prefix, service_url_template, ingress_domain and
-    simulated (None when no cluster serves the endpoint's region). ``domain`` is the ingress domain the
-    endpoint's host-style address lives under: the gateway serves ``<host>.<domain>`` and no other.
+    account_user_id, canary (None, or the canary rollout taking traffic: ``{generation, weight, sticky}``),
+    and the serving cluster's namespace_prefix, service_url_template, ingress_domain and simulated (None
+    when no cluster serves the endpoint's region). ``domain`` is the ingress domain the endpoint's
+    host-style address lives under: the gateway serves ``<host>.<domain>`` and no other.
+
+    ``canary`` in the record: None, or ``{"upstream", "weight", "sticky", "version"}``: the canary
+    Service's address, the percent of requests it takes, whether a caller keeps its side, and the traffic
+    version its requests are counted under too (``controlplane.traffic``).
     """
-    namespace = service = upstream = None
+    namespace = service = upstream = canary = None
     if row.get("service_url_template"):
         namespace = namespace_name(row["namespace_prefix"], row["account_slug"])
         service = endpoint_object_name(row["name"])
         upstream = row["service_url_template"].format(service=service, namespace=namespace, port=SERVICE_PORT)
+        if row.get("canary"):
+            canary_url = row["service_url_template"].format(
+                service=endpoint_object_name(row["name"], "canary"), namespace=namespace, port=SERVICE_PORT)
+            canary = {"upstream": canary_url.rstrip("/"), "weight": row["canary"]["weight"],
+                      "sticky": row["canary"]["sticky"], "version": f"r{row['canary']['generation']}"}
     return {
         "id": row["id"], "account": row["account_slug"], "accountId": row["account_id"],
         "owner": row["account_user_id"] if row["account_kind"] == "user" else None,
@@ -148,6 +158,7 @@ def route_record(row: dict) -> dict:
         "upstream": upstream.rstrip("/") if upstream else None, "health": image_health_route(row["image"]),
         "namespace": namespace or "", "object": service or endpoint_object_name(row["name"]),
         "simulated": bool(row.get("simulated")), "domain": (row.get("ingress_domain") or "").lower() or None,
+        "canary": canary,
     }
 
 

@@ -12,12 +12,13 @@ from django.db import transaction
 from controlplane.feed import publication, record_write
 from controlplane.names import host_id
 from controlplane.records import route_record
-from endpoints.models import Endpoint
+from endpoints.models import ACTIVE_PHASES, Endpoint
 
 from .models import Cluster
 
 ROUTE_FIELDS = ("id", "name", "type", "state", "intent", "message", "image", "account_id", "account__slug",
-                "account__kind", "account__user_id", "instance__vendor", "instance__region")
+                "account__kind", "account__user_id", "instance__vendor", "instance__region", "spec_generation",
+                "rollout__generation", "rollout__phase", "rollout__weight", "rollout__sticky")
 NO_CLUSTER = {"namespace_prefix": "", "service_url_template": None, "ingress_domain": "", "simulated": False}
 
 
@@ -26,6 +27,12 @@ def route_row(*, account_slug: str, name: str) -> dict | None:
     row = Endpoint.objects.filter(account__slug=account_slug, name=name).values(*ROUTE_FIELDS).first()
     if row is None:
         return None
+    # The canary's share, while the spec desired is a canary that takes traffic (``endpoints.rollouts``).
+    generation, phase = row.pop("spec_generation"), row.pop("rollout__phase")
+    rollout = {k: row.pop(f"rollout__{k}") for k in ("generation", "weight", "sticky")}
+    active = rollout["generation"] == generation and phase in ACTIVE_PHASES and rollout["weight"]
+    row["canary"] = {"generation": rollout["generation"], "weight": rollout["weight"],
+                     "sticky": rollout["sticky"]} if active else None
     cluster = (Cluster.objects.filter(vendor=row.pop("instance__vendor"), region=row.pop("instance__region"),
                                       enabled=True)
                .values("namespace_prefix", "service_url_template", "ingress_domain", "simulated").first())

@@ -15,6 +15,7 @@ cluster; a rollback arrives pinned to its revision's commit, which ``_pin_revisi
 import logging
 from dataclasses import dataclass
 
+import redis
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -38,6 +39,7 @@ from .observe import Observation, observe
 from .privatelink import PrivateLinkPending, privatelink_ensure, privatelink_remove
 from .render import EndpointTarget, render_account, render_endpoint
 from .revisions import RevisionError, revision_resolve
+from .rollout import rollout_converge, rollout_current
 from .selectors import cluster_for
 from .status import status_note, status_record
 from .targets import endpoint_url, platform, target_for, ungranted_registry
@@ -100,6 +102,7 @@ class _Converged:
     writes: int
     private_service_name: str | None  # the PrivateLink endpoint service, when the endpoint has one
     link_pending: str | None = None  # why PrivateLink is not ready yet
+    requeue_after: float | None = None  # a canary's next look, when it decides it (else by the state)
 
 
 # ---------------------------------------------------------------- the loop
@@ -113,7 +116,7 @@ def endpoint_reconcile(*, endpoint_id: int) -> Outcome | None:
 
 
 def _reconcile(endpoint_id: int) -> Outcome | None:
-    endpoint = Endpoint.objects.select_related("instance", "account").filter(pk=endpoint_id).first()
+    endpoint = Endpoint.objects.select_related("instance", "account", "rollout").filter(pk=endpoint_id).first()
     if endpoint is None:
         return None
     generation = endpoint.generation
@@ -133,6 +136,8 @@ def _reconcile(endpoint_id: int) -> Outcome | None:
         converged = _converge(endpoint, cluster)
     except tuple(FAILURES) as exc:
         return _failed(endpoint, generation, exc, previously_applied=previously_applied)
+    except redis.RedisError as exc:  # a canary's gate cannot judge without the gateway's counts
+        raise Retry(f"the gateway's traffic counts cannot be read ({type(exc).__name__})", delay=2) from exc
     observation = converged.observation
     _record(endpoint, generation, observation,
             url=endpoint_url(cluster, endpoint) if observation.state in KEEPS_URL else None,
@@ -141,7 +146,8 @@ def _reconcile(endpoint_id: int) -> Outcome | None:
         raise Retry(converged.link_pending, delay=10)  # settled states are not requeued; keep looking for the NLB
     log.info("reconcile.applied endpoint=%s generation=%s state=%s writes=%s", endpoint.pk, generation,
              observation.state, converged.writes)
-    return Outcome(observation.state, converged.writes, _requeue_after(observation))
+    requeue = converged.requeue_after if converged.requeue_after is not None else _requeue_after(observation)
+    return Outcome(observation.state, converged.writes, requeue)
 
 
 def _failed(endpoint: Endpoint, generation: int, exc: Exception, *, previously_applied: bool) -> Outcome:
@@ -209,6 +215,12 @@ def _converge(endpoint: Endpoint, cluster: Cluster) -> _Converged:
     kube = kube_for(cluster)
     target = target_for(endpoint, cluster, refresh_registry=True)
     writes = _ensure_account(kube, endpoint, target.namespace)
+    rollout = rollout_current(endpoint) if endpoint.intent == Intent.RUN else None
+    if rollout is not None:  # a canary beside the stable (never private: the update refuses that)
+        done = rollout_converge(kube, endpoint, cluster, rollout, kinds=ENDPOINT_KINDS,
+                                live=_live_objects(kube, cluster, target.namespace, endpoint.pk),
+                                record_revision=lambda desired: _record_revision(endpoint, desired))
+        return _Converged(done.observation, writes + done.writes, None, requeue_after=done.requeue_after)
     desired = render_endpoint(target, platform())
     _record_revision(endpoint, desired)
     live = _live_objects(kube, cluster, target.namespace, endpoint.pk)

@@ -95,6 +95,7 @@ class EndpointTarget:
     private_service: dict | None = None  # {"accountId", "region"}: PrivateLink through an internal NLB
     cluster_id: int = 0  # the cluster registration (Cluster row) the objects go to
     hub_token: bool = False  # the account has its own Hub token (its namespace's hub-token Secret)
+    canary: bool = False  # a canary rollout's new version, rendered beside the stable one (``CANARY``)
 
 
 def digest(obj) -> str:
@@ -158,6 +159,24 @@ def _egress_policy(namespace: str, labels: dict, denied: tuple[str, ...]) -> dic
 
 
 # ---------------------------------------------------------------- per endpoint
+# A canary's objects: its own Deployment, Service, HPA, Secrets and gateway NetworkPolicy, named with the
+# ``canary`` suffix. They carry the endpoint's labels (listed, pruned and watched with its other objects);
+# its pods carry ``<id>-canary`` as their id label, so the stable's Service, selector and policy never
+# select them, nor the canary's the stable's pods.
+CANARY = "canary"
+
+
+def object_name(target: EndpointTarget, suffix: str = "") -> str:
+    if target.canary:
+        suffix = f"{CANARY}-{suffix}" if suffix else CANARY
+    return endpoint_object_name(target.name, suffix)
+
+
+def pod_id(target: EndpointTarget) -> str:
+    """The id label of the target's pods (and what its Deployment, Service and policies select)."""
+    return f"{target.id}-{CANARY}" if target.canary else str(target.id)
+
+
 def _variant(target: EndpointTarget) -> tuple[str, dict]:
     (variant, body), = target.image.items()
     return variant, body or {}
@@ -198,7 +217,7 @@ FETCHER_UID = 1000  # the model fetcher is our image: it runs as a plain user
 
 
 def _deployment(target: EndpointTarget, platform: Platform, labels: dict) -> dict:
-    name = endpoint_object_name(target.name)
+    name = object_name(target)
     variant, body = _variant(target)
     port = image_port(target.image)
     image = platform.managed_image if variant in MANAGED_VARIANTS else body["url"]
@@ -219,7 +238,7 @@ def _deployment(target: EndpointTarget, platform: Platform, labels: dict) -> dic
     if target.args is not None:
         container["args"] = list(target.args)
     if target.secrets:
-        container["envFrom"] = [{"secretRef": {"name": endpoint_object_name(target.name, "secrets")}}]
+        container["envFrom"] = [{"secretRef": {"name": object_name(target, "secrets")}}]
     fetcher_env = [{"name": "HF_ENDPOINT", "value": platform.hub_url}]
     if target.hub_token:
         fetcher_env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {
@@ -248,8 +267,8 @@ def _deployment(target: EndpointTarget, platform: Platform, labels: dict) -> dic
     if target.instance.tolerations:
         pod_spec["tolerations"] = [dict(t) for t in target.instance.tolerations]
     if target.registry:
-        pod_spec["imagePullSecrets"] = [{"name": endpoint_object_name(target.name, "registry")}]
-    template = {"metadata": {"labels": labels}, "spec": pod_spec}
+        pod_spec["imagePullSecrets"] = [{"name": object_name(target, "registry")}]
+    template = {"metadata": {"labels": {**labels, LABEL_ID: pod_id(target)}}, "spec": pod_spec}
     if target.secrets_version:
         # envFrom is read when a container starts: a changed secret must restart the pods to reach them.
         template["metadata"]["annotations"] = {ANNOTATION_SECRETS: target.secrets_version}
@@ -261,7 +280,7 @@ def _deployment(target: EndpointTarget, platform: Platform, labels: dict) -> dic
         "metadata": {"name": name, "namespace": target.namespace, "labels": labels},
         "spec": {
             "replicas": max(target.min_replica, 1) if running else 0,
-            "selector": {"matchLabels": {LABEL_ID: str(target.id)}},
+            "selector": {"matchLabels": {LABEL_ID: pod_id(target)}},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
             "progressDeadlineSeconds": platform.progress_deadline_seconds,
             "revisionHistoryLimit": 3,
@@ -273,8 +292,8 @@ def _deployment(target: EndpointTarget, platform: Platform, labels: dict) -> dic
 def _service(target: EndpointTarget, labels: dict) -> dict:
     return {
         "apiVersion": "v1", "kind": "Service",
-        "metadata": {"name": endpoint_object_name(target.name), "namespace": target.namespace, "labels": labels},
-        "spec": {"type": "ClusterIP", "selector": {LABEL_ID: str(target.id)},
+        "metadata": {"name": object_name(target), "namespace": target.namespace, "labels": labels},
+        "spec": {"type": "ClusterIP", "selector": {LABEL_ID: pod_id(target)},
                  "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}]},
     }
 
@@ -293,7 +312,7 @@ def _hpa_metric(target: EndpointTarget) -> dict:
 
 
 def _hpa(target: EndpointTarget, labels: dict) -> dict:
-    name = endpoint_object_name(target.name)
+    name = object_name(target)
     return {
         "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
         "metadata": {"name": name, "namespace": target.namespace, "labels": labels},
@@ -314,7 +333,7 @@ def _hpa(target: EndpointTarget, labels: dict) -> dict:
 
 def _secret(target: EndpointTarget, labels: dict) -> dict:
     return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-            "metadata": {"name": endpoint_object_name(target.name, "secrets"), "namespace": target.namespace,
+            "metadata": {"name": object_name(target, "secrets"), "namespace": target.namespace,
                          "labels": labels},
             "data": {k: _b64(v) for k, v in sorted(target.secrets.items())}}
 
@@ -325,7 +344,7 @@ def _pull_secret(target: EndpointTarget, labels: dict) -> dict:
     config = {"auths": {registry["server"]: {"username": registry["username"],
                                              "password": registry.get("password") or "", "auth": auth}}}
     return {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
-            "metadata": {"name": endpoint_object_name(target.name, "registry"), "namespace": target.namespace,
+            "metadata": {"name": object_name(target, "registry"), "namespace": target.namespace,
                          "labels": labels},
             "data": {".dockerconfigjson": _b64(json.dumps(config, sort_keys=True))}}
 
@@ -333,9 +352,9 @@ def _pull_secret(target: EndpointTarget, labels: dict) -> dict:
 def _policy(target: EndpointTarget, labels: dict, suffix: str, sources: list[dict]) -> dict:
     """Admit ``sources`` to the endpoint's serving port; the namespace's default deny refuses the rest."""
     return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-            "metadata": {"name": endpoint_object_name(target.name, suffix), "namespace": target.namespace,
+            "metadata": {"name": object_name(target, suffix), "namespace": target.namespace,
                          "labels": labels},
-            "spec": {"podSelector": {"matchLabels": {LABEL_ID: str(target.id)}}, "policyTypes": ["Ingress"],
+            "spec": {"podSelector": {"matchLabels": {LABEL_ID: pod_id(target)}}, "policyTypes": ["Ingress"],
                      "ingress": [{"from": sources, "ports": [{"protocol": "TCP", "port": "http"}]}]}}
 
 
@@ -357,7 +376,7 @@ def _access(target: EndpointTarget, platform: Platform, labels: dict) -> list[di
                 "service.beta.kubernetes.io/aws-load-balancer-scheme": "internal",
                 "service.beta.kubernetes.io/aws-load-balancer-nlb-target-type": "ip",
                 "service.beta.kubernetes.io/aws-load-balancer-name": private_lb_name(target.namespace, name)}},
-            "spec": {"type": "LoadBalancer", "selector": {LABEL_ID: str(target.id)},
+            "spec": {"type": "LoadBalancer", "selector": {LABEL_ID: pod_id(target)},
                      "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}]},
         })
     if platform.private_cidrs:

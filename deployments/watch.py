@@ -28,6 +28,7 @@ from controlplane import queue
 from .kube import KubeError, kube_for
 from .models import Cluster
 from .names import LABEL_ID, owned_selector
+from .render import CANARY
 
 log = logging.getLogger(__name__)
 KINDS = ("Pod", "Deployment")
@@ -54,7 +55,8 @@ def _ready(pod: dict) -> bool:
 
 
 def endpoint_of(obj: dict) -> int | None:
-    value = ((obj.get("metadata") or {}).get("labels") or {}).get(LABEL_ID, "")
+    """The endpoint an object belongs to, by its id label (a canary's pods carry ``<id>-canary``)."""
+    value = ((obj.get("metadata") or {}).get("labels") or {}).get(LABEL_ID, "").removesuffix(f"-{CANARY}")
     return int(value) if value.isdigit() else None
 
 

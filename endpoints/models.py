@@ -232,3 +232,56 @@ class EndpointRevision(models.Model):
 
     def __str__(self) -> str:
         return f"revision {self.generation} ({self.outcome})"
+
+
+class RolloutPhase(models.TextChoices):
+    STARTING = "starting", "starting"  # the canary's pods are starting; it has no traffic yet
+    PROGRESSING = "progressing", "progressing"  # a step's weight is in force: its pause, then the gates
+    PROMOTING = "promoting", "promoting"  # gates passed (or promoted by hand): the stable rolls to the new spec
+    PROMOTED = "promoted", "promoted"
+    ROLLED_BACK = "rolledBack", "rolled back"  # a gate failed, or aborted by hand: the stable keeps serving
+
+
+ACTIVE_PHASES = (RolloutPhase.STARTING, RolloutPhase.PROGRESSING, RolloutPhase.PROMOTING)
+
+
+class Rollout(models.Model):
+    """The endpoint's latest canary update (``endpoints.rollouts``): the spec generation it brings (the
+    canary), the revision that served when it began (the stable), its steps, gates and where it stands.
+
+    One row per endpoint, replaced by the next canary. While it is active and after it rolled back (as long
+    as its generation is the endpoint's spec), the reconciler runs the stable revision's spec beside or
+    instead of the endpoint's own; ``stable_secrets_encrypted`` holds the stable's secret bundle for that
+    (Fernet, as on the Endpoint row) and is cleared once the rollout no longer needs it."""
+
+    endpoint = models.OneToOneField(Endpoint, on_delete=models.CASCADE, primary_key=True, related_name="rollout")
+    generation = models.PositiveBigIntegerField(help_text="The canary: the endpoint's spec generation")
+    stable_generation = models.PositiveBigIntegerField(help_text="The spec revision serving when it began")
+    stable_held = models.PositiveIntegerField(help_text="Replicas the stable holds against quota meanwhile")
+    canary_held = models.PositiveIntegerField(help_text="Replicas the new spec holds on its own")
+    stable_secrets_encrypted = models.TextField(blank=True, default="", editable=False)
+    steps = models.JSONField(help_text="[{weight, pauseSeconds}], as accepted")
+    gates = models.JSONField(help_text="{maxErrorRate, maxP95LatencyMs, minRequests}, defaults filled in")
+    sticky = models.BooleanField(default=False, help_text="A caller stays on one side while the weight holds")
+    phase = models.CharField(max_length=16, choices=RolloutPhase.choices, default=RolloutPhase.STARTING)
+    step = models.PositiveSmallIntegerField(default=0, help_text="Index of the step in force")
+    weight = models.PositiveSmallIntegerField(default=0, help_text="Percent of requests the gateway sends the canary")
+    step_started_at = models.DateTimeField(null=True, blank=True)
+    baseline = models.JSONField(default=dict, blank=True, help_text="Traffic totals when the step began")
+    readings = models.JSONField(default=dict, blank=True, help_text="The last gate evaluation")
+    message = models.CharField(max_length=1024, blank=True)
+    started_by_name = models.CharField(max_length=150, default="system")
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"rollout of revision {self.generation} ({self.phase})"
+
+    @property
+    def active(self) -> bool:
+        return self.phase in ACTIVE_PHASES
+
+    @property
+    def version(self) -> str:
+        """The canary's traffic version (``controlplane.traffic``)."""
+        return f"r{self.generation}"

@@ -11,12 +11,12 @@ from .models import CostHour, Endpoint, EndpointEvent, EndpointRevision
 
 
 def _base():
-    """Endpoints with what ``endpoint_body`` reads: their instance, creators, account, and ``month_cost``
+    """Endpoints with what ``endpoint_body`` reads: their instance, creators, account, rollout, and ``month_cost``
     (the ledger's sum for the endpoint's name this month; a subquery, not a query per row)."""
     month = (CostHour.objects.filter(account=OuterRef("account"), endpoint_name=OuterRef("name"),
                                      hour__gte=month_start(timezone.now()))
              .values("account").annotate(total=Sum("cost")).values("total"))
-    return (Endpoint.objects.select_related("instance", "created_by", "updated_by", "account")
+    return (Endpoint.objects.select_related("instance", "created_by", "updated_by", "account", "rollout")
             .annotate(month_cost=Subquery(month, output_field=DecimalField())))
 
 

@@ -34,6 +34,7 @@ from controlplane.wire import TimestampField
 
 from .cron import CronError, cron_parse
 from .models import EndpointType, RevisionOutcome
+from .rollout_serializers import RolloutStatusSerializer
 from .scaling import MEASURES
 from .spec import endpoint_body
 
@@ -325,6 +326,7 @@ class StatusSerializer(serializers.Serializer):
     desiredRevision = serializers.IntegerField(help_text="The spec revision desired (its spec generation)")
     servingRevision = serializers.IntegerField(allow_null=True,
                                                help_text="The spec revision that last reached running")
+    rollout = RolloutStatusSerializer(allow_null=True, help_text="The canary of the spec desired, if it has one")
 
 
 class ScalingOutSerializer(serializers.Serializer):

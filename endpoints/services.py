@@ -33,7 +33,7 @@ from quotas.selectors import instance_get
 
 from .errors import EndpointNotFound, StateConflict
 from .locks import endpoint_try_lock_for_transaction
-from .models import Endpoint, EndpointEvent, Intent, State
+from .models import Endpoint, EndpointEvent, Intent, Rollout, State
 from .quota import quota_reserve
 from .schedules import held_replica, schedule_record
 from .serializers import EndpointSpecSerializer
@@ -212,12 +212,53 @@ def endpoint_secrets(*, endpoint: Endpoint) -> tuple[dict, str | None]:
 
 
 def _locked_endpoint(account: Account, name: str) -> Endpoint:
+    """The endpoint row, locked after the account's row, with its instance, account and rollout (if any)."""
     account_lock(account=account)
-    endpoint = (Endpoint.objects.select_for_update(of=("self",)).select_related("instance", "account")
+    endpoint = (Endpoint.objects.select_for_update(of=("self",)).select_related("instance", "account", "rollout")
                 .filter(account=account, name=name).first())
     if endpoint is None:
         raise EndpointNotFound()
     return endpoint
+
+
+def rollout_of(endpoint: Endpoint) -> Rollout | None:
+    """The endpoint's rollout row (its latest canary), None when it never had one."""
+    return getattr(endpoint, "rollout", None)
+
+
+def _refuse_during_rollout(endpoint: Endpoint, operation: str) -> None:
+    """A canary under way owns the spec: nothing but delete, promote and abort changes the endpoint meanwhile."""
+    rollout = rollout_of(endpoint)
+    if rollout is not None and rollout.active:
+        raise Conflict(f"A canary rollout of revision {rollout.generation} is under way ({rollout.phase}): promote "
+                       f"or abort it before you {operation}", code=Code.ROLLOUT_IN_PROGRESS)
+
+
+def _retire_stable_secrets(endpoint: Endpoint) -> None:
+    """A new spec replaces a finished rollout's: the stable's secret values it kept are not needed any more."""
+    rollout = rollout_of(endpoint)
+    if rollout is not None and rollout.stable_secrets_encrypted:
+        Rollout.objects.filter(pk=rollout.pk).update(stable_secrets_encrypted="")
+        rollout.stable_secrets_encrypted = ""
+
+
+def _check_canary(endpoint: Endpoint, old_instance, old_type: str, diff: dict) -> None:
+    """A canary runs the new spec beside the serving one, behind our gateway, on the same compute: refuse
+    (naming ``rollout.strategy``) what cannot be split that way, 409 when nothing serves to compare with."""
+    field = "rollout.strategy"
+    if "private" in (endpoint.type, old_type):
+        message = "A private endpoint is not served by the gateway, which splits a canary's traffic: update it in place"
+        raise InvalidSpec(message, fields={field: [message]})
+    if endpoint.instance.pk != old_instance.pk:
+        message = "A canary keeps the compute and provider of the serving version: change those with a rolling update"
+        raise InvalidSpec(message, fields={field: [message]})
+    if "privateService" in diff:
+        raise InvalidSpec("A canary cannot change privateService", fields={field: ["privateService changes"]})
+    if (endpoint.intent != Intent.RUN or endpoint.state != State.RUNNING
+            or endpoint.serving_generation != endpoint.spec_generation):
+        raise StateConflict(f"A canary starts from a running endpoint whose spec serves; {endpoint.name} is "
+                            f"{endpoint.state}" + (" (roll back or update it first)"
+                                                   if endpoint.state == State.UPDATE_FAILED else ""))
 
 
 def _touch(endpoint: Endpoint, actor, *, spec_changed: bool) -> None:
@@ -268,6 +309,7 @@ def endpoint_create(*, account: Account, spec: dict, actor: AbstractBaseUser | N
         endpoint.save()  # no savepoint: a failed insert fails the whole transaction, as it should
     except IntegrityError as exc:  # the account lock makes this unreachable; kept as a backstop
         raise Conflict("An endpoint with the same name already exists", code=Code.NAME_TAKEN) from exc
+    Endpoint.rollout.related.set_cached_value(endpoint, None)  # a new endpoint has none: its body reads no row
     event_record(endpoint=endpoint, kind="create", actor=actor, message="Endpoint created",
                  diff={k: v for k, v in spec_diff({}, stored_spec(endpoint)).items() if v[1] not in (None, [], {})},
                  to_state=endpoint.state)
@@ -277,8 +319,14 @@ def endpoint_create(*, account: Account, spec: dict, actor: AbstractBaseUser | N
 
 @_reports_quota_refusal
 @transaction.atomic
-def endpoint_update(*, account: Account, name: str, patch: dict, actor: AbstractBaseUser | None) -> Endpoint:
+def endpoint_update(*, account: Account, name: str, patch: dict, actor: AbstractBaseUser | None,
+                    rollout: dict | None = None) -> Endpoint:
     """Deep-merge ``patch`` into the stored spec and apply it.
+
+    ``rollout`` (``rollout_serializers.RolloutSerializer``'s validated data, None: rolling): with strategy
+    ``canary`` the new spec becomes a canary beside the serving revision (a ``Rollout`` row; the endpoint
+    holds quota for both meanwhile), refused for private endpoints, a changed compute, or an endpoint whose
+    spec does not serve (``_check_canary``). Raises Conflict ``rollout_in_progress`` while one is under way.
 
     ``{}`` or a patch that changes nothing writes nothing. A changed repository or revision is pinned
     again by the reconciler. Re-admits quota when the instance changes or the held replicas grow (the largest
@@ -288,8 +336,9 @@ def endpoint_update(*, account: Account, name: str, patch: dict, actor: Abstract
     endpoint = _locked_endpoint(account, name)
     if endpoint.intent == Intent.DELETE:
         raise StateConflict("Endpoint is being deleted")
-    old_spec = stored_spec(endpoint)
-    patch = {k: v for k, v in patch.items() if k != "name"}  # renaming is not supported; the path names it
+    _refuse_during_rollout(endpoint, "update it")
+    old_spec, old_type, old_secrets_encrypted = stored_spec(endpoint), endpoint.type, endpoint.secrets_encrypted
+    patch = {k: v for k, v in patch.items() if k not in ("name", "rollout")}  # renaming is not supported; the path names it
     merged = deep_merge(old_spec, patch)
     merged.setdefault("model", {})
     if isinstance(merged["model"], dict) and "secrets" not in merged["model"]:
@@ -319,6 +368,11 @@ def endpoint_update(*, account: Account, name: str, patch: dict, actor: Abstract
     if not diff:
         return endpoint
 
+    canary = rollout is not None and rollout["strategy"] == "canary"
+    canary_held = endpoint.held_replica
+    if canary:
+        _check_canary(endpoint, old_instance, old_type, diff)
+        endpoint.held_replica = canary_held + old_held  # both versions run until the rollout ends
     holds_quota = endpoint.intent != Intent.PAUSE
     if holds_quota and (instance.pk != old_instance.pk or endpoint.held_replica > old_held
                         or instance.quota_units != old_instance.quota_units):
@@ -328,12 +382,26 @@ def endpoint_update(*, account: Account, name: str, patch: dict, actor: Abstract
     from_state = endpoint.state
     if endpoint.intent == Intent.RUN:
         endpoint.state = State.UPDATING if endpoint.first_applied_at else State.PENDING
-        endpoint.message = "Endpoint waiting for the update"
+        endpoint.message = "Canary starting beside the serving version" if canary else "Endpoint waiting for the update"
+    stable_generation = endpoint.serving_generation
     _touch(endpoint, actor, spec_changed=True)
     _new_spec(endpoint)
     endpoint.save()
-    event_record(endpoint=endpoint, kind="update", actor=actor, message="Endpoint updated", diff=diff,
-                 from_state=from_state, to_state=endpoint.state)
+    if canary:
+        steps = ", ".join(f"{s['weight']}%" for s in rollout["steps"])
+        Rollout.objects.update_or_create(endpoint=endpoint, defaults={
+            "generation": endpoint.spec_generation, "stable_generation": stable_generation,
+            "stable_held": old_held, "canary_held": canary_held, "stable_secrets_encrypted": old_secrets_encrypted,
+            "steps": rollout["steps"], "gates": rollout["gates"], "sticky": rollout["sticky"],
+            "phase": "starting", "step": 0, "weight": 0, "step_started_at": None, "baseline": {}, "readings": {},
+            "message": endpoint.message, "started_by_name": getattr(actor, "username", None) or "system",
+            "started_at": endpoint.updated_at, "finished_at": None})
+    else:
+        _retire_stable_secrets(endpoint)
+    event_record(endpoint=endpoint, kind="update", actor=actor, diff=diff, from_state=from_state,
+                 to_state=endpoint.state,
+                 message=f"Endpoint updated: canary of revision {endpoint.spec_generation} (steps {steps})"
+                 if canary else "Endpoint updated")
     _changed_on_commit(endpoint)
     return endpoint
 
@@ -357,10 +425,17 @@ def endpoint_rollback(*, account: Account, name: str, revision: int | None,
     endpoint = _locked_endpoint(account, name)
     if endpoint.intent == Intent.DELETE:
         raise StateConflict("Endpoint is being deleted")
+    _refuse_during_rollout(endpoint, "roll it back")
     target = rollback_target(endpoint=endpoint, generation=revision)
     old_secrets, old_password = endpoint_secrets(endpoint=endpoint)
-    secrets, password = secrets_restorable(endpoint=endpoint, revision=target, secrets=old_secrets,
-                                           registry_password=old_password)
+    kept, kept_password = old_secrets, old_password
+    rollout = rollout_of(endpoint)
+    if rollout is not None and rollout.stable_secrets_encrypted and target.generation == rollout.stable_generation:
+        # back to the stable of a canary that changed secret values: the rollout kept the stable's
+        bundle = decrypt_json(rollout.stable_secrets_encrypted, default={}) or {}
+        kept, kept_password = bundle.get("secrets") or {}, bundle.get("registryPassword")
+    secrets, password = secrets_restorable(endpoint=endpoint, revision=target, secrets=kept,
+                                           registry_password=kept_password)
     old_spec, old_pinned = stored_spec(endpoint), endpoint.pinned_revision
     spec = _validate({**target.spec, "model": {**target.spec["model"], "secrets": secrets}})
     _check_task(spec["model"])
@@ -394,6 +469,7 @@ def endpoint_rollback(*, account: Account, name: str, revision: int | None,
     _touch(endpoint, actor, spec_changed=True)
     _new_spec(endpoint, rollback_of=target.generation)
     endpoint.save()
+    _retire_stable_secrets(endpoint)
     event_record(endpoint=endpoint, kind="rollback", actor=actor, diff=diff, from_state=from_state,
                  to_state=endpoint.state,
                  message=f"Rolled back to revision {target.generation} (from revision {endpoint.rolled_back_from})")
@@ -425,6 +501,7 @@ def endpoint_pause(*, account: Account, name: str, actor: AbstractBaseUser | Non
         raise StateConflict("Endpoint is being deleted")
     if endpoint.intent == Intent.PAUSE:
         return endpoint
+    _refuse_during_rollout(endpoint, "pause it")
     return _intent_change(endpoint, intent=Intent.PAUSE, state=State.PAUSED, message=message, kind="pause",
                           actor=actor)
 
@@ -458,6 +535,7 @@ def endpoint_scale_to_zero(*, account: Account, name: str, actor: AbstractBaseUs
         raise StateConflict("Endpoint is paused; resume it first", status=400)
     if endpoint.intent == Intent.SCALE_TO_ZERO:
         return endpoint
+    _refuse_during_rollout(endpoint, "scale it to zero")
     return _intent_change(endpoint, intent=Intent.SCALE_TO_ZERO, state=State.SCALED_TO_ZERO,
                           message="Endpoint scaled to zero", kind="scaleToZero", actor=actor)
 

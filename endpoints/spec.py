@@ -115,6 +115,20 @@ def scaling_status(endpoint: Endpoint) -> dict:
             "nextChange": iso_z(endpoint.schedule_next_change)}
 
 
+def rollout_status(endpoint: Endpoint) -> dict | None:
+    """``status.rollout``: the canary of the spec now desired, None when that spec came without one."""
+    rollout = getattr(endpoint, "rollout", None)
+    if rollout is None or rollout.generation != endpoint.spec_generation:
+        return None
+    readings = rollout.readings or None
+    return {"strategy": "canary", "phase": rollout.phase, "step": rollout.step + 1, "steps": rollout.steps,
+            "weights": {"stable": 100 - rollout.weight, "canary": rollout.weight}, "gates": rollout.gates,
+            "sticky": rollout.sticky, "stableRevision": rollout.stable_generation,
+            "canaryRevision": rollout.generation, "readings": readings, "message": rollout.message,
+            "startedAt": iso_z(rollout.started_at), "stepStartedAt": iso_z(rollout.step_started_at),
+            "finishedAt": iso_z(rollout.finished_at)}
+
+
 def endpoint_body(endpoint: Endpoint) -> dict:
     """The HF v2 Endpoint object: every key of the HF wire format, ``Z`` timestamps, secret values masked;
     ``compute.scaling.schedules``, ``status.scaling`` and ``status.desiredRevision`` / ``servingRevision`` are
@@ -149,6 +163,7 @@ def endpoint_body(endpoint: Endpoint) -> dict:
             # spec revisions (endpoints.spec_revisions): the one desired and the last one that reached running
             "desiredRevision": endpoint.spec_generation,
             "servingRevision": endpoint.serving_generation,
+            "rollout": rollout_status(endpoint),
         },
     }
 

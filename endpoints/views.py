@@ -18,9 +18,10 @@ from controlplane.models import ApiToken, Role
 from controlplane.serializers import EmptySerializer
 from controlplane.views import body_error_responses, caller_account, error_responses
 
-from . import selectors, services, stream
+from . import rollouts, selectors, services, stream
 from .openmetrics import CONTENT_TYPE as OPENMETRICS_CONTENT_TYPE
 from .openmetrics import exposition
+from .rollout_serializers import RolloutActionSerializer, RolloutSerializer
 from .serializers import (
     EndpointEventFrameSerializer,
     EndpointEventListSerializer,
@@ -69,8 +70,14 @@ class EndpointDetailView(APIView):
         account = caller_account(request, namespace, Role.WRITE)
         patch = EndpointUpdateSerializer(data=request.data)
         patch.is_valid(raise_exception=True)
+        rollout = None
+        if "rollout" in patch.validated_data:
+            body = RolloutSerializer(data=patch.validated_data["rollout"])
+            if not body.is_valid():
+                raise serializers.ValidationError({"rollout": body.errors})
+            rollout = body.validated_data
         endpoint = services.endpoint_update(account=account, name=name, patch=patch.validated_data,
-                                            actor=request.user)
+                                            actor=request.user, rollout=rollout)
         return Response(EndpointSerializer(selectors.endpoint_get(account=account, name=endpoint.name)).data)
 
     @extend_schema(operation_id="endpoint_delete", tags=["endpoints"],
@@ -203,6 +210,33 @@ class EndpointRollbackView(APIView):
         services.endpoint_rollback(account=account, name=name, revision=body.validated_data.get("revision"),
                                    actor=request.user)
         return Response(EndpointSerializer(selectors.endpoint_get(account=account, name=name)).data)
+
+
+class _RolloutActionView(APIView):
+    def act(self, request: Request, namespace: str, name: str, service) -> Response:
+        account = caller_account(request, namespace, Role.WRITE)
+        body = RolloutActionSerializer(data=request.data or {})
+        body.is_valid(raise_exception=True)
+        service(account=account, name=name, actor=request.user, reason=body.validated_data.get("reason") or "")
+        return Response(EndpointSerializer(selectors.endpoint_get(account=account, name=name)).data)
+
+
+class EndpointRolloutPromoteView(_RolloutActionView):
+    @extend_schema(operation_id="endpoint_rollout_promote", tags=["endpoints"], request=RolloutActionSerializer,
+                   description="Skip the canary's remaining steps and gates: the stable version rolls to the new "
+                               "spec now. 409 no_rollout when no canary is under way.",
+                   responses={200: EndpointSerializer, **body_error_responses(403, 404, 409)})
+    def post(self, request: Request, namespace: str, name: str) -> Response:
+        return self.act(request, namespace, name, rollouts.rollout_promote)
+
+
+class EndpointRolloutAbortView(_RolloutActionView):
+    @extend_schema(operation_id="endpoint_rollout_abort", tags=["endpoints"], request=RolloutActionSerializer,
+                   description="Roll the canary back now: its traffic returns to the stable version and its "
+                               "objects go; the endpoint reports updateFailed. 409 no_rollout when none is under way.",
+                   responses={200: EndpointSerializer, **body_error_responses(403, 404, 409)})
+    def post(self, request: Request, namespace: str, name: str) -> Response:
+        return self.act(request, namespace, name, rollouts.rollout_abort)
 
 
 class OpenMetricsRenderer(BaseRenderer):

@@ -19,11 +19,14 @@ log = logging.getLogger(__name__)
 ROUTE_SQL = """
 SELECT e.id, e.name, e.type, e.state, e.intent, e.message, e.image,
        a.id AS account_id, a.slug AS account_slug, a.kind AS account_kind, a.user_id AS account_user_id,
-       c.namespace_prefix, c.service_url_template, c.ingress_domain, c.simulated
+       c.namespace_prefix, c.service_url_template, c.ingress_domain, c.simulated,
+       r.generation AS canary_generation, r.weight AS canary_weight, r.sticky AS canary_sticky
 FROM endpoints_endpoint e
 JOIN controlplane_account a ON a.id = e.account_id
 JOIN quotas_instancetype i ON i.id = e.instance_id
 LEFT JOIN deployments_cluster c ON c.vendor = i.vendor AND c.region = i.region AND c.enabled
+LEFT JOIN endpoints_rollout r ON r.endpoint_id = e.id AND r.generation = e.spec_generation AND r.weight > 0
+     AND r.phase IN ('starting', 'progressing', 'promoting')
 WHERE e.name = %s
 """
 TOKEN_SQL = """
@@ -79,9 +82,11 @@ class Database:
                 return None
             columns = ("id", "name", "type", "state", "intent", "message", "image", "account_id", "account_slug",
                        "account_kind", "account_user_id", "namespace_prefix", "service_url_template", "ingress_domain",
-                       "simulated")
+                       "simulated", "canary_generation", "canary_weight", "canary_sticky")
             for row in await self._fetch(ROUTE_SQL, (name,)):
                 values = dict(zip(columns, row, strict=True))
+                generation, weight, sticky = (values.pop(f"canary_{k}") for k in ("generation", "weight", "sticky"))
+                values["canary"] = {"generation": generation, "weight": weight, "sticky": sticky} if weight else None
                 if host_id(values["account_slug"], values["name"]) == key:
                     return records.route_record(values)
             return None
