@@ -4,9 +4,14 @@ Both sides import this module (standard library only, no Django, no I/O), so the
 fields and the latency bucket bounds cannot drift apart. The gateway (``gateway.traffic``) counts in
 memory and flushes every ``GATEWAY_ACTIVITY_SECONDS``; ``endpoints.traffic`` reads.
 
-Every key is under ``GATEWAY_REDIS_PREFIX`` and names an endpoint *version*: ``""`` today; a canary
-will split an endpoint's traffic between two versions and compare them, so the version is part of
-every key from the start. A version is ``VERSION_RE`` (it never contains ``:``, the key separator).
+Every key is under ``GATEWAY_REDIS_PREFIX`` and names an endpoint *version*. A version is ``VERSION_RE``
+(it never contains ``:``, the key separator).
+
+Versions: ``""`` is the whole endpoint's traffic -- every request, whichever side served it. When a
+canary takes a share (``gateway.split``), each request sent to the canary is counted again under the
+canary's version (same status class, same latency). So the stable version's traffic is not stored
+apart: stable = ``""`` minus the canary's version, field by field. Never add ``""`` and a canary version
+together (that counts the canary's requests twice).
 
 - ``traffic:<endpoint id>:<version>:<unix minute>``: a hash of the answers that *ended* in that minute
   (unix minute = ``int(unix seconds // 60)``). Expires ``MINUTE_TTL`` after its last write (25 h: a day

@@ -11,10 +11,11 @@ Both raise ``redis.RedisError`` when Redis cannot be read: a caller must not tak
 What is counted (see ``controlplane.traffic``): requests that reached the endpoint through the gateway
 and passed its access check; the minute of a request is the minute its answer ended.
 
-Versions: every key carries an endpoint version; the gateway writes only ``""`` today. ``version=None``
-means the endpoint's whole traffic, which today is version ``""`` (``ALL_VERSIONS``); when a canary
-introduces versions, ``ALL_VERSIONS`` is where the list of an endpoint's versions goes, and a caller
-passes one version to see it alone.
+Versions (``controlplane.traffic``): ``""`` is the whole endpoint's traffic, every request whichever side
+served it; a canary's version counts the canary's share again (each request sent to the canary is in
+both). So stable = whole - canary: subtract the canary version's counts from ``""``'s, never add them.
+``version=None`` means the whole endpoint, i.e. version ``""`` (``ALL_VERSIONS``); a caller passes a
+canary's version to see the canary alone.
 """
 
 import time

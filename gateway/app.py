@@ -15,7 +15,8 @@ Addressing (checked in this order):
    (``Config.path_hosts``); on any other Host the path names no endpoint (404 ``endpoint_not_found``).
 
 Then: private -> 404 (never served here); access by type (``gateway.access``); paused -> 503;
-scaled to zero or starting -> woken and held (``gateway.hold``); otherwise streamed (``gateway.proxy``).
+scaled to zero or starting -> woken and held (``gateway.hold``); otherwise streamed (``gateway.proxy``) to
+the stable upstream or, for the share ``gateway.split`` picks, the route's canary (never shown to callers).
 """
 
 import asyncio
@@ -46,6 +47,7 @@ from .db import Database
 from .errors import error
 from .hold import ClientQueueFull, Holds, QueueFull, Waker, serving
 from .proxy import UpstreamUnreachable, forward, request_headers
+from .split import choose
 from .traffic import Traffic
 from .upstream import Upstream
 
@@ -129,7 +131,8 @@ class Gateway:
             if route["type"] == "private":
                 return self._count(metrics.NO_ENDPOINT, error(404, Code.ENDPOINT_NOT_FOUND, "No endpoint at this address"))
             m = metrics.for_endpoint(route["namespace"], route["object"])
-            denied = await authorize(route, request.headers.get("Authorization"), self.cache, client)
+            authorization = request.headers.get("Authorization")
+            denied = await authorize(route, authorization, self.cache, client)
         except TooManyMisses:
             metrics.MISSES_REFUSED.inc()
             return self._count(metrics.NO_ENDPOINT, error(
@@ -143,14 +146,21 @@ class Gateway:
                 retry_after=RETRY_QUEUE_FULL))
         if denied is not None:
             return self._count(m, denied)
+        # The canary's requests count twice: under "" (the whole endpoint) and under the canary's version.
+        canary = choose(route, authorization, client)
         started = time.perf_counter()
         m.pending.inc()
         self.activity.begin(route["id"])
         counters = self.traffic.counters(route["id"])
         self.traffic.begin(counters)
+        canary_counters = None
+        if canary is not None:
+            canary_counters = self.traffic.counters(route["id"], canary["version"])
+            self.traffic.begin(canary_counters)
         klass = SERVER_ERROR  # unless answered: an exception here becomes aiohttp's 500
         try:
-            response = await self._serve(request, route, upstream_path, prefix, m, client)
+            base = route["upstream"] if canary is None else canary["upstream"]
+            response = await self._serve(request, route, base, upstream_path, prefix, m, client)
             klass = status_class(response.status)
         except asyncio.CancelledError:
             m.answered(CLIENT_CLOSED)
@@ -162,6 +172,8 @@ class Gateway:
             elapsed = time.perf_counter() - started
             m.duration.observe(elapsed)
             self.traffic.end(counters, klass, elapsed)
+            if canary_counters is not None:
+                self.traffic.end(canary_counters, klass, elapsed)
         return self._count(m, response)
 
     @staticmethod
@@ -197,8 +209,10 @@ class Gateway:
         return route.get("domain") in names or not names.isdisjoint(self.config.path_hosts)
 
     # ---------------------------------------------------------------- serving one endpoint
-    async def _serve(self, request: web.BaseRequest, route: dict, path: str, prefix: str,
+    async def _serve(self, request: web.BaseRequest, route: dict, base: str | None, path: str, prefix: str,
                      m: metrics.EndpointMetrics, client: str) -> web.StreamResponse:
+        """Answer one admitted request; ``base``: the upstream base URL chosen (the stable ``route["upstream"]``
+        or the canary's, ``gateway.split``). Whether to refuse or hold is the endpoint's state alone."""
         intent, state = route["intent"], route["state"]
         if intent == "delete" or state == "deleting":
             return error(404, Code.ENDPOINT_NOT_FOUND, "The endpoint is being deleted")
@@ -232,7 +246,7 @@ class Gateway:
                              f"{timeout:g}s", retry_after=RETRY_WAKING)
         query = request.rel_url.raw_query_string
         # Already percent-encoded as the client sent it: passed on byte for byte, never re-quoted.
-        url = URL(route["upstream"] + path + (f"?{query}" if query else ""), encoded=True)
+        url = URL(base + path + (f"?{query}" if query else ""), encoded=True)
         headers = request_headers(request, forward_authorization=route["type"] == "public", prefix=prefix,
                                   trusted_proxies=self.config.trusted_proxies)
         while True:
