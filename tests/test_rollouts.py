@@ -10,6 +10,7 @@ import pytest
 import redis.asyncio
 from django.conf import settings
 
+from controlplane.records import route_record
 from controlplane.traffic import status_class
 from deployments.feed import route_row
 from endpoints.models import Endpoint, EndpointEvent, Rollout
@@ -101,6 +102,8 @@ def test_a_good_canary_goes_through_every_step_and_is_promoted(alice_api, cluste
     assert canary["spec"]["selector"]["matchLabels"] == {"endpoints.controlplane.dev/id": f"{endpoint.pk}-canary"}
     route = route_row(account_slug="alice", name="web")
     assert route["canary"] == {"generation": 2, "weight": 20, "sticky": False}, route
+    published = route_record(route)["canary"]  # what the gateway splits by
+    assert (published["weight"], published["version"]) == (20, "r2") and "canary-ep-web" in published["upstream"]
 
     # Too few canary answers: the step waits and says how many more it needs.
     answered(gateway_prefix, endpoint.pk, whole=50, canary=10)
@@ -211,3 +214,12 @@ def test_a_canary_refuses_private_endpoints_compute_changes_and_an_endpoint_not_
     expect(alice_api.put(URL, {"model": {"env": {"A": "1"}}}, format="json"), 200)  # rolling: updating now
     expect(alice_api.put(URL, {"model": {"env": {"A": "2"}}, "rollout": canary}, format="json"), 409)
     assert not Rollout.objects.filter(pk=endpoint.pk).exists()
+
+
+def test_the_gateways_own_route_query_knows_the_phases_that_take_traffic():
+    """gateway.db reads routes without Django: its SQL names the active phases itself."""
+    from endpoints.models import ACTIVE_PHASES, RolloutPhase
+    from gateway.db import ROUTE_SQL
+
+    named = {phase for phase in RolloutPhase.values if f"'{phase}'" in ROUTE_SQL}
+    assert named == set(ACTIVE_PHASES), named
