@@ -19,7 +19,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from controlplane.errorcodes import Code
-from controlplane.errors import DomainError
+from controlplane.errors import Conflict, DomainError
 from controlplane.models import Account
 from controlplane.services import audit_record
 from controlplane.webhooks import events as webhook_events
@@ -97,13 +97,21 @@ def _threshold_webhook(budget: Budget, spent, percent: int, action: str | None =
 
 
 def _pause_non_essential(account: Account, done: Enforced) -> None:
+    from .rollouts import rollout_abort
     from .services import endpoint_pause
 
+    message = "Endpoint paused: the account's monthly budget is spent"
     for endpoint in Endpoint.objects.filter(account=account, intent=Intent.RUN).order_by("name"):
         if ESSENTIAL_TAG in (endpoint.tags or []):
             continue
-        endpoint_pause(account=account, name=endpoint.name, actor=None,
-                       message="Endpoint paused: the account's monthly budget is spent")
+        try:
+            endpoint_pause(account=account, name=endpoint.name, actor=None, message=message)
+        except Conflict as exc:
+            if exc.code != Code.ROLLOUT_IN_PROGRESS:
+                raise
+            # A spent budget outranks a canary: it is rolled back (the stable's spec stays), then paused.
+            rollout_abort(account=account, name=endpoint.name, actor=None, reason="the monthly budget is spent")
+            endpoint_pause(account=account, name=endpoint.name, actor=None, message=message)
         done.paused.append(f"{account.slug}/{endpoint.name}")
 
 

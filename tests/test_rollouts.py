@@ -223,3 +223,30 @@ def test_the_gateways_own_route_query_knows_the_phases_that_take_traffic():
 
     named = {phase for phase in RolloutPhase.values if f"'{phase}'" in ROUTE_SQL}
     assert named == set(ACTIVE_PHASES), named
+
+
+def test_a_spent_budget_that_pauses_rolls_a_canary_back_first(alice, alice_api, cluster, fake_kube, fake_hub):
+    from decimal import Decimal
+
+    from django.utils import timezone
+
+    from endpoints.budgets import budgets_enforce
+    from endpoints.costs import month_start
+    from endpoints.models import CostHour
+    from quotas.models import Budget
+    from quotas.services import budget_set
+
+    endpoint = running(alice_api)
+    slow = {**FAST, "steps": [{"weight": 10, "pauseSeconds": 3600}]}
+    expect(alice_api.put(URL, {"model": {"env": {"MODE": "x"}}, "rollout": slow}, format="json"), 200)
+    reconcile_until(endpoint.pk, alice_api, phase_is("progressing", 10), "at step 1")
+
+    now = timezone.now()
+    budget_set(account=alice.personal_account, monthly_limit=Decimal("10"), action=Budget.Action.PAUSE)
+    CostHour.objects.create(account=alice.personal_account, endpoint_name="web", hour=month_start(now),
+                            replica_seconds=3600, cost=Decimal("11"))
+    assert budgets_enforce(now=now).paused == ["alice/web"]
+    body = expect(alice_api.get(URL), 200).json()
+    assert body["status"]["state"] == "paused", body["status"]
+    assert body["status"]["rollout"]["phase"] == "rolledBack", body["status"]["rollout"]
+    assert "the monthly budget is spent" in body["status"]["rollout"]["message"]
