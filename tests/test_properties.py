@@ -150,13 +150,13 @@ def test_neither_argument_is_modified_and_the_result_shares_nothing_with_them(ba
 
 
 # ---------------------------------------------------------------- names
-DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")  # fullmatch: `$` would admit a trailing newline
 ENDPOINT_NAMES = st.from_regex(ENDPOINT_NAME_PATTERN, fullmatch=True)
 ACCOUNT_SLUGS = st.from_regex(ACCOUNT_NAME_PATTERN, fullmatch=True)
 
 
 def assert_label(label: str) -> None:
-    assert len(label) <= 63 and DNS_LABEL.match(label), label
+    assert len(label) <= 63 and DNS_LABEL.fullmatch(label), label
 
 
 @relaxed
@@ -165,7 +165,7 @@ def test_dns_label_of_anything_is_a_valid_label_and_deterministic(value):
     label = dns_label(value)
     assert_label(label)
     assert dns_label(value) == label
-    if DNS_LABEL.match(value) and len(value) <= 63:
+    if DNS_LABEL.fullmatch(value) and len(value) <= 63:
         assert label == value  # a valid label is kept as it is
 
 
