@@ -1,4 +1,7 @@
-"""Pure status derivation: live Deployment, Pods and Events -> the HF state, a message, replica counts.
+"""Status derivation: live Deployment, Pods and Events -> the HF state, a message, replica counts.
+
+``observe`` is pure; ``observe_live`` reads what it needs through a ``Kube`` first (one version of an
+endpoint: the reconciler's, and each of a canary rollout's two).
 
 Rules (first match wins), for an endpoint the user wants running:
 - no Deployment yet -> ``pending``;
@@ -91,3 +94,23 @@ def observe(*, deployment: dict | None, pods: list[dict], events: list[dict], te
     if older_ready:
         return Observation("updating", "Endpoint is updating; the previous version keeps serving", ready, target)
     return Observation("initializing", "Endpoint is initializing: pods are starting", ready, target)
+
+
+def live_deployment(kube, namespace: str, spec: dict, live: dict | None) -> dict | None:
+    """The Deployment ``spec`` renders as the apply left it (``live``), read again when it has no status yet
+    (a fresh create answers before any controller ran)."""
+    if live and not live.get("status"):
+        return kube.get("Deployment", namespace, spec["metadata"]["name"]) or live
+    return live
+
+
+def observe_live(kube, namespace: str, spec: dict, deployment: dict | None, pod_selector: str) -> Observation:
+    """``observe`` for the Deployment rendered as ``spec`` and its pods (``pod_selector``), with the
+    namespace's events read only when a pod is unschedulable (for the scheduler's reason)."""
+    template_hash = spec["spec"]["template"]["metadata"]["annotations"][ANNOTATION_TEMPLATE]
+    pods = kube.list("Pod", namespace, pod_selector)
+    observation = observe(deployment=deployment, pods=pods, events=[], template_hash=template_hash)
+    if "Unschedulable" in observation.message:
+        observation = observe(deployment=deployment, pods=pods, events=kube.list("Event", namespace),
+                              template_hash=template_hash)
+    return observation

@@ -34,8 +34,8 @@ from .aws import AwsError
 from .feed import route_publish_on_commit
 from .kube import Kube, KubeError, kube_for
 from .models import Cluster
-from .names import ANNOTATION_TEMPLATE, owned_selector
-from .observe import Observation, observe
+from .names import owned_selector
+from .observe import Observation, live_deployment, observe_live
 from .privatelink import PrivateLinkPending, privatelink_ensure, privatelink_remove
 from .render import EndpointTarget, render_account, render_endpoint
 from .revisions import RevisionError, revision_resolve
@@ -217,7 +217,7 @@ def _converge(endpoint: Endpoint, cluster: Cluster) -> _Converged:
     writes = _ensure_account(kube, endpoint, target.namespace)
     rollout = rollout_current(endpoint) if endpoint.intent == Intent.RUN else None
     if rollout is not None:  # a canary beside the stable (never private: the update refuses that)
-        done = rollout_converge(kube, endpoint, cluster, rollout, kinds=ENDPOINT_KINDS,
+        done = rollout_converge(kube, endpoint, cluster, rollout, target, kinds=ENDPOINT_KINDS,
                                 live=_live_objects(kube, cluster, target.namespace, endpoint.pk),
                                 record_revision=lambda desired: _record_revision(endpoint, desired))
         return _Converged(done.observation, writes + done.writes, None, requeue_after=done.requeue_after)
@@ -285,21 +285,15 @@ def _live_objects(kube: Kube, cluster: Cluster, namespace: str, endpoint_id: int
 def _observe(kube: Kube, endpoint: Endpoint, target: EndpointTarget, desired: list[dict],
              result: ApplyResult) -> Observation:
     deployment_spec = next(o for o in desired if o["kind"] == "Deployment")
-    deployment = result.live.get(("Deployment", deployment_spec["metadata"]["name"]))
-    if deployment and not deployment.get("status"):  # a fresh create answers before any controller ran
-        deployment = kube.get("Deployment", target.namespace, deployment_spec["metadata"]["name"]) or deployment
+    deployment = live_deployment(kube, target.namespace, deployment_spec,
+                                 result.live.get(("Deployment", deployment_spec["metadata"]["name"])))
     ready = (deployment or {}).get("status", {}).get("readyReplicas", 0) or 0
     if endpoint.intent == Intent.PAUSE:
         return Observation(State.PAUSED, "Endpoint paused by the user", ready, 0)
     if endpoint.intent == Intent.SCALE_TO_ZERO:
         return Observation(State.SCALED_TO_ZERO, "Endpoint scaled to zero; the next request wakes it", ready, 0)
-    template_hash = deployment_spec["spec"]["template"]["metadata"]["annotations"][ANNOTATION_TEMPLATE]
-    pods = kube.list("Pod", target.namespace, owned_selector(settings.INSTALLATION_ID, target.cluster_id, endpoint.pk))
-    observation = observe(deployment=deployment, pods=pods, events=[], template_hash=template_hash)
-    if "Unschedulable" in observation.message:
-        events = kube.list("Event", target.namespace)
-        observation = observe(deployment=deployment, pods=pods, events=events, template_hash=template_hash)
-    return observation
+    return observe_live(kube, target.namespace, deployment_spec, deployment,
+                        owned_selector(settings.INSTALLATION_ID, target.cluster_id, endpoint.pk))
 
 
 # ---------------------------------------------------------------- deletion

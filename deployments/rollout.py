@@ -24,7 +24,7 @@ import logging
 from django.conf import settings
 from django.utils import timezone
 
-from endpoints.models import Endpoint, Rollout, RolloutPhase, State
+from endpoints.models import Endpoint, Rollout, RolloutPhase, State, rollout_of
 from endpoints.rollouts import (
     gate_readings,
     rollout_finish,
@@ -38,9 +38,9 @@ from endpoints.rollouts import (
 from .apply import apply_all
 from .kube import Kube
 from .models import Cluster
-from .names import ANNOTATION_TEMPLATE, owned_selector
-from .observe import Observation, observe
-from .render import render_endpoint
+from .names import owned_selector
+from .observe import Observation, live_deployment, observe_live
+from .render import EndpointTarget, pod_id, render_endpoint
 from .targets import platform, target_for
 
 log = logging.getLogger(__name__)
@@ -60,47 +60,43 @@ class RolloutPass:
 def rollout_current(endpoint: Endpoint) -> Rollout | None:
     """The rollout this pass must follow: the canary of the spec now desired, unless it was promoted (then
     the endpoint's spec is simply the one to run)."""
-    rollout = getattr(endpoint, "rollout", None)
+    rollout = rollout_of(endpoint)
     if rollout is None or rollout.generation != endpoint.spec_generation or rollout.phase == RolloutPhase.PROMOTED:
         return None
     return rollout
 
 
-def _slot(kube: Kube, endpoint: Endpoint, desired: list[dict], result, namespace: str, cluster: Cluster,
-          pod_id: str) -> Observation:
-    """Observe one version: its Deployment (named in ``desired``) and the pods carrying ``pod_id``."""
-    spec = desired[0]
-    deployment = result.live.get(("Deployment", spec["metadata"]["name"]))
-    if deployment and not deployment.get("status"):
-        deployment = kube.get("Deployment", namespace, spec["metadata"]["name"]) or deployment
-    pods = kube.list("Pod", namespace, owned_selector(settings.INSTALLATION_ID, cluster.pk, pod_id))
-    template_hash = spec["spec"]["template"]["metadata"]["annotations"][ANNOTATION_TEMPLATE]
-    return observe(deployment=deployment, pods=pods, events=[], template_hash=template_hash)
+def _observed(kube: Kube, objects: list[dict], result, target: EndpointTarget) -> Observation:
+    """One version as the apply left it: its Deployment (rendered among ``objects``) and its pods."""
+    spec = next(o for o in objects if o["kind"] == "Deployment")
+    deployment = live_deployment(kube, target.namespace, spec, result.live.get(("Deployment", spec["metadata"]["name"])))
+    return observe_live(kube, target.namespace, spec, deployment,
+                        owned_selector(settings.INSTALLATION_ID, target.cluster_id, pod_id(target)))
 
 
-def rollout_converge(kube: Kube, endpoint: Endpoint, cluster: Cluster, rollout: Rollout, *, live: dict,
-                     kinds: tuple[str, ...], record_revision) -> RolloutPass:
+def rollout_converge(kube: Kube, endpoint: Endpoint, cluster: Cluster, rollout: Rollout, target: EndpointTarget,
+                     *, live: dict, kinds: tuple[str, ...], record_revision) -> RolloutPass:
     """Apply both versions (or the stable alone once rolled back) against ``live`` (kind -> name -> object,
-    pruning ``kinds``), observe them, and take the rollout's next step. ``record_revision(desired)`` records
-    the canary's spec revision before its objects are written. Raises KubeError, AwsError, and
-    ``redis.RedisError`` when the traffic counts a gate needs cannot be read (the caller retries)."""
-    source = endpoint if rollout.phase == RolloutPhase.PROMOTING else stable_endpoint(endpoint, rollout)
-    stable_target = target_for(source, cluster, refresh_registry=True)
+    pruning ``kinds``), observe them, and take the rollout's next step. ``target`` is the endpoint's own
+    spec rendered for ``cluster`` (``targets.target_for``); ``record_revision(desired)`` records the canary's
+    spec revision before its objects are written. Raises KubeError, AwsError, and ``redis.RedisError`` when
+    the traffic counts a gate needs cannot be read (the caller retries)."""
+    if rollout.phase == RolloutPhase.PROMOTING:
+        stable_target = target
+    else:
+        stable_target = target_for(stable_endpoint(endpoint, rollout), cluster, refresh_registry=True)
     stable = render_endpoint(stable_target, platform())
-    canary = []
-    if rollout.active:
-        canary_target = dataclasses.replace(target_for(endpoint, cluster, refresh_registry=True), canary=True)
-        canary = render_endpoint(canary_target, platform())
+    canary_target = dataclasses.replace(target, canary=True)
+    canary = render_endpoint(canary_target, platform()) if rollout.active else []
+    if canary:
         record_revision(canary)
-    deployments = [o for o in stable + canary if o["kind"] == "Deployment"]
     result = apply_all(kube, stable + canary, live, kinds)
-    namespace = stable_target.namespace
-    seen = _slot(kube, endpoint, deployments[:1], result, namespace, cluster, str(endpoint.pk))
+    seen = _observed(kube, stable, result, stable_target)
     if not rollout.active:  # rolled back: the stable serves alone
         if seen.state == State.RUNNING:
             seen = Observation(State.UPDATE_FAILED, rollout.message or "Canary rolled back", seen.ready, seen.target)
         return RolloutPass(seen, result.writes, None)
-    seen_canary = _slot(kube, endpoint, deployments[1:], result, namespace, cluster, f"{endpoint.pk}-canary")
+    seen_canary = _observed(kube, canary, result, canary_target)
     message, requeue = _advance(endpoint, rollout, seen, seen_canary)
     both = Observation(State.UPDATING, message, seen.ready + seen_canary.ready, seen.target + seen_canary.target)
     return RolloutPass(both, result.writes, requeue)
@@ -154,7 +150,7 @@ def _advance(endpoint: Endpoint, rollout: Rollout, stable: Observation, canary: 
 
 
 def _pause_left(rollout: Rollout, now) -> float:
-    """Seconds until the step in force is judged (at least ``SETTLE_SECONDS`` when asked right after it began)."""
+    """Seconds until the step in force is judged (0 once its pause is over)."""
     if rollout.step_started_at is None:
         return 0.0
     pause = rollout.steps[rollout.step]["pauseSeconds"]

@@ -285,3 +285,9 @@ class Rollout(models.Model):
     def version(self) -> str:
         """The canary's traffic version (``controlplane.traffic``)."""
         return f"r{self.generation}"
+
+
+def rollout_of(endpoint: Endpoint) -> Rollout | None:
+    """The endpoint's rollout row (its latest canary), None when it never had one; no query when the row
+    was loaded with ``select_related("rollout")`` (or cached as absent)."""
+    return getattr(endpoint, "rollout", None)

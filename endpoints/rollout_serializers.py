@@ -2,7 +2,13 @@
 
 from rest_framework import serializers
 
-from controlplane.fields import StrictBooleanField, StrictCharField, StrictIntegerField, StrictListField
+from controlplane.fields import (
+    StrictBooleanField,
+    StrictCharField,
+    StrictFloatField,
+    StrictIntegerField,
+    StrictListField,
+)
 
 from .models import RolloutPhase
 
@@ -12,13 +18,6 @@ MAX_PAUSE_SECONDS = 86_400
 # What a canary does when the update leaves a part out: two steps of five minutes, HF-like gates.
 DEFAULT_STEPS = ({"weight": 10, "pauseSeconds": 300}, {"weight": 50, "pauseSeconds": 300})
 DEFAULT_GATES = {"maxErrorRate": 0.01, "maxP95LatencyMs": 800, "minRequests": 100}
-
-
-class StrictFloatField(serializers.FloatField):
-    def to_internal_value(self, data):
-        if isinstance(data, bool) or not isinstance(data, int | float):
-            self.fail("invalid")
-        return super().to_internal_value(data)
 
 
 class RolloutStepSerializer(serializers.Serializer):

@@ -38,15 +38,8 @@ from controlplane.errors import Conflict
 from controlplane.models import Account
 from controlplane.webhooks import events as webhook_events
 
-from .models import Endpoint, EndpointRevision, RevisionOutcome, Rollout, RolloutPhase
-from .services import (
-    _assign,
-    _changed_on_commit,
-    _locked_endpoint,
-    _validate,
-    event_record,
-    rollout_of,
-)
+from .models import Endpoint, EndpointRevision, RevisionOutcome, Rollout, RolloutPhase, rollout_of
+from .services import _assign, _changed_on_commit, _locked_endpoint, _validate, event_record
 from .traffic import traffic_totals
 
 

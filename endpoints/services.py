@@ -33,7 +33,7 @@ from quotas.selectors import instance_get
 
 from .errors import EndpointNotFound, StateConflict
 from .locks import endpoint_try_lock_for_transaction
-from .models import Endpoint, EndpointEvent, Intent, Rollout, State
+from .models import Endpoint, EndpointEvent, Intent, Rollout, State, rollout_of
 from .quota import quota_reserve
 from .schedules import held_replica, schedule_record
 from .serializers import EndpointSpecSerializer
@@ -219,11 +219,6 @@ def _locked_endpoint(account: Account, name: str) -> Endpoint:
     if endpoint is None:
         raise EndpointNotFound()
     return endpoint
-
-
-def rollout_of(endpoint: Endpoint) -> Rollout | None:
-    """The endpoint's rollout row (its latest canary), None when it never had one."""
-    return getattr(endpoint, "rollout", None)
 
 
 def _refuse_during_rollout(endpoint: Endpoint, operation: str) -> None:

@@ -10,7 +10,7 @@ from copy import deepcopy
 from controlplane.images import image_health_route
 from controlplane.wire import iso_z
 
-from .models import Endpoint
+from .models import Endpoint, rollout_of
 from .scaling import scaling_target
 from .schedules import scheduled_bounds
 
@@ -117,7 +117,7 @@ def scaling_status(endpoint: Endpoint) -> dict:
 
 def rollout_status(endpoint: Endpoint) -> dict | None:
     """``status.rollout``: the canary of the spec now desired, None when that spec came without one."""
-    rollout = getattr(endpoint, "rollout", None)
+    rollout = rollout_of(endpoint)
     if rollout is None or rollout.generation != endpoint.spec_generation:
         return None
     readings = rollout.readings or None
