@@ -15,16 +15,21 @@ def create(user, name="web", **overrides) -> Endpoint:
 
 
 def converge(endpoint_id: int, until, timeout: float = 15.0) -> Endpoint:
-    """Reconcile (as the worker would, retrying transient failures) until the state is one of ``until``."""
+    """Reconcile (as the worker would, retrying transient failures) until a pass finishes with the state in ``until``.
+
+    A pass that ends in ``Retry`` never counts: some states (paused, scaledToZero) are written by the request
+    itself, so seeing one proves nothing about what reached the cluster until a whole pass has run.
+    """
     until = {until} if isinstance(until, str) else set(until)
     deadline = time.monotonic() + timeout
     while True:
         try:
             endpoint_reconcile(endpoint_id=endpoint_id)
+            finished = True
         except Retry:
-            pass
+            finished = False
         endpoint = Endpoint.objects.filter(pk=endpoint_id).first()
-        if endpoint is None and "gone" in until or endpoint is not None and endpoint.state in until:
+        if finished and (endpoint is None and "gone" in until or endpoint is not None and endpoint.state in until):
             return endpoint
         if time.monotonic() > deadline:
             raise AssertionError(f"endpoint {endpoint_id} stuck in {endpoint and endpoint.state}: "
