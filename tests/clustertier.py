@@ -36,6 +36,22 @@ def wait_for(predicate, timeout: float = 60.0, what="condition", interval: float
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what() if callable(what) else what}")
 
 
+def live_pods(probe: ClusterProbe, ns: str) -> list[dict]:
+    """The pods of ``ns`` that are not being deleted."""
+    return [p for p in probe.items(f"/api/v1/namespaces/{ns}/pods") if not p["metadata"].get("deletionTimestamp")]
+
+
+def pod_shas(probe: ClusterProbe, ns: str) -> list[tuple[str, bool]]:
+    """For each live pod: the model commit in ``HF_REVISION`` and whether the model fetcher's command carries
+    it too."""
+    found = []
+    for pod in live_pods(probe, ns):
+        env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
+        sha = env.get("HF_REVISION")
+        found.append((sha, sha in pod["spec"]["initContainers"][0]["command"]))
+    return found
+
+
 class ClusterProbe:
     """The test's own view of the cluster, as its admin (never through the code under test)."""
 

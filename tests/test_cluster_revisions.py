@@ -6,26 +6,12 @@ points elsewhere by then (the reconciler reuses the revision's pinned sha, it ne
 import pytest
 
 from endpoints.models import Endpoint
-from tests.clustertier import wait_for
+from tests.clustertier import pod_shas, wait_for
 from tests.factories import endpoint_spec
 from tests.helpers import expect
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 MAIN, V1, MOVED = "1" * 40, "2" * 40, "9" * 40  # the fake Hub's gpt2@main and gpt2@v1, and main once moved
-
-
-def live_pods(kube_cluster, ns: str) -> list[dict]:
-    return [p for p in kube_cluster.items(f"/api/v1/namespaces/{ns}/pods") if not p["metadata"].get("deletionTimestamp")]
-
-
-def pod_shas(kube_cluster, ns: str) -> list[tuple[str, bool]]:
-    """For each live pod: the commit in ``HF_REVISION`` and whether the model fetcher's command carries it too."""
-    found = []
-    for pod in live_pods(kube_cluster, ns):
-        env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
-        sha = env.get("HF_REVISION")
-        found.append((sha, sha in pod["spec"]["initContainers"][0]["command"]))
-    return found
 
 
 def serving(api, kube_cluster, sha: str, generation: int, timeout: float = 90) -> None:

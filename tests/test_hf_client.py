@@ -11,17 +11,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-import httpx2
 import huggingface_hub
 import pytest
-from huggingface_hub import HfApi, InferenceCatalogModel, InferenceCatalogRecipe, InferenceEndpoint, constants, hf_api
+from huggingface_hub import HfApi, InferenceCatalogModel, InferenceCatalogRecipe, InferenceEndpoint, constants
 from huggingface_hub.errors import BadRequestError, HfHubHTTPError
-from huggingface_hub.utils import _http as hf_http
 
 from endpoints.models import Endpoint
 from quotas.models import InstanceType
 from quotas.services import quota_set
 from tests.factories import make_org, make_token, make_user
+from tests.hfclient import origin, redirected
 
 HFCLIENT_DIR = Path(__file__).resolve().parent.parent / "scripts" / "hfclient"
 HF_BIN = Path(sys.executable).parent / "hf"
@@ -29,13 +28,6 @@ HF_BIN = Path(sys.executable).parent / "hf"
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 assert huggingface_hub.__version__ == "2.4.0", huggingface_hub.__version__
-
-
-def _origin(url) -> str:
-    """``host:port`` of an httpx2.URL or a string URL."""
-    if isinstance(url, str):
-        url = httpx2.URL(url)
-    return f"{url.host}:{url.port or (443 if url.scheme == 'https' else 80)}".lower()
 
 
 # --------------------------------------------------------------------------------------------- fixtures
@@ -53,58 +45,10 @@ def people():
 
 @pytest.fixture
 def hub(live_server, people, monkeypatch, tmp_path):
-    """Redirect the in-process client to the live server and guard its HTTP session.
-
-    What it takes with 2.4.0:
-    - ``constants.INFERENCE_ENDPOINTS_ENDPOINT`` (read at call time by every endpoint method);
-    - ``constants.ENDPOINT`` (read by ``HfApi.__init__``, i.e. by every ``HfApi()`` built later, including the
-      fresh one ``InferenceEndpoint.from_raw`` creates for ``fetch()``/``pause()``/...);
-    - ``hf_api.api.endpoint``: the module-level ``api`` was built at import with the real Hub URL. Module-level
-      helpers such as ``huggingface_hub.whoami()`` need it. (``list_inference_endpoints(namespace="*")`` calls the
-      module-level ``list_inference_endpoints`` with an explicit namespace, so it sends no whoami through ``api``;
-      it only takes the implicit token from it.)
-    - the implicit token through ``HF_TOKEN`` (read at call time), with the token file moved out of the way.
-    """
+    """The in-process client redirected to the live server, its HTTP session guarded (``tests.hfclient``)."""
     base = live_server.url.rstrip("/")
-    monkeypatch.setattr(constants, "INFERENCE_ENDPOINTS_ENDPOINT", f"{base}/v2")
-    monkeypatch.setattr(constants, "INFERENCE_CATALOG_ENDPOINT", f"{base}/api/v1/catalog")
-    monkeypatch.setattr(constants, "ENDPOINT", base)
-    monkeypatch.setattr(hf_api.api, "endpoint", base)
-    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token-file"))
-    monkeypatch.setattr(constants, "AGENT_HARNESSES_PATH", str(tmp_path / "agent-harnesses.json"))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)
-    monkeypatch.setattr(constants, "HF_HUB_DISABLE_IMPLICIT_TOKEN", False)
-    for name in ("HF_OIDC_RESOURCE", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE", "HF_HUB_DISABLE_IMPLICIT_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HF_TOKEN", people["implicit_token"])
-    monkeypatch.setenv("HF_HUB_DISABLE_UPDATE_CHECK", "1")
-    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
-
-    allowed = _origin(base)
-    seen: list[str] = []
-    refused: list[str] = []
-
-    def guard(request: httpx2.Request) -> None:
-        seen.append(f"{request.method} {request.url}")
-        if os.environ.get("HFCLIENT_DEBUG"):
-            print(f"[hfclient] {request.method} {request.url}")
-        if _origin(request.url) != allowed:
-            refused.append(f"{request.method} {request.url}")
-            raise RuntimeError(f"request left the test server: {request.method} {request.url}")
-
-    def guarded_client() -> httpx2.Client:
-        client = hf_http.default_client_factory()
-        client.event_hooks = {**client.event_hooks, "request": [guard, *client.event_hooks["request"]]}
-        client.timeout = 30.0
-        return client
-
-    huggingface_hub.set_client_factory(guarded_client)
-    try:
-        yield {"base": base, "seen": seen, "refused": refused, "token": people["token"], **people}
-    finally:
-        huggingface_hub.set_client_factory(hf_http.default_client_factory)
-    assert not refused, f"requests to other hosts: {refused}"
+    with redirected(monkeypatch, tmp_path, base, people["implicit_token"]) as guard:
+        yield {"base": base, **guard, "token": people["token"], **people}
 
 
 def _create(api: HfApi, name: str, **kwargs) -> InferenceEndpoint:
@@ -361,7 +305,7 @@ def cli(hub, tmp_path):
         "HF_HOME": str(tmp_path / "hf-home"),
         "HF_HUB_DISABLE_UPDATE_CHECK": "1",
         "HF_HUB_DISABLE_TELEMETRY": "1",
-        "HFCLIENT_ALLOWED_HOSTS": _origin(hub["base"]),
+        "HFCLIENT_ALLOWED_HOSTS": origin(hub["base"]),
         "HFCLIENT_GUARD_LOG": str(guard_log),
         "NO_COLOR": "1",
         "COLUMNS": "250",
