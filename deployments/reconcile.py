@@ -13,6 +13,7 @@ cluster; a rollback arrives pinned to its revision's commit, which ``_pin_revisi
 """
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis
@@ -62,6 +63,10 @@ class Retry(Exception):
         self.delay = delay
 
 
+class Busy(Retry):
+    """Another pass holds the endpoint's lock (a pass started after it was asked for would cover this one)."""
+
+
 class Refused(Exception):
     """The platform will not run this spec for this account (never transient)."""
 
@@ -106,12 +111,15 @@ class _Converged:
 
 
 # ---------------------------------------------------------------- the loop
-def endpoint_reconcile(*, endpoint_id: int) -> Outcome | None:
-    """Converge one endpoint. Raises Retry when another worker holds it or a transient error interrupts;
-    returns None if the endpoint no longer exists."""
+def endpoint_reconcile(*, endpoint_id: int, locked: Callable[[], object] | None = None) -> Outcome | None:
+    """Converge one endpoint. Raises Busy when another worker holds it, Retry when a transient error
+    interrupts; returns None if the endpoint no longer exists. ``locked``, if given, is called once the
+    endpoint's lock is held, before the pass reads anything."""
     with endpoint_session_lock(endpoint_id) as held:
         if not held:
-            raise Retry("another worker is reconciling this endpoint", delay=1)
+            raise Busy("another worker is reconciling this endpoint", delay=1)
+        if locked is not None:
+            locked()
         return _reconcile(endpoint_id)
 
 

@@ -2,11 +2,16 @@
 rejected updates that keep the old version serving, secret rotation, and one scheduled pass per endpoint."""
 
 import json
+import threading
+import time
 
+import pytest
 from django.conf import settings
+from django.db import connection
 
 from deployments.reconcile import RECHECK_FAILED_SECONDS, endpoint_reconcile
 from endpoints import services
+from endpoints.locks import endpoint_lock_key
 from endpoints.models import Endpoint
 from tests.kube_helpers import NS, converge, create, deployment
 
@@ -86,3 +91,44 @@ def test_at_most_one_scheduled_pass_per_endpoint(alice, broker):
     broker.redis.delete(f"reconcile:scheduled:{broker.queue}:{endpoint.pk}")  # as when its pass starts
     assert reconcile_sweep_task.run() == 1
     assert len(broker.messages()) == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_pass_asked_for_while_another_runs_follows_it_at_once(alice, cluster, fake_kube, fake_hub, broker):
+    """The asker does not wait a second and retry: the holder runs once more right after its pass (its
+    second pass starts after the ask), and one pass is scheduled should the holder die first."""
+    from workers.tasks import reconcile_endpoint_task
+
+    endpoint = converge(create(alice).pk, "running")
+    broker.clear()
+    fake_kube.clear_requests()
+    fake_kube.hang_next(1, 1.0)  # the holder's first request: the ask lands while its pass runs
+
+    def holder() -> None:
+        reconcile_endpoint_task.run(endpoint.pk)
+        connection.close()
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    key = endpoint_lock_key(endpoint.pk)
+    deadline = time.monotonic() + 10
+    with connection.cursor() as cursor:
+        while True:
+            cursor.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND "
+                           "((classid::bigint << 32) | objid::bigint) = %s", [key])
+            if cursor.fetchone()[0]:
+                break
+            assert time.monotonic() < deadline, "the holder never took the lock"
+            time.sleep(0.01)
+    lists_before = passes(fake_kube)
+    reconcile_endpoint_task.run(endpoint.pk)  # busy: asks and returns
+    assert passes(fake_kube) == lists_before  # it ran no pass of its own
+    thread.join(20)
+    assert passes(fake_kube) == 2, [f"{r.verb} {r.path}" for r in fake_kube.requests]
+    scheduled = broker.messages()
+    assert len(scheduled) == 1, scheduled  # the safety net, at most one per endpoint
+
+
+def passes(fake_kube) -> int:
+    """Reconcile passes seen by the API server: each lists the endpoint's Deployments once."""
+    return sum(1 for r in fake_kube.requests if r.verb == "list" and r.kind == "deployments")

@@ -51,22 +51,43 @@ def backoff(retries: int, hint: float | None = None) -> float:
     return max(delay, hint or 0)
 
 
+def _wanted_key(endpoint_id: int) -> str:
+    return f"reconcile:wanted:{reconcile_endpoint_task.app.conf.task_default_queue}:{endpoint_id}"
+
+
+WANTED_TTL_SECONDS = 60  # a mark outliving every pass that could read it expires on its own
+
+
 @shared_task(bind=True, name=queue.RECONCILE_ENDPOINT, acks_late=True, ignore_result=True, max_retries=None)
 def reconcile_endpoint_task(self, endpoint_id: int, scheduled: bool = False) -> None:
     """Converge one endpoint (idempotent). Transient failures retry with backoff up to RECONCILE_MAX_RETRIES;
     past that the beat sweep picks the endpoint up again, since its status is not converged. While the
-    cluster is still moving, the next pass is scheduled (at most one per endpoint)."""
-    from deployments.reconcile import Retry, endpoint_reconcile
+    cluster is still moving, the next pass is scheduled (at most one per endpoint).
+
+    A pass asked for while another worker holds the endpoint is not retried a second later: like a
+    controller's work queue, the holder runs once more as soon as it is done. The ask is a Redis mark set
+    before trying the lock and cleared once it is held; the holder reads (and clears) it after releasing,
+    so every ask is followed by a pass that started after it, either the holder's next or another worker's.
+    A pass is also scheduled (at most one per endpoint) in case the holder dies first."""
+    from deployments.reconcile import Busy, Retry, endpoint_reconcile
 
     if scheduled and self.request.retries == 0:
         _schedule_done(endpoint_id)
-    try:
-        outcome = endpoint_reconcile(endpoint_id=endpoint_id)
-    except Retry as exc:
-        if self.request.retries >= settings.RECONCILE_MAX_RETRIES:
-            log.warning("reconcile.gave_up endpoint=%s reason=%s", endpoint_id, exc)
+    wanted = _wanted_key(endpoint_id)
+    _redis().set(wanted, "1", ex=WANTED_TTL_SECONDS)
+    while True:
+        try:
+            outcome = endpoint_reconcile(endpoint_id=endpoint_id, locked=lambda: _redis().delete(wanted))
+        except Busy:
+            reconcile_schedule(endpoint_id, settings.RECONCILE_REQUEUE_SECONDS)
             return
-        raise self.retry(countdown=backoff(self.request.retries, exc.delay), exc=exc) from exc
+        except Retry as exc:
+            if self.request.retries >= settings.RECONCILE_MAX_RETRIES:
+                log.warning("reconcile.gave_up endpoint=%s reason=%s", endpoint_id, exc)
+                return
+            raise self.retry(countdown=backoff(self.request.retries, exc.delay), exc=exc) from exc
+        if outcome is None or not _redis().delete(wanted):  # nobody asked while this pass ran
+            break
     if outcome is not None and outcome.requeue_after:
         reconcile_schedule(endpoint_id, outcome.requeue_after)
 
