@@ -12,7 +12,9 @@ accounts of 100. Prints, each beside its yardstick from the same run:
    stamps them (1 s resolution).
 2. the same again with the cluster watcher running (``deployments.watch``, in this process): create ->
    running, and pod ready (the moment the watch saw it) -> ``running`` in the API, beside the polling-only
-   figure of 1.; then the watcher's own requests to the API server over an idle minute.
+   figure of 1.; then ``--singles`` endpoints created one at a time, pod ready -> ``running`` beside
+   Kubernetes' own part of it (pod ready -> the Deployment reports itself available); then the watcher's
+   own requests to the API server over an idle minute.
 3. one drift sweep over the converged endpoints: wall time, and the requests and writes the API server
    audited for the worker, beside the admin listing the same kinds across all namespaces once (the least a
    sweep can read).
@@ -37,8 +39,9 @@ def stamp(value: str) -> float:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
-def watched(accounts: list, endpoints: int, sha: str, polling: list[float], idle: float) -> None:
-    """Phase 2: the same creates with the watcher running; its latency figures and idle request rate."""
+def watched(accounts: list, endpoints: int, sha: str, polling: list[float], idle: float, singles: int) -> None:
+    """Phase 2: the same creates with the watcher running, then ``singles`` created one at a time (each
+    waited for); latency figures and the watcher's idle request rate."""
     import threading
 
     from django.db import connections
@@ -70,6 +73,7 @@ def watched(accounts: list, endpoints: int, sha: str, polling: list[float], idle
         print(f"with the watcher: create -> running {percentiles(ours, unit='s')}  "
               f"(polling only: p50 {sorted(polling)[len(polling) // 2]:.2f} s)")
         print(f"  pod ready (seen by the watch) -> running in the API: {percentiles(ready)}")
+        one_at_a_time(accounts[0], singles, sha, watcher)
         before = watcher.stats.lists + watcher.stats.watches
         time.sleep(idle)
         made = watcher.stats.lists + watcher.stats.watches - before
@@ -78,6 +82,31 @@ def watched(accounts: list, endpoints: int, sha: str, polling: list[float], idle
     finally:
         watcher.stop.set()
         thread.join(10)
+
+
+def one_at_a_time(account, count: int, sha: str, watcher) -> None:
+    """``count`` endpoints created one after another, each waited for: pod ready -> running in the API
+    beside Kubernetes' own part (pod ready -> its Deployment complete and available, as the watch saw both)."""
+    from endpoints.models import Endpoint, EndpointEvent
+    from endpoints.services import endpoint_create
+
+    created = []
+    for i in range(count):
+        endpoint = endpoint_create(account=account, spec=_spec(f"one-{i}", sha), actor=account.user)
+        deadline = time.monotonic() + 120
+        while not Endpoint.objects.filter(pk=endpoint.pk, state="running").exists():
+            if time.monotonic() > deadline:
+                raise SystemExit(f"one-{i} did not reach running")
+            time.sleep(0.01)
+        created.append(endpoint.pk)
+    reached = {e: t.timestamp() for e, t in EndpointEvent.objects.filter(
+        endpoint_id__in=created, to_state="running").values_list("endpoint_id", "created_at")}
+    seen = watcher.stats
+    traced = [pk for pk in created if pk in seen.ready_seen and pk in seen.available_seen]
+    ours = [reached[pk] - seen.ready_seen[pk] for pk in traced]
+    controllers = [max(0.0, seen.available_seen[pk] - seen.ready_seen[pk]) for pk in traced]
+    print(f"  one at a time: pod ready -> running in the API: {percentiles(ours)}")
+    print(f"    Kubernetes' part (pod ready -> Deployment available, as the watch saw both): {percentiles(controllers)}")
 
 
 def watcher_timeout() -> int:
@@ -92,7 +121,7 @@ def _spec(name: str, sha: str) -> dict:
     return endpoint_spec(name, model={"revision": sha})
 
 
-def run(env: dict, endpoints: int, nodes: int, idle: float) -> None:
+def run(env: dict, endpoints: int, nodes: int, idle: float, singles: int) -> None:
     from django.conf import settings
 
     from deployments.drift import drift_sweep
@@ -155,7 +184,7 @@ def run(env: dict, endpoints: int, nodes: int, idle: float) -> None:
             print(f"{endpoints} endpoints created at once, all running after {wall:.1f} s (polling only)")
             print(f"  create -> running (ours, end to end):              {percentiles(ours, unit='s')}")
             print(f"  Deployment created -> Available (Kubernetes alone): {percentiles(kube, unit='s')}")
-            watched(accounts, endpoints, sha, ours, idle)
+            watched(accounts, endpoints, sha, ours, idle, singles)
 
             worker.terminate()
             worker.wait(30)
@@ -188,9 +217,10 @@ def main() -> None:
     parser.add_argument("--endpoints", type=int, default=1000)
     parser.add_argument("--nodes", type=int, default=50)
     parser.add_argument("--idle", type=float, default=60, help="seconds the watcher's idle requests are counted")
-    args = bench_args(parser, endpoints=5, nodes=2, idle=2)
+    parser.add_argument("--singles", type=int, default=20, help="endpoints then created one at a time")
+    args = bench_args(parser, endpoints=5, nodes=2, idle=2, singles=2)
     env = setup_django()
-    run(env, args.endpoints, args.nodes, args.idle)
+    run(env, args.endpoints, args.nodes, args.idle, args.singles)
 
 
 if __name__ == "__main__":

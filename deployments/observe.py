@@ -15,6 +15,7 @@ Rules (first match wins), for an endpoint the user wants running:
 - otherwise -> ``initializing`` (pods starting).
 """
 
+import json
 from dataclasses import dataclass
 
 from .names import ANNOTATION_TEMPLATE
@@ -94,6 +95,30 @@ def observe(*, deployment: dict | None, pods: list[dict], events: list[dict], te
     if older_ready:
         return Observation("updating", "Endpoint is updating; the previous version keeps serving", ready, target)
     return Observation("initializing", "Endpoint is initializing: pods are starting", ready, target)
+
+
+def reading(kind: str, obj: dict) -> str:
+    """What ``observe`` reads of a Pod or a Deployment, as a comparable string: two versions of an object
+    with the same reading derive the same state, so a change elsewhere (a condition's timestamp, a pod being
+    scheduled or its containers created, managed fields) needs no pass. Kept beside ``observe``: whatever it
+    starts reading must be read here too."""
+    meta, status = obj.get("metadata") or {}, obj.get("status") or {}
+    if kind == "Pod":
+        failing = [(w.get("reason"), w.get("message")) for w in (
+            (cs.get("state") or {}).get("waiting") or {}
+            for cs in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []))
+            if w.get("reason") in FAILING_REASONS]
+        scheduled = _condition(obj, "PodScheduled")
+        unschedulable = scheduled.get("status") == "False" and scheduled.get("reason") == "Unschedulable"
+        relevant = [(meta.get("annotations") or {}).get(ANNOTATION_TEMPLATE), _is_ready(obj), failing,
+                    unschedulable and (scheduled.get("message") or True)]
+    else:
+        refused, progressing = _condition(obj, "ReplicaFailure"), _condition(obj, "Progressing")
+        relevant = [meta.get("generation"), (obj.get("spec") or {}).get("replicas"), bool(status),
+                    status.get("observedGeneration"), status.get("updatedReplicas"), status.get("readyReplicas"),
+                    [refused.get("status"), refused.get("reason"), refused.get("message")],
+                    progressing.get("reason") == "ProgressDeadlineExceeded" and progressing.get("message")]
+    return json.dumps(relevant, default=str)
 
 
 def live_deployment(kube, namespace: str, spec: dict, live: dict | None) -> dict | None:

@@ -6,15 +6,15 @@ cluster and per kind it lists once (this installation's objects of that cluster 
 then watches from the list's resourceVersion, like an informer: bookmarks keep the version fresh, a watch
 ends after ``WATCH_TIMEOUT_SECONDS`` and resumes where it was, an expired version (410) lists again and
 treats whatever changed meanwhile as changed. A change matters when what the observer reads of the object
-(a pod's phase, readiness and container states; a deployment's generation and status) differs from what
-was last seen. Changes are coalesced for ``WATCH_COALESCE_MS`` and each endpoint is queued once.
+(``observe.reading``: a pod's readiness, failing containers and scheduling; a deployment's generation,
+replicas and rollout status) differs from what was last seen. Changes are coalesced for
+``WATCH_COALESCE_MS`` and each endpoint is queued once.
 
 Steady state costs each cluster two long-lived requests, renewed every ``WATCH_TIMEOUT_SECONDS``,
 whatever the number of endpoints. The reconciler's requeue and the sweeps stay as the safety net: a
 change this process misses (it is down, a queue is full) is still found, only later.
 """
 
-import json
 import logging
 import threading
 import time
@@ -28,30 +28,24 @@ from controlplane import queue
 from .kube import KubeError, kube_for
 from .models import Cluster
 from .names import LABEL_ID, owned_selector
+from .observe import reading
 from .render import CANARY
 
 log = logging.getLogger(__name__)
 KINDS = ("Pod", "Deployment")
 
 
-def observed(kind: str, obj: dict) -> str:
-    """What the observer reads of an object, as a comparable string: a change elsewhere (a label, managed
-    fields, a lease-like heartbeat) wakes nobody."""
-    status = obj.get("status") or {}
-    if kind == "Pod":
-        relevant = [status.get("phase"), obj.get("metadata", {}).get("deletionTimestamp"),
-                    [(c.get("type"), c.get("status")) for c in status.get("conditions") or []],
-                    [(c.get("name"), c.get("ready"), c.get("restartCount"), sorted((c.get("state") or {}).items(),
-                                                                                   key=lambda kv: kv[0]))
-                     for c in status.get("containerStatuses") or []]]
-    else:
-        relevant = [obj.get("metadata", {}).get("generation"), status]
-    return json.dumps(relevant, sort_keys=True, default=str)
-
-
 def _ready(pod: dict) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True"
                for c in (pod.get("status") or {}).get("conditions") or [])
+
+
+def _available(deployment: dict) -> bool:
+    """The rollout is complete and a replica is available, as the Deployment's status says."""
+    meta, spec, status = deployment.get("metadata") or {}, deployment.get("spec") or {}, deployment.get("status") or {}
+    return (status.get("observedGeneration", 0) >= meta.get("generation", 0)
+            and (status.get("updatedReplicas") or 0) >= spec.get("replicas", 1)
+            and (status.get("availableReplicas") or 0) >= 1)
 
 
 def endpoint_of(obj: dict) -> int | None:
@@ -69,10 +63,12 @@ class Stats:
     events: int = 0
     queued: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    # With ``trace``: endpoint id -> wall-clock time the watch last saw one of its pods turn ready (the bench's
-    # start of "pod ready -> running").
+    # With ``trace``: endpoint id -> wall-clock time the watch first saw one of its pods ready (the bench's
+    # start of "pod ready -> running"), and its Deployment report the rollout complete and available (the
+    # part Kubernetes' own controllers take).
     trace: bool = False
     ready_seen: dict[int, float] = field(default_factory=dict, repr=False)
+    available_seen: dict[int, float] = field(default_factory=dict, repr=False)
 
     def add(self, **counts: int) -> None:
         with self.lock:
@@ -81,11 +77,12 @@ class Stats:
 
 
 class Coalescer:
-    """Endpoint ids marked changed, queued once each every ``interval`` seconds by ``run``."""
+    """Endpoint ids marked changed, each asked for once every ``interval`` seconds by ``run`` (``send``,
+    by default ``queue.reconcile_soon``: an endpoint already queued and not yet started is not queued again)."""
 
     def __init__(self, interval: float, stats: Stats, send=None):
         self.interval, self.stats = interval, stats
-        self.send = send or (lambda endpoint_id: queue.enqueue(queue.RECONCILE_ENDPOINT, endpoint_id))
+        self.send = send or queue.reconcile_soon
         self._dirty: set[int] = set()
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -133,7 +130,7 @@ class KindWatch(threading.Thread):
     def _list(self, kube) -> None:
         items, self.version = kube.list_versioned(self.kind, self.selector)
         self.stats.add(lists=1)
-        current = {o["metadata"]["uid"]: (endpoint_of(o), observed(self.kind, o)) for o in items}
+        current = {o["metadata"]["uid"]: (endpoint_of(o), reading(self.kind, o)) for o in items}
         if self.seen is not None:  # a relist after the version expired: what changed meanwhile is changed
             for uid in set(self.seen) | set(current):
                 old, new = self.seen.get(uid), current.get(uid)
@@ -142,6 +139,11 @@ class KindWatch(threading.Thread):
                     if endpoint_id is not None:
                         self.changed.mark(endpoint_id)
         self.seen = current
+
+    def _trace(self, endpoint_id: int, obj: dict) -> None:
+        seen = self.stats.ready_seen if self.kind == "Pod" else self.stats.available_seen
+        if endpoint_id not in seen and (_ready(obj) if self.kind == "Pod" else _available(obj)):
+            seen[endpoint_id] = time.time()
 
     def run(self) -> None:
         failures = 0
@@ -167,10 +169,9 @@ class KindWatch(threading.Thread):
                     self.version = meta.get("resourceVersion", self.version)
                     self.stats.add(events=1)
                     endpoint_id = endpoint_of(obj)
-                    if (self.stats.trace and self.kind == "Pod" and endpoint_id is not None
-                            and endpoint_id not in self.stats.ready_seen and _ready(obj)):
-                        self.stats.ready_seen[endpoint_id] = time.time()  # its first pod ready
-                    self._note(meta.get("uid", ""), endpoint_id, None if kind == "DELETED" else observed(self.kind, obj))
+                    if self.stats.trace and endpoint_id is not None:
+                        self._trace(endpoint_id, obj)
+                    self._note(meta.get("uid", ""), endpoint_id, None if kind == "DELETED" else reading(self.kind, obj))
                 failures = 0
             except KubeError as exc:
                 if self.stop.is_set():  # stopping: the connection was cut under us

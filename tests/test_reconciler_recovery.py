@@ -81,7 +81,8 @@ def test_rotating_a_secret_rolls_the_pods_without_revealing_it(alice, cluster, f
 
 
 def test_at_most_one_scheduled_pass_per_endpoint(alice, broker):
-    from workers.tasks import reconcile_schedule, reconcile_sweep_task
+    from controlplane.queue import reconcile_schedule
+    from workers.tasks import reconcile_sweep_task
 
     endpoint = create(alice)
     assert reconcile_schedule(endpoint.pk, 30) is True
@@ -92,6 +93,20 @@ def test_at_most_one_scheduled_pass_per_endpoint(alice, broker):
     assert reconcile_sweep_task.run() == 1
     assert len(broker.messages()) == 2
 
+
+
+def test_asks_before_a_pass_starts_share_it(alice, broker):
+    """The watcher's many asks while an endpoint's pods start (reconcile_soon) queue one pass until it starts;
+    an ask after it started queues the next."""
+    from controlplane.queue import pass_starting, reconcile_soon
+
+    endpoint = create(alice)
+    broker.clear()
+    assert [reconcile_soon(endpoint.pk) for _ in range(5)] == [True, False, False, False, False]
+    assert len(broker.messages()) == 1
+    pass_starting(endpoint.pk, scheduled=False)  # as the task does before its pass
+    assert reconcile_soon(endpoint.pk) is True
+    assert len(broker.messages()) == 2
 
 @pytest.mark.django_db(transaction=True)
 def test_a_pass_asked_for_while_another_runs_follows_it_at_once(alice, cluster, fake_kube, fake_hub, broker):

@@ -2,7 +2,6 @@
 
 import logging
 import random
-from functools import lru_cache
 
 from celery import shared_task
 from django.conf import settings
@@ -12,50 +11,10 @@ from controlplane import queue
 log = logging.getLogger(__name__)
 
 
-def reconcile_schedule(endpoint_id: int, countdown: float = 0) -> bool:
-    """Queue a pass unless one is already scheduled for this endpoint; True if queued.
-
-    A Redis key (expiring on its own, should its pass be lost) marks the scheduled pass, so requeues and
-    sweeps never stack chains of passes on one endpoint. Direct enqueues after a spec change bypass it.
-    """
-    if not _redis().set(_scheduled_key(endpoint_id), "1", nx=True, ex=int(countdown) + 60):
-        return False
-    reconcile_endpoint_task.apply_async(args=[endpoint_id], kwargs={"scheduled": True}, countdown=countdown,
-                                        retry=False)
-    return True
-
-
-def _redis():
-    """A pooled client of the broker the tasks are published to (one pool per URL, reused by every pass)."""
-    return _redis_for(reconcile_endpoint_task.app.conf.broker_url)
-
-
-@lru_cache(maxsize=4)
-def _redis_for(url: str):
-    import redis
-
-    return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
-
-
-def _scheduled_key(endpoint_id: int) -> str:
-    return f"reconcile:scheduled:{reconcile_endpoint_task.app.conf.task_default_queue}:{endpoint_id}"
-
-
-def _schedule_done(endpoint_id: int) -> None:
-    _redis().delete(_scheduled_key(endpoint_id))
-
-
 def backoff(retries: int, hint: float | None = None) -> float:
     """Capped exponential backoff with jitter; a server's Retry-After wins when it is longer."""
     delay = min(2 ** retries, settings.RECONCILE_MAX_BACKOFF_SECONDS) * (0.5 + random.random() / 2)
     return max(delay, hint or 0)
-
-
-def _wanted_key(endpoint_id: int) -> str:
-    return f"reconcile:wanted:{reconcile_endpoint_task.app.conf.task_default_queue}:{endpoint_id}"
-
-
-WANTED_TTL_SECONDS = 60  # a mark outliving every pass that could read it expires on its own
 
 
 @shared_task(bind=True, name=queue.RECONCILE_ENDPOINT, acks_late=True, ignore_result=True, max_retries=None)
@@ -71,25 +30,25 @@ def reconcile_endpoint_task(self, endpoint_id: int, scheduled: bool = False) -> 
     A pass is also scheduled (at most one per endpoint) in case the holder dies first."""
     from deployments.reconcile import Busy, Retry, endpoint_reconcile
 
-    if scheduled and self.request.retries == 0:
-        _schedule_done(endpoint_id)
-    wanted = _wanted_key(endpoint_id)
-    _redis().set(wanted, "1", ex=WANTED_TTL_SECONDS)
+    redis = queue.broker_redis()
+    queue.pass_starting(endpoint_id, scheduled=scheduled and self.request.retries == 0)
+    wanted = queue.reconcile_mark("wanted", endpoint_id)
+    redis.set(wanted, "1", ex=queue.MARK_TTL_SECONDS)
     while True:
         try:
-            outcome = endpoint_reconcile(endpoint_id=endpoint_id, locked=lambda: _redis().delete(wanted))
+            outcome = endpoint_reconcile(endpoint_id=endpoint_id, locked=lambda: redis.delete(wanted))
         except Busy:
-            reconcile_schedule(endpoint_id, settings.RECONCILE_REQUEUE_SECONDS)
+            queue.reconcile_schedule(endpoint_id, settings.RECONCILE_REQUEUE_SECONDS)
             return
         except Retry as exc:
             if self.request.retries >= settings.RECONCILE_MAX_RETRIES:
                 log.warning("reconcile.gave_up endpoint=%s reason=%s", endpoint_id, exc)
                 return
             raise self.retry(countdown=backoff(self.request.retries, exc.delay), exc=exc) from exc
-        if outcome is None or not _redis().delete(wanted):  # nobody asked while this pass ran
+        if outcome is None or not redis.delete(wanted):  # nobody asked while this pass ran
             break
     if outcome is not None and outcome.requeue_after:
-        reconcile_schedule(endpoint_id, outcome.requeue_after)
+        queue.reconcile_schedule(endpoint_id, outcome.requeue_after)
 
 
 @shared_task(name=queue.RECONCILE_SWEEP, acks_late=True, ignore_result=True)
@@ -98,7 +57,7 @@ def reconcile_sweep_task() -> int:
     Catches lost messages."""
     from deployments.selectors import endpoints_unconverged
 
-    return sum(reconcile_schedule(endpoint_id) for endpoint_id in endpoints_unconverged())
+    return sum(queue.reconcile_schedule(endpoint_id) for endpoint_id in endpoints_unconverged())
 
 
 @shared_task(name=queue.DRIFT_SWEEP, acks_late=True, ignore_result=True)
