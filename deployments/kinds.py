@@ -30,5 +30,6 @@ KINDS: tuple[Kind, ...] = (
     Kind("", "v1", "pods", "Pod", True, READ + WATCHED),
     Kind("", "v1", "pods/log", "Pod log", True, ("get",)),
     Kind("", "v1", "events", "Event", True, READ),
+    Kind("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice", True, ("list",)),  # a canary's Service serves
     Kind("", "v1", "nodes", "Node", False, ("list",)),  # the cluster probe's capacity figures
 )

@@ -139,3 +139,12 @@ def observe_live(kube, namespace: str, spec: dict, deployment: dict | None, pod_
         observation = observe(deployment=deployment, pods=pods, events=kube.list("Event", namespace),
                               template_hash=template_hash)
     return observation
+
+
+def service_serving(kube, namespace: str, service: str) -> bool:
+    """Whether ``service`` routes to a ready pod: a ready endpoint in its EndpointSlices. A pod's readiness
+    reaches them a controller pass after the pod itself, so a version judged ready by its pods may not be
+    reachable through its Service yet. An endpoint whose ``ready`` is unset counts as ready (the API's rule)."""
+    slices = kube.list("EndpointSlice", namespace, f"kubernetes.io/service-name={service}")
+    return any((e.get("conditions") or {}).get("ready") is not False
+               for s in slices for e in s.get("endpoints") or [])

@@ -39,7 +39,7 @@ from .apply import apply_all
 from .kube import Kube
 from .models import Cluster
 from .names import owned_selector
-from .observe import Observation, live_deployment, observe_live
+from .observe import Observation, live_deployment, observe_live, service_serving
 from .render import EndpointTarget, pod_id, render_endpoint
 from .targets import platform, target_for
 
@@ -48,6 +48,11 @@ log = logging.getLogger(__name__)
 FAILING = (State.FAILED, State.UPDATE_FAILED)
 WAITING_RECHECK_SECONDS = 2.0  # a step waiting for canary answers looks again this often
 SETTLE_SECONDS = 0.5  # after a phase change: the next pass renders what the new phase wants
+# A canary whose pods are ready waits for its Service's EndpointSlices, which are not watched: they follow
+# the pods within a controller pass, so the first looks come soon (one list each), then back off to the
+# usual requeue should they never come (a Service selecting nothing).
+UNROUTED = "its Service has no ready endpoint yet"
+UNROUTED_RECHECK_SECONDS = 0.25
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,9 +102,20 @@ def rollout_converge(kube: Kube, endpoint: Endpoint, cluster: Cluster, rollout: 
             seen = Observation(State.UPDATE_FAILED, rollout.message or "Canary rolled back", seen.ready, seen.target)
         return RolloutPass(seen, result.writes, None)
     seen_canary = _observed(kube, canary, result, canary_target)
+    if rollout.phase == RolloutPhase.STARTING and seen_canary.state == State.RUNNING:
+        seen_canary = _reachable(kube, canary, canary_target, seen_canary)
     message, requeue = _advance(endpoint, rollout, seen, seen_canary)
     both = Observation(State.UPDATING, message, seen.ready + seen_canary.ready, seen.target + seen_canary.target)
     return RolloutPass(both, result.writes, requeue)
+
+
+def _reachable(kube: Kube, canary: list[dict], target: EndpointTarget, seen: Observation) -> Observation:
+    """The running canary as its callers would find it: still starting until its Service has a ready
+    endpoint, so the first step's weight sends no caller to a Service with nowhere to route."""
+    service = next(o for o in canary if o["kind"] == "Service")["metadata"]["name"]
+    if service_serving(kube, target.namespace, service):
+        return seen
+    return Observation(State.INITIALIZING, UNROUTED, seen.ready, seen.target)
 
 
 def _advance(endpoint: Endpoint, rollout: Rollout, stable: Observation, canary: Observation) -> tuple[str, float]:
@@ -116,6 +132,10 @@ def _advance(endpoint: Endpoint, rollout: Rollout, stable: Observation, canary: 
                        message=f"Canary rolled back: its pods failed ({canary.message})")
         return rollout.message, SETTLE_SECONDS
     if rollout.phase == RolloutPhase.STARTING:
+        if canary.message == UNROUTED:
+            waited = (now - rollout.started_at).total_seconds()
+            return (f"Canary starting beside the serving version ({canary.ready}/{canary.target} ready; {UNROUTED})",
+                    min(max(waited / 10, UNROUTED_RECHECK_SECONDS), _requeue()))
         if canary.state != State.RUNNING:
             return f"Canary starting beside the serving version ({canary.ready}/{canary.target} ready)", _requeue()
         rollout_step_begin(endpoint=endpoint, rollout=rollout, step=0,

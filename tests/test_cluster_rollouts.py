@@ -4,11 +4,12 @@ and callers keep sending requests through every step.
 
 Both versions' Services are stood in for by one stub (``Versions``): the cluster's service URL template
 sends ``<stub>/<Service name>/<path>``, so the stub knows which Service a request reached, and it answers
-for a Service only while that Service's Deployment has a ready replica in the cluster (as a Service with no
-ready pod would not). Every answer the callers got is counted: a request is dropped if it raised, or got
+for a Service only while the cluster's EndpointSlices give that Service a ready endpoint (as a Service with
+nowhere to route would not). Every answer the callers got is counted: a request is dropped if it raised, or got
 any 5xx the canary itself did not send.
 """
 
+import asyncio
 import threading
 import time
 
@@ -36,13 +37,14 @@ STEPS = [{"weight": 25, "pauseSeconds": 3}, {"weight": 50, "pauseSeconds": 3}]
 
 
 class Versions(StubUpstream):
-    """Both versions' Services: ``/<service>/...`` answers ``{"service": <service>}`` while that Service's
-    Deployment in ``ns`` has a ready replica (read from the cluster every 0.1 s), else 503; with
-    ``bad_canary`` set, every 20th request to the canary (the 10th, 30th, ...) is a 500."""
+    """Both versions' Services: ``/<service>/...`` answers ``{"service": <service>}`` while that Service has
+    a ready endpoint in its EndpointSlices (what a Service routes to), else 503; with ``bad_canary`` set,
+    every 20th request to the canary (the 10th, 30th, ...) is a 500. The slices are read every 0.1 s, and
+    again at once before a 503, so the answer is the cluster's at the moment of the request."""
 
     def __init__(self, probe, ns: str):
         self.probe, self.ns = probe, ns
-        self.ready_replicas: dict[str, int] = {}
+        self.serving: set[str] = set()
         self.bad_canary = False
         self.canary_seen = 0
         self.watching = threading.Event()
@@ -50,11 +52,14 @@ class Versions(StubUpstream):
         self.poller = threading.Thread(target=self._poll, daemon=True)
         self.poller.start()
 
+    def _read(self) -> set[str]:
+        slices = self.probe.items(f"/apis/discovery.k8s.io/v1/namespaces/{self.ns}/endpointslices")
+        return {s["metadata"]["labels"]["kubernetes.io/service-name"] for s in slices
+                if any((e.get("conditions") or {}).get("ready") is not False for e in s.get("endpoints") or [])}
+
     def _poll(self) -> None:
         while not self.watching.is_set():
-            items = self.probe.items(f"/apis/apps/v1/namespaces/{self.ns}/deployments")
-            self.ready_replicas = {d["metadata"]["name"]: (d.get("status") or {}).get("readyReplicas", 0)
-                                   for d in items}
+            self.serving = self._read()
             time.sleep(0.1)
 
     def stop(self) -> None:
@@ -63,8 +68,8 @@ class Versions(StubUpstream):
 
     async def _echo(self, request: web.Request) -> web.Response:
         service = request.path.split("/")[1]
-        if self.ready_replicas.get(service, 0) < 1:
-            return web.Response(status=503, text=f"no ready replica behind {service}")
+        if service not in self.serving and service not in await asyncio.to_thread(self._read):
+            return web.Response(status=503, text=f"no ready endpoint behind {service}")
         if service == CANARY:
             self.canary_seen += 1
             if self.bad_canary and self.canary_seen % 20 == 10:

@@ -16,6 +16,7 @@ from deployments.feed import route_row
 from endpoints.models import Endpoint, EndpointEvent, Rollout
 from gateway.traffic import Traffic
 from tests.factories import endpoint_spec
+from tests.fakekube.pods import pod_is_ready
 from tests.helpers import expect
 from tests.kube_helpers import NS, converge
 
@@ -161,6 +162,22 @@ def test_a_canary_answering_five_percent_500s_is_rolled_back_by_its_error_rate_g
     expect(alice_api.post(f"{URL}/rollback"), 200)
     body = reconcile_until(endpoint.pk, alice_api, lambda b: b["status"]["state"] == "running", "running")
     assert body["status"]["rollout"] is None and "MODE" not in body["model"]["env"]
+
+
+def test_a_canary_takes_no_traffic_until_its_service_has_a_ready_endpoint(alice_api, cluster, fake_kube, fake_hub):
+    endpoint = running(alice_api)
+    fake_kube.hold_endpointslices()  # the EndpointSlice controller lags the canary's pods
+    expect(alice_api.put(URL, {"model": {"env": {"MODE": "new"}}, "rollout": FAST}, format="json"), 200)
+    body = reconcile_until(endpoint.pk, alice_api, lambda b: "no ready endpoint" in b["status"]["message"],
+                           "waiting for the canary's Service")
+    canary_pods = [p for p in fake_kube.objects("pods", NS)
+                   if p["metadata"]["labels"].get("endpoints.controlplane.dev/id") == f"{endpoint.pk}-canary"]
+    assert canary_pods and all(pod_is_ready(p) for p in canary_pods), "the pods are ready: only the Service is not"
+    assert body["status"]["rollout"]["phase"] == "starting" and body["status"]["rollout"]["weights"]["canary"] == 0
+    assert (route_row(account_slug="alice", name="web")["canary"] or {}).get("weight", 0) == 0
+
+    fake_kube.hold_endpointslices(False)
+    reconcile_until(endpoint.pk, alice_api, phase_is("progressing", 20), "at step 1 once the Service routes")
 
 
 def test_abort_and_promote_by_hand(alice_api, cluster, fake_kube, fake_hub, gateway_prefix):

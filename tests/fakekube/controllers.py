@@ -1,8 +1,8 @@
 """The background thread that runs the simulated controllers.
 
 Contract: ``ControllerLoop.tick()`` runs one pass - HPAs, then Deployments (ReplicaSets
-and pods), then the pod lifecycle - with the store lock held for the whole pass, so API
-requests see either none or all of a pass's writes. ``start()`` runs ``tick()`` every
+and pods), then the pod lifecycle, then EndpointSlices - with the store lock held for the
+whole pass, so API requests see either none or all of a pass's writes. ``start()`` runs ``tick()`` every
 ``interval`` seconds on a daemon thread until ``stop()``. Exceptions in a pass are
 recorded in ``errors`` (a fake bug must not silently freeze the cluster) and the loop
 keeps going.
@@ -15,6 +15,7 @@ import time
 import traceback
 
 from .deployments import DeploymentController
+from .endpointslices import EndpointSliceController
 from .hpa import HPAController
 from .pods import PodSimulator, SimConfig
 from .store import ObjectStore
@@ -29,6 +30,7 @@ class ControllerLoop:
         self.pods = PodSimulator(store, config)
         self.deployments = DeploymentController(store, config, self.pods)
         self.hpas = HPAController(store)
+        self.endpointslices = EndpointSliceController(store)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="fakekube-controllers",
                                         daemon=True)
@@ -39,6 +41,7 @@ class ControllerLoop:
             self.hpas.reconcile_all()
             self.deployments.reconcile_all(now)
             self.pods.reconcile_all(now)
+            self.endpointslices.reconcile_all()
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):

@@ -212,6 +212,10 @@ class FakeKube:
         """While True, every connection is closed without an answer (API down)."""
         self._faults.unreachable = flag
 
+    def hold_endpointslices(self, flag: bool = True) -> None:
+        """While True, EndpointSlices stop following pods (the real controller lagging behind them)."""
+        self._controllers.endpointslices.held = flag
+
     def reset_faults(self) -> None:
         self._faults.reset()
 

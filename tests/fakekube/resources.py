@@ -71,6 +71,7 @@ _ALL = [
                  status_subresource=True, has_generation=True),
     ResourceType("networkpolicies", "networkpolicy", "NetworkPolicy",
                  "networking.k8s.io", "v1", has_generation=True),
+    ResourceType("endpointslices", "endpointslice", "EndpointSlice", "discovery.k8s.io", "v1"),
 ]
 
 RESOURCES: dict[str, ResourceType] = {rt.plural: rt for rt in _ALL}
