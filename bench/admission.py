@@ -187,8 +187,9 @@ def main() -> None:
     parser.add_argument("--reads", type=int, default=20, help="list reads (and bare SELECTs)")
     args = bench_args(parser, clients=4, fit=2, rounds=1, singles=5, reads=2)
     env = setup_django()
-    env.update({"DJANGO_DEBUG": "false", "LOG_LEVEL": "ERROR", "DJANGO_SECRET_KEY": "bench-" + "k" * 40, "GATEWAY_RECORD_KEY": "r" * 40,
-                "DJANGO_ALLOWED_HOSTS": "127.0.0.1", "MAX_ENDPOINTS_PER_ACCOUNT": str(args.singles + 10)})
+    env.update({"DJANGO_DEBUG": "false", "LOG_LEVEL": "ERROR", "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
+                "DJANGO_SECRET_KEY": "bench-" + "k" * 40, "GATEWAY_RECORD_KEY": "r" * 40,
+                "MAX_ENDPOINTS_PER_ACCOUNT": str(args.singles + 10)})
     from controlplane.services import token_create, user_create
     from quotas.services import quota_set
 
