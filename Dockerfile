@@ -39,4 +39,4 @@ RUN DJANGO_SECRET_KEY=build-only-placeholder SECRETS_ENCRYPTION_KEY=build-only-p
  && python -m compileall -q /app
 USER 10001:10001
 EXPOSE 8000 8080
-CMD ["gunicorn", "controlplane.wsgi", "--bind", "0.0.0.0:8000", "--access-logfile", "-"]
+CMD ["gunicorn", "controlplane.wsgi", "--bind", "0.0.0.0:8000", "--access-logfile", "-", "--config", "python:controlplane.webserver"]

@@ -42,9 +42,19 @@ def scaling_measure(endpoint: Endpoint) -> tuple[str, float]:
     return scaling_target(endpoint.scaling_metric, endpoint.scaling_threshold)
 
 
+def json_copy(value):
+    """A copy of a JSON value (dicts, lists, scalars) sharing nothing mutable with it: what ``deepcopy``
+    gives for these, at a fraction of its cost (no memo), which matters when a list renders thousands."""
+    if isinstance(value, dict):
+        return {key: json_copy(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [json_copy(item) for item in value]
+    return value
+
+
 def public_image(image: dict) -> dict:
     """The image with any registry password masked."""
-    image = deepcopy(image)
+    image = json_copy(image)
     for body in image.values():
         credentials = body.get("credentials") if isinstance(body, dict) else None
         if credentials and "password" in credentials:
@@ -69,7 +79,7 @@ def stored_spec(endpoint: Endpoint) -> dict:
                 "maxReplica": endpoint.max_replica,
                 "scaleToZeroTimeout": endpoint.scale_to_zero_timeout,
                 "measure": {metric: endpoint.scaling_threshold} if endpoint.scaling_metric else None,
-                "schedules": deepcopy(endpoint.scaling_schedules or []),
+                "schedules": json_copy(endpoint.scaling_schedules or []),
             },
         },
         "model": {
@@ -77,10 +87,10 @@ def stored_spec(endpoint: Endpoint) -> dict:
             "revision": endpoint.revision,
             "framework": endpoint.framework,
             "task": endpoint.task,
-            "image": deepcopy(endpoint.image),
+            "image": json_copy(endpoint.image),
             "env": dict(endpoint.env),
-            "command": endpoint.command,
-            "args": endpoint.args,
+            "command": json_copy(endpoint.command),
+            "args": json_copy(endpoint.args),
         },
         "tags": list(endpoint.tags),
         "route": dict(endpoint.route) or None,
@@ -139,7 +149,7 @@ def endpoint_body(endpoint: Endpoint) -> dict:
     spec["compute"]["scaling"]["measure"] = {metric: threshold}
     spec["compute"]["scaling"]["metric"] = metric
     spec["model"]["revision"] = endpoint.pinned_revision or endpoint.revision
-    spec["model"]["image"] = public_image(endpoint.image)
+    spec["model"]["image"] = public_image(spec["model"]["image"])
     spec["model"]["secrets"] = {key: MASK for key in endpoint.secret_keys}
     spec["route"] = {"domain": endpoint.route.get("domain"), "path": endpoint.route.get("path")}
     return {

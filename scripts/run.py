@@ -146,7 +146,7 @@ def main() -> int:
     data.mkdir(parents=True, exist_ok=True)
     commands = {
         "web": [PYTHON, "-m", "gunicorn", "controlplane.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2",
-                "--access-logfile", "-"],
+                "--access-logfile", "-", "--config", "python:controlplane.webserver"],
         "worker": [PYTHON, "-m", "celery", "-A", "controlplane", "worker", "--loglevel", log_level, "--concurrency", "2"],
         "beat": [PYTHON, "-m", "celery", "-A", "controlplane", "beat", "--loglevel", log_level,
                  "--schedule", str(data / "celerybeat-schedule")],

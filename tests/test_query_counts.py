@@ -540,8 +540,8 @@ ADMIN: dict[str, Callable[[World, int], str]] = {f.__name__: f for f in (
 # (every request in the suite: TOKEN_LAST_USED_RESOLUTION_SECONDS=0), then the view's own. Admin requests:
 # the session and its user, then the page's own (a changelist counts its rows twice: filtered and in full).
 QUERIES = {
-    "whoami": 3, "token_list": 3, "hub_token": 4, "endpoint_list": 4, "endpoint_list_by_tag": 4,
-    "endpoint_list_of_an_org": 5, "endpoint_detail": 4, "endpoint_events": 5, "endpoint_revisions": 5,
+    "whoami": 3, "token_list": 3, "hub_token": 4, "endpoint_list": 6, "endpoint_list_by_tag": 6,
+    "endpoint_list_of_an_org": 7, "endpoint_detail": 4, "endpoint_events": 5, "endpoint_revisions": 5,
     "endpoint_logs": 5, "endpoint_replicas": 5, "endpoint_open_metrics": 4, "provider": 6, "quotas": 6,
     "quota_requests": 4, "catalog_list": 4, "catalog_list_filtered": 4, "webhook_list": 4, "webhook_detail": 4,
     "webhook_deliveries": 6,
